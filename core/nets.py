@@ -1,0 +1,66 @@
+"""The networks, kept apart from the methods that use them.
+
+An MLP serves flows' conditioners, VAE encoders/decoders and GAN players; a
+time-conditioned MLP serves DDPM's noise predictor (and later NCSN, flow
+matching, EBMs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "leaky_relu": lambda: nn.LeakyReLU(0.2), "elu": nn.ELU}
+
+
+class MLP(nn.Sequential):
+    """in_dim -> [hidden] * layers -> out_dim, activation between linear layers."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 64, layers: int = 2, activation: str = "relu"):
+        act = ACTIVATIONS[activation]
+        dims = [in_dim] + [hidden] * layers + [out_dim]
+        mods: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            mods.append(nn.Linear(a, b))
+            if i < len(dims) - 2:
+                mods.append(act())
+        super().__init__(*mods)
+        self.in_dim, self.out_dim = in_dim, out_dim
+
+    def zero_last(self) -> "MLP":
+        """Start as the zero map: a coupling layer then begins as the identity."""
+        nn.init.zeros_(self[-1].weight)
+        nn.init.zeros_(self[-1].bias)
+        return self
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Transformer-style features of a time t in [0, 1]; t: (n,) -> (n, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=t.dtype) / half)
+    args = 1000.0 * t[:, None] * freqs[None]  # (n, half); 1000 spreads t in [0,1] over the frequencies
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+
+
+class TimeMLP(nn.Module):
+    """f(x, t): an MLP on [x, embed(t)] with the time embedding added to every hidden layer."""
+
+    def __init__(self, dim: int, hidden: int = 128, layers: int = 3, t_dim: int = 32, activation: str = "silu", out_dim: int | None = None):
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        self.t_dim = t_dim
+        self.t_proj = nn.Sequential(nn.Linear(t_dim, hidden), act(), nn.Linear(hidden, hidden))
+        self.inp = nn.Linear(dim, hidden)
+        self.blocks = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(layers - 1)])
+        self.act = act()
+        self.out = nn.Linear(hidden, out_dim or dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x: (n, dim), t: (n,) in [0, 1] -> (n, out_dim)."""
+        temb = self.t_proj(sinusoidal_embedding(t, self.t_dim))  # (n, hidden)
+        h = self.act(self.inp(x) + temb)
+        for block in self.blocks:
+            h = self.act(block(h) + temb)
+        return self.out(h)
