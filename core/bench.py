@@ -1,0 +1,156 @@
+"""Benchmarks: training speed for every model and time-to-quality, as Markdown.
+
+Speed is measured three ways in one run, on the same device, with the same
+network and optimiser: a plain PyTorch loop (the floor), the engine headless,
+and the engine while snapshots stream at the playground's cadence. The ratios
+show what the engine and the live views cost.
+
+Time-to-quality trains default configs on eight_gaussians until a target is
+met: KL < 0.1 nats for realnvp and nsf, all 8 modes covered for wgan_gp, and
+for ddpm an MMD within twice the MMD between two independent true sample sets.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+import time
+
+import torch
+
+from . import metrics as M
+from . import registry
+from .trainer import Trainer, resolve_device
+
+DATASET = "eight_gaussians"
+UI_SNAPSHOT_INTERVAL = 0.2  # seconds, the playground's redraw cadence
+UI_METRICS_INTERVAL = 1.0
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _fresh(name: str, dataset, device: torch.device, steps: int) -> Trainer:
+    cfg = registry.train_config(name, {"steps": steps, "seed": 0})
+    torch.manual_seed(0)
+    model = registry.build_model(name, dataset.shape)
+    return Trainer(model, dataset, cfg, device=device.type)
+
+
+def plain_loop_rate(name: str, dataset, device: torch.device, steps: int, warmup: int = 20) -> float:
+    """Steps/s of a hand-written loop over the same phases, network and optimiser."""
+    t = _fresh(name, dataset, device, steps)  # only to reuse its data and model set-up
+    model, data, bs = t.model, t.data, t.cfg.batch_size
+    phases = model.phases(t.cfg.lr)
+    opts = [torch.optim.Adam(p.params, lr=p.lr, betas=p.betas) for p in phases]
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            for p, opt in zip(phases, opts):
+                for _ in range(p.repeats):
+                    x = data[torch.randint(0, data.shape[0], (bs,), device=data.device)]
+                    loss = p.loss(x)["loss"]
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    model.after_phase(p.name)
+
+    run(warmup)
+    _sync(device)
+    t0 = time.perf_counter()
+    run(steps)
+    _sync(device)
+    return steps / (time.perf_counter() - t0)
+
+
+def engine_rate(name: str, dataset, device: torch.device, steps: int, warmup: int = 20) -> float:
+    t = _fresh(name, dataset, device, steps + warmup)
+    t.fit(warmup, log_every=10)
+    _sync(device)
+    t0 = time.perf_counter()
+    t.fit(steps, log_every=10)
+    _sync(device)
+    return steps / (time.perf_counter() - t0)
+
+
+def streaming_rate(name: str, dataset, device: torch.device, steps: int, warmup: int = 20) -> tuple[float, int]:
+    """Steps/s while snapshots (samples, traces, metrics) stream to a consumer."""
+    t = _fresh(name, dataset, device, steps + warmup)
+    t.fit(warmup, log_every=10)
+    got = []
+    done = threading.Event()
+
+    def on_snapshot(s):
+        got.append(s["step"])
+        if s.get("final"):
+            done.set()
+
+    t0 = time.perf_counter()
+    t.start(on_snapshot=on_snapshot, snapshot_interval=UI_SNAPSHOT_INTERVAL, metrics_interval=UI_METRICS_INTERVAL)
+    t._thread.join()
+    wall = time.perf_counter() - t0
+    done.wait(60)
+    return steps / wall, len(got)
+
+
+def time_to_quality(name: str, dataset, device: torch.device, budget_s: float, check_every: int = 250) -> dict:
+    """Train default configs until the model's target is met or the budget runs out."""
+    reference = dataset.sample(2000, torch.Generator().manual_seed(11))
+    other = dataset.sample(2000, torch.Generator().manual_seed(12))
+    baseline_mmd = M.mmd(reference, other)
+    targets = {
+        "realnvp": ("KL < 0.1 nats", lambda m: m.get("kl", float("inf")) < 0.1),
+        "nsf": ("KL < 0.1 nats", lambda m: m.get("kl", float("inf")) < 0.1),
+        "wgan_gp": ("all 8 modes covered", lambda m: m.get("modes_covered", 0) >= 8),
+        "ddpm": (f"MMD < 2 x {baseline_mmd:.2g} (true vs true)", lambda m: m.get("mmd", float("inf")) < 2 * baseline_mmd),
+    }
+    label, reached = targets[name]
+    t = _fresh(name, dataset, device, 10_000_000)
+    last = {}
+    while t.elapsed < budget_s:
+        t.fit(check_every, log_every=check_every)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(5)
+            t.model.eval()
+            last = M.evaluate(t.model, dataset, reference, n=2000, with_kl=name in ("realnvp", "nsf"))
+            t.model.train()
+        if reached(last):
+            return {"model": name, "target": label, "reached": True, "steps": t.step_count, "seconds": t.elapsed, "metrics": last}
+    return {"model": name, "target": label, "reached": False, "steps": t.step_count, "seconds": t.elapsed, "metrics": last}
+
+
+def run_bench(models=None, steps: int = 300, device: str = "auto", quality_budget: float = 240.0,
+              with_quality: bool = True, log=print) -> str:
+    dev = resolve_device(device)
+    dataset = registry.load_dataset(DATASET)
+    names = models or registry.model_names()
+    lines = [f"Device: {device_name(dev)}. Dataset: {DATASET}, default configs, {steps} timed steps after 20 warm-up steps.",
+             "",
+             "| model | family | plain loop (steps/s) | engine headless (steps/s) | engine / plain | engine + live snapshots (steps/s) | live / headless | snapshots |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        fam = registry.model_spec(name).family
+        plain = plain_loop_rate(name, dataset, dev, steps)
+        eng = engine_rate(name, dataset, dev, steps)
+        live, n_snaps = streaming_rate(name, dataset, dev, steps)
+        lines.append(f"| {name} | {fam} | {plain:.0f} | {eng:.0f} | {eng / plain:.2f} | {live:.0f} | {live / eng:.2f} | {n_snaps} |")
+        log(lines[-1])
+    if with_quality:
+        lines += ["", f"Time-to-quality on {DATASET} (default configs, checked every 250 steps, budget {quality_budget:.0f} s of training each):", "",
+                  "| model | target | reached | steps | training seconds | final metrics |", "|---|---|---|---|---|---|"]
+        for name in ("realnvp", "nsf", "wgan_gp", "ddpm"):
+            if models and name not in models:
+                continue
+            r = time_to_quality(name, dataset, dev, quality_budget)
+            shown = ", ".join(f"{k} {v:.3g}" for k, v in r["metrics"].items() if k in ("kl", "mmd", "modes_covered", "high_quality"))
+            lines.append(f"| {name} | {r['target']} | {'yes' if r['reached'] else 'no'} | {r['steps']} | {r['seconds']:.1f} | {shown} |")
+            log(lines[-1])
+    return "\n".join(lines) + "\n"

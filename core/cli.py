@@ -1,0 +1,239 @@
+"""`python -m core`: list, train, sample, logprob and bench, headless.
+
+Every refusal is one line on stderr and a non-zero exit; no traceback reaches
+the person for a mistake they made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint, registry
+from .config import to_dict
+from .errors import LogProbUnavailable, PlaygroundError, TrainingDiverged
+from .trainer import Trainer, finite_or_none, resolve_device
+
+
+def _kv(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    return k.strip(), v.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core", description="Generative Playground, headless.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="the models and datasets, one per line")
+
+    t = sub.add_parser("train", help="train a model and write metrics, samples and weights")
+    t.add_argument("model")
+    t.add_argument("--data", required=True, help="a built-in dataset name or a .csv/.npy file of N x 2 points")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--set", dest="settings", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="a model setting, e.g. --set layers=4 (see 'python -m core list --settings')")
+    t.add_argument("--metrics-every", type=int, default=0, help="evaluate metrics every N steps (0: about 10 times a run)")
+    t.add_argument("--n-samples", type=int, default=10_000)
+    t.add_argument("--out", required=True)
+    t.add_argument("--quiet", action="store_true")
+
+    s = sub.add_parser("sample", help="draw samples from a trained model")
+    s.add_argument("dir")
+    s.add_argument("--n", type=int, required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+
+    lp = sub.add_parser("logprob", help="log-density of points under a trained model")
+    lp.add_argument("dir")
+    lp.add_argument("--points", required=True)
+    lp.add_argument("--out", required=True)
+
+    b = sub.add_parser("bench", help="training speed and time-to-quality, written as Markdown")
+    b.add_argument("--models", nargs="*", default=None)
+    b.add_argument("--steps", type=int, default=300)
+    b.add_argument("--device", default="auto")
+    b.add_argument("--quality-budget", type=float, default=240.0, help="seconds allowed per time-to-quality run")
+    b.add_argument("--skip-quality", action="store_true")
+    b.add_argument("--out", default=None, help="write the Markdown here as well as to stdout")
+    return p
+
+
+def cmd_list(args) -> int:
+    registry.load_all()
+    print("models:")
+    for name, spec in registry.MODELS.items():
+        print(f"  {name:<10} {spec.family:<10} {spec.summary}")
+    print("datasets:")
+    for name, spec in registry.DATASETS.items():
+        print(f"  {name:<22} {spec.summary}")
+    return 0
+
+
+def _progress(total: int, quiet: bool):
+    t0 = time.perf_counter()
+    last = [0.0]
+    tty = sys.stderr.isatty()
+
+    def show(rec: dict) -> None:
+        now = time.perf_counter()
+        if quiet or (now - last[0] < (0.5 if tty else 5.0) and rec["step"] < total):
+            return
+        last[0] = now
+        rate = rec["step"] / max(now - t0, 1e-9)
+        eta = (total - rec["step"]) / max(rate, 1e-9)
+        terms = "  ".join(f"{k} {v:.4g}" for k, v in rec.items() if k not in ("step", "time"))
+        line = f"step {rec['step']}/{total}  {terms}  ({rate:.0f} steps/s, {eta:.0f}s left)"
+        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+        if tty and rec["step"] >= total:
+            print(file=sys.stderr)
+
+    return show
+
+
+def cmd_train(args) -> int:
+    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
+                                   ("seed", args.seed)) if v is not None}
+    train_cfg = registry.train_config(args.model, overrides)
+    device = resolve_device(args.device)
+    dataset = registry.load_dataset(args.data)
+    torch.manual_seed(train_cfg.seed)
+    model = registry.build_model(args.model, dataset.shape, dict(args.settings))
+    if args.n_samples < 1:
+        raise PlaygroundError(f"--n-samples must be at least 1, got {args.n_samples}")
+    trainer = Trainer(model, dataset, train_cfg, device=str(device))
+    every = args.metrics_every or max(train_cfg.steps // 10, 1)
+    log_every = max(1, min(50, every))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    diverged = None
+    try:
+        trainer.fit(log_every=log_every, metrics_every=every, on_log=_progress(train_cfg.steps, args.quiet))
+    except TrainingDiverged as e:
+        diverged = str(e)
+    final = trainer.evaluate(n=2000, with_kl=model.has_log_prob and dataset.has_density)
+    model.eval()
+    with torch.no_grad():
+        samples = _sample_chunked(model, args.n_samples)
+    np.save(out / "samples.npy", samples)
+    checkpoint.save(out, args.model, model, train_cfg, dataset=args.data)
+    report = {
+        "model": args.model,
+        "family": model.family,
+        "dataset": args.data,
+        "device": str(device),
+        "config": {"model": to_dict(model.config), "train": to_dict(train_cfg)},
+        "steps_done": trainer.step_count,
+        "train_seconds": trainer.elapsed,
+        "status": "diverged" if diverged else "done",
+        "message": diverged or "",
+        "history": trainer.history,
+        "metric_history": trainer.metric_history,
+        "final": final,
+    }
+    with open(out / "metrics.json", "w") as f:
+        json.dump(_json_safe(report), f, indent=1)
+    if not args.quiet:
+        summary = "  ".join(f"{k} {v:.4g}" for k, v in final.items() if isinstance(v, (int, float)))
+        print(f"wrote {out}/metrics.json, samples.npy, {checkpoint.WEIGHTS}  |  {summary}", file=sys.stderr)
+    if diverged:
+        print(f"error: {diverged}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _sample_chunked(model, n: int, chunk: int = 4096) -> np.ndarray:
+    parts = [model.sample(min(chunk, n - i)).cpu().numpy() for i in range(0, n, chunk)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    return finite_or_none(obj)
+
+
+def cmd_sample(args) -> int:
+    if args.n < 1:
+        raise PlaygroundError(f"--n must be at least 1, got {args.n}")
+    model, _ = checkpoint.load(args.dir)
+    torch.manual_seed(args.seed)
+    with torch.no_grad():
+        samples = _sample_chunked(model, args.n)
+    np.save(args.out, samples)
+    return 0
+
+
+def cmd_logprob(args) -> int:
+    from .data.files import PointsFile
+
+    model, meta = checkpoint.load(args.dir)
+    if not model.has_log_prob:
+        raise LogProbUnavailable(f"model {meta['model']!r} ({model.family}) has no density, so log-probabilities "
+                                 f"cannot be computed; flows, the VAE and DDPM have one")
+    if model.data_shape == (2,):
+        pts = PointsFile.from_path(args.points, min_points=1).points
+    else:
+        pts = torch.as_tensor(np.load(args.points, allow_pickle=False), dtype=torch.float32)
+        pts = pts.reshape(-1, *model.data_shape)
+    values = []
+    for i in range(0, pts.shape[0], 2048):
+        chunk = pts[i:i + 2048]
+        if model.family == "diffusion":  # the probability-flow ODE needs autograd for the divergence
+            values.append(model.log_prob(chunk).detach())
+        else:
+            with torch.no_grad():
+                values.append(model.log_prob(chunk))
+    np.save(args.out, torch.cat(values).cpu().numpy().astype(np.float64))
+    if not model.log_prob_is_exact:
+        print(f"note: {meta['model']} log_prob is an estimate (see its documentation)", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    text = run_bench(models=args.models, steps=args.steps, device=args.device,
+                     quality_budget=args.quality_budget, with_quality=not args.skip_quality)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "logprob": cmd_logprob, "bench": cmd_bench}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PlaygroundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"error: {e.strerror}: {e.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""`python -m core` end to end on a tiny budget, and the refusals it promises."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from core import checkpoint, registry
+from core.cli import main
+from tests.conftest import REPO
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_names_every_model_and_dataset_one_per_line(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    lines = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
+    assert set(registry.model_names()) | set(registry.dataset_names()) == set(lines)
+    for name in ("nice", "realnvp", "glow", "maf", "iaf", "nsf", "vae", "gan", "nsgan", "lsgan",
+                 "wgan", "wgan_gp", "fgan", "mmdgan", "ddpm", "eight_gaussians", "pinwheel", "checkerboard"):
+        assert name in lines
+
+
+def test_module_entry_point_runs():
+    r = subprocess.run([sys.executable, "-m", "core", "list"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "realnvp" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["train", "realnvp", "--data", "eight_gaussians", "--steps", "60", "--batch-size", "128",
+                 "--seed", "3", "--set", "layers=2", "--set", "hidden=16", "--metrics-every", "30",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_train_writes_metrics_samples_and_weights(trained):
+    report = json.loads((trained / "metrics.json").read_text())
+    assert report["model"] == "realnvp" and report["steps_done"] == 60
+    assert report["config"]["model"]["layers"] == 2 and report["config"]["train"]["seed"] == 3
+    assert report["history"][-1]["step"] == 60 and "loss" in report["history"][-1]
+    assert {"kl", "mmd", "energy", "hist_kl", "modes_covered"} <= set(report["final"])
+    assert report["metric_history"] and report["metric_history"][-1]["step"] == 60
+    samples = np.load(trained / "samples.npy")
+    assert samples.shape == (10_000, 2) and np.isfinite(samples).all()
+    model, meta = checkpoint.load(trained)
+    assert meta["model"] == "realnvp" and meta["dataset"] == "eight_gaussians"
+    assert model.config.layers == 2
+
+
+def test_sample_is_reproducible_with_a_seed(trained, tmp_path, capsys):
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    assert run(capsys, "sample", str(trained), "--n", "500", "--out", str(a), "--seed", "1")[0] == 0
+    assert run(capsys, "sample", str(trained), "--n", "500", "--out", str(b), "--seed", "1")[0] == 0
+    assert np.load(a).shape == (500, 2)
+    assert np.array_equal(np.load(a), np.load(b))
+
+
+def test_logprob_matches_the_model(trained, tmp_path, capsys):
+    pts = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32)
+    np.save(tmp_path / "p.npy", pts)
+    code, _, _ = run(capsys, "logprob", str(trained), "--points", str(tmp_path / "p.npy"), "--out", str(tmp_path / "lp.npy"))
+    assert code == 0
+    lp = np.load(tmp_path / "lp.npy")
+    model, _ = checkpoint.load(trained)
+    with torch.no_grad():
+        expect = model.log_prob(torch.from_numpy(pts)).numpy()
+    assert lp.shape == (300,) and np.allclose(lp, expect, atol=1e-5)
+
+
+def test_logprob_of_a_gan_is_refused(tmp_path, capsys):
+    code, _, _ = run(capsys, "train", "gan", "--data", "eight_gaussians", "--steps", "2", "--batch-size", "32",
+                     "--metrics-every", "2", "--n-samples", "10", "--out", str(tmp_path / "g"), "--quiet")
+    assert code == 0
+    np.save(tmp_path / "p.npy", np.zeros((4, 2), np.float32))
+    code, _, err = run(capsys, "logprob", str(tmp_path / "g"), "--points", str(tmp_path / "p.npy"), "--out", str(tmp_path / "o.npy"))
+    assert code != 0 and "no density" in err and "Traceback" not in err
+    assert not (tmp_path / "o.npy").exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "stylegan", "--data", "eight_gaussians"], "unknown model 'stylegan'; valid models: nice"),
+    (["train", "realnvp", "--data", "moons3d"], "unknown dataset 'moons3d'; valid datasets:"),
+    (["train", "realnvp", "--data", "eight_gaussians", "--lr", "-1"], "lr=-1.0 is out of range"),
+    (["train", "realnvp", "--data", "eight_gaussians", "--set", "layers=0"], "layers=0 is out of range"),
+    (["train", "realnvp", "--data", "eight_gaussians", "--set", "momentum=3"], "unknown setting 'momentum'"),
+    (["train", "realnvp", "--data", "eight_gaussians", "--device", "tpu"], "device 'tpu' is not allowed"),
+])
+def test_invalid_values_are_refused_in_one_line(argv, needle, tmp_path, capsys):
+    code, _, err = run(capsys, *argv, "--out", str(tmp_path / "x"))
+    assert code == 2
+    assert needle in err and err.count("\n") == 1
+
+
+def test_batch_larger_than_a_file_of_points_is_refused(tmp_path, capsys):
+    pts = np.random.default_rng(0).normal(size=(50, 2))
+    np.savetxt(tmp_path / "pts.csv", pts, delimiter=",", header="x,y", comments="")
+    code, _, err = run(capsys, "train", "realnvp", "--data", str(tmp_path / "pts.csv"), "--batch-size", "64",
+                       "--out", str(tmp_path / "x"))
+    assert code == 2 and "batch_size=64 is larger than the data (50 points)" in err
+
+
+def test_training_on_a_file_of_points(tmp_path, capsys):
+    pts = np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32)
+    np.save(tmp_path / "pts.npy", pts)
+    code, _, _ = run(capsys, "train", "maf", "--data", str(tmp_path / "pts.npy"), "--steps", "5", "--batch-size", "32",
+                     "--metrics-every", "5", "--n-samples", "20", "--out", str(tmp_path / "m"), "--quiet")
+    assert code == 0
+    report = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert "kl" not in report["final"] and "mmd" in report["final"]
+
+
+def test_a_bad_file_of_points_gets_a_message_not_a_traceback(tmp_path, capsys):
+    (tmp_path / "bad.csv").write_text("x,y\n1,2\n3,oops\n")
+    code, _, err = run(capsys, "train", "realnvp", "--data", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "x"))
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err
