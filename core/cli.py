@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import math
 import sys
 import time
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_list(args) -> int:
     registry.load_all()
     print("models:")
-    for name, spec in registry.MODELS.items():
+    for name in registry.model_names():
+        spec = registry.MODELS[name]
         print(f"  {name:<10} {spec.family:<10} {spec.summary}")
     print("datasets:")
     for name, spec in registry.DATASETS.items():
@@ -233,6 +235,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

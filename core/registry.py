@@ -67,14 +67,20 @@ def load_all() -> None:
         _loaded = True
 
 
+FAMILY_ORDER = ("flow", "vae", "gan", "diffusion")
+
+
 def model_names(family: str | None = None) -> list[str]:
+    """Registered models, grouped by family in a fixed order (whatever was imported first)."""
     load_all()
-    return [n for n, s in MODELS.items() if family is None or s.family == family]
+    rank = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    names = sorted(MODELS, key=lambda n: (rank.get(MODELS[n].family, len(rank)), list(MODELS).index(n)))
+    return [n for n in names if family is None or MODELS[n].family == family]
 
 
 def families() -> list[str]:
     load_all()
-    return list(dict.fromkeys(s.family for s in MODELS.values()))
+    return list(dict.fromkeys(MODELS[n].family for n in model_names()))
 
 
 def dataset_names() -> list[str]:
@@ -85,7 +91,7 @@ def dataset_names() -> list[str]:
 def model_spec(name: str) -> ModelSpec:
     load_all()
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(model_names())}")
     return MODELS[name]
 
 
