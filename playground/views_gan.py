@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.metrics import COVERAGE_FRACTION  # the rule of core.metrics.mode_stats, drawn per mode
+
 from . import views_common as V
 from . import views_digits as D
 
@@ -28,7 +30,6 @@ PANELS = [
 
 MAX_ARROWS = 150
 UNCOVERED = "#d62728"
-COVERAGE_FRACTION = 0.2  # a mode is covered with this share of uniform coverage, as in core.metrics.mode_stats
 ARROW_FRACTION = 0.08  # longest arrow, as a fraction of the plot's width
 
 
