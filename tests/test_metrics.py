@@ -244,3 +244,29 @@ def test_evaluate_flattens_images():
     shifted = M.evaluate(Stub(Blobs(0.6), density=False, shape=(1, 4, 4)), data, ref, n=300)
     assert set(same) == {"mmd", "energy", "nonfinite"}
     assert shifted["mmd"] > 20 * same["mmd"] and shifted["energy"] > 20 * same["energy"]
+
+
+def test_evaluate_with_cached_reference_terms_matches_the_full_estimators():
+    # The reference's own kernel and distance means are computed once per run and reused;
+    # the values must be those of mmd() and energy_distance() on the same two sets.
+    class Fixed(Stub):
+        def sample(self, n):
+            return self.points[:n].clone()
+
+    class Images(Dataset):
+        shape, bounds, name = (1, 4, 4), None, "images"
+
+    cases = [(T.eight_gaussians(), (2,), 1.2 * T.eight_gaussians().sample(300, gen(21)), T.eight_gaussians().sample(400, gen(20))),
+             (Images(), (1, 4, 4), 0.9 * torch.rand(300, 1, 4, 4, generator=gen(21)), torch.rand(400, 1, 4, 4, generator=gen(20)))]
+    for d, shape, pts, ref in cases:
+        model = Fixed(d, density=False, shape=shape)
+        model.points = pts
+        terms = M.reference_terms(ref)
+        for cached in (None, terms):
+            out = M.evaluate(model, d, ref, n=300, ref_terms=cached)
+            assert out["mmd"] == pytest.approx(M.mmd(pts, ref, M.bandwidths_for(ref)), rel=1e-6)
+            assert out["energy"] == pytest.approx(M.energy_distance(pts, ref), rel=1e-6)
+        # terms of a reference of another size are not used by mistake
+        half = ref[:200]
+        out = M.evaluate(model, d, half, n=300, ref_terms=terms)
+        assert out["mmd"] == pytest.approx(M.mmd(pts, half, M.bandwidths_for(half)), rel=1e-6)
