@@ -2,12 +2,18 @@
 
     python app.py            # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
 
-On Hugging Face Spaces this file is the entry point as it is.
+On Hugging Face Spaces this file is the entry point as it is. Each run trains
+in a child process, and a child process imports this file again (as
+`__mp_main__`) before it starts: so the page is built and Gradio imported only
+when the file is run, not when it is imported.
 """
 
-from playground.app import CSS, build_app
 
-demo = build_app()
+def main() -> None:
+    from playground.app import CSS, build_app
+
+    build_app().launch(css=CSS)
+
 
 if __name__ == "__main__":
-    demo.launch(css=CSS)
+    main()

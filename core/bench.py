@@ -1,9 +1,11 @@
 """Benchmarks: training speed for every model and time-to-quality, as Markdown.
 
-Speed is measured three ways in one run, on the same device, with the same
+Speed is measured four ways in one run, on the same device, with the same
 network and optimiser: a plain PyTorch loop (the floor), the engine headless,
-and the engine while snapshots stream at the playground's cadence. The ratios
-show what the engine and the live views cost.
+and the engine while snapshots stream at the playground's cadence, once with
+training in a thread of this process (Trainer.start) and once in a child
+process (core.process, as the playground trains). The ratios show what the
+engine and the live views cost.
 
 Time-to-quality trains default configs on eight_gaussians until a target is
 met: KL < 0.1 nats for realnvp and nsf, all 8 modes covered for wgan_gp, and
@@ -20,6 +22,7 @@ import torch
 
 from . import metrics as M
 from . import registry
+from .process import ProcessTrainer, warm_up
 from .trainer import Trainer, resolve_device
 
 DATASET = "eight_gaussians"
@@ -38,11 +41,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _fresh(name: str, dataset, device: torch.device, steps: int) -> Trainer:
+def _fresh(name: str, dataset, device: torch.device, steps: int, cls=Trainer) -> Trainer:
     cfg = registry.train_config(name, {"steps": steps, "seed": 0})
     torch.manual_seed(0)
     model = registry.build_model(name, dataset.shape)
-    return Trainer(model, dataset, cfg, device=device.type)
+    return cls(model, dataset, cfg, device=device.type)
 
 
 def plain_loop_rate(name: str, dataset, device: torch.device, steps: int, warmup: int = 20) -> float:
@@ -101,6 +104,25 @@ def streaming_rate(name: str, dataset, device: torch.device, steps: int, warmup:
     return steps / wall, len(got)
 
 
+def process_streaming_rate(name: str, dataset, device: torch.device, steps: int, warmup: int = 20) -> tuple[float, int]:
+    """Steps/s of a run training in a child process while this one draws its snapshots.
+
+    The child reports its step a few times a second; the rate is taken between
+    the first report past the warm-up and the end, on this process's clock.
+    """
+    t = _fresh(name, dataset, device, steps + warmup, cls=ProcessTrainer)
+    got = []
+    t.start(on_snapshot=lambda s: got.append(s["step"]), snapshot_interval=UI_SNAPSHOT_INTERVAL,
+            metrics_interval=UI_METRICS_INTERVAL)
+    while t.step_count < warmup and t.running:
+        time.sleep(0.001)
+    step0, t0 = t.step_count, time.perf_counter()
+    t._thread.join()
+    wall = time.perf_counter() - t0
+    t.wait_views(60)
+    return (t.step_count - step0) / wall, len(got)
+
+
 def time_to_quality(name: str, dataset, device: torch.device, budget_s: float, check_every: int = 250) -> dict:
     """Train default configs until the model's target is met or the budget runs out."""
     reference = dataset.sample(2000, torch.Generator().manual_seed(11))
@@ -138,14 +160,18 @@ def run_bench(models=None, steps: int = 300, device: str = "auto", quality_budge
     names = models or registry.model_names()
     lines = [f"Device: {device_name(dev)}. Dataset: {DATASET}, default configs, {steps} timed steps after 20 warm-up steps.",
              "",
-             "| model | family | plain loop (steps/s) | engine headless (steps/s) | engine / plain | engine + live snapshots (steps/s) | live / headless | snapshots |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | family | plain loop (steps/s) | engine headless (steps/s) | engine / plain "
+             "| live, thread (steps/s) | thread / headless | live, child process (steps/s) | process / headless | snapshots |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    warm_up()
     for name in names:
         fam = registry.model_spec(name).family
         plain = plain_loop_rate(name, dataset, dev, steps)
         eng = engine_rate(name, dataset, dev, steps)
-        live, n_snaps = streaming_rate(name, dataset, dev, steps)
-        lines.append(f"| {name} | {fam} | {plain:.0f} | {eng:.0f} | {eng / plain:.2f} | {live:.0f} | {live / eng:.2f} | {n_snaps} |")
+        live, _ = streaming_rate(name, dataset, dev, steps)
+        child, n_snaps = process_streaming_rate(name, dataset, dev, steps)
+        lines.append(f"| {name} | {fam} | {plain:.0f} | {eng:.0f} | {eng / plain:.2f} | {live:.0f} | {live / eng:.2f} "
+                     f"| {child:.0f} | {child / eng:.2f} | {n_snaps} |")
         log(lines[-1])
     if with_quality:
         lines += ["", f"Time-to-quality on {DATASET} (default configs, checked every 250 steps, budget {quality_budget:.0f} s of training each):", "",

@@ -7,8 +7,11 @@ alternating GAN update (D n_critic times, then G) lives here, once.
 It runs headless (`fit`) or in a background thread (`start`) with pause,
 resume, single step and stop, and streams snapshots (step, wall time, loss
 terms, metrics, samples, the family's traces) at a cadence the caller sets.
-Snapshots are computed from a copy of the weights on a worker thread, and a
-stale request is replaced by a newer one, so watching never stalls training.
+Pictures are computed from a copy of the weights on a worker thread, and a
+stale request is replaced by a newer one, so watching never stalls training;
+metrics (quadratic in the sample count) are computed on a thread of their own
+so that pictures never wait for them. core.process runs the same loop in a
+child process, for when watching must not share the interpreter with training.
 
 A non-finite loss stops training with a message naming the step and what to
 try; the last weights that gave a finite loss are restored.
@@ -99,8 +102,19 @@ class Trainer:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._single_steps = 0
-        self._worker: _SnapshotWorker | None = None
+        self._views: _Views | None = None
         self._lock = threading.Lock()  # guards weights between training and snapshot copies
+        self._ref_terms: dict | None = None  # the reference's share of MMD and energy, computed once
+        # what the live views last drew: a copy of the weights safe to read while training goes on
+        self.latest_model: GenerativeModel | None = None
+        self.latest_at: tuple[int, float] = (0, 0.0)
+        self.latest_metrics: dict = {}
+        self.field_t: float | None = None  # draw time-dependent fields (diffusion) at this t
+
+    @property
+    def train_device(self) -> torch.device:
+        """Where the weights are trained (core.process trains elsewhere than it draws)."""
+        return self.device
 
     # ---- data -------------------------------------------------------------
     def _batch(self) -> torch.Tensor:
@@ -119,6 +133,33 @@ class Trainer:
                     group["lr"] = lr
         if phase is None:
             self.cfg.lr = lr
+
+    def set_live(self, name: str, value) -> None:
+        """Apply a knob marked live while training runs.
+
+        lr: every phase (a GAN's per-player rate lr_d / lr_g, when set, keeps
+        precedence, as in the model's phases()); lr_<phase>: that phase, 0
+        meaning "the trainer's lr"; grad_clip: the trainer's; anything else is
+        a model config field that the loss reads at every step (beta, ...).
+        """
+        cfg = self.model.config
+        phases = {p.name for p in self.phases}
+        if name == "lr":
+            for phase in phases:
+                self.set_lr(getattr(cfg, f"lr_{phase.lower()}", 0.0) or float(value), phase=phase)
+            self.cfg.lr = float(value)
+        elif name == "grad_clip":
+            self.cfg.grad_clip = float(value)
+        elif name.startswith("lr_") and name[3:].upper() in phases:
+            setattr(cfg, name, float(value))
+            self.set_lr(float(value) or self.cfg.lr, phase=name[3:].upper())
+        elif hasattr(cfg, name):
+            setattr(cfg, name, value)
+        else:
+            raise ConfigError(f"{name!r} is not a setting of {type(self.model).__name__} or of training")
+
+    def learning_rates(self) -> dict[str, float]:
+        return {p.name: self.optimizers[p.name].param_groups[0]["lr"] for p in self.phases}
 
     def step(self) -> dict[str, float]:
         """One training step: every phase, each `repeats` times. Returns the loss terms."""
@@ -178,12 +219,15 @@ class Trainer:
         model = model or self.model
         if with_kl is None:
             with_kl = getattr(model, "log_prob_is_exact", False) or model.family == "vae"
+        if self._ref_terms is None:
+            self._ref_terms = M.reference_terms(self.reference)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed + 2)
             was_training = model.training
             model.eval()
             try:
-                out = M.evaluate(model, self.dataset, self.reference, n=n or self.n_eval, with_kl=with_kl)
+                out = M.evaluate(model, self.dataset, self.reference, n=n or self.n_eval, with_kl=with_kl,
+                                 ref_terms=self._ref_terms)
             finally:
                 model.train(was_training)
         return out
@@ -205,6 +249,8 @@ class Trainer:
                 traces = model.traces(x, grid)
             finally:
                 model.train()
+        if self.field_t is not None:
+            traces.update(field_traces(model, self.dataset, self.field_t, grid_resolution))
         snap = {
             "step": self.step_count if step is None else step,
             "time": self.elapsed if elapsed is None else elapsed,
@@ -246,28 +292,33 @@ class Trainer:
         return self.history
 
     # ---- background -------------------------------------------------------
+    PICTURE_REST = 1.0  # after a picture that took d seconds, the next waits PICTURE_REST * d
+
     def start(self, on_snapshot: Callable[[dict], None] | None = None, snapshot_interval: float = 0.2,
               metrics_interval: float = 1.0, log_every: int = 10, paused: bool = False) -> None:
-        """Train in a background thread until cfg.steps, stop() or divergence.
+        """Train in the background until cfg.steps, stop() or divergence.
 
-        Every `snapshot_interval` seconds the weights are copied and handed to a
-        snapshot worker, which calls on_snapshot(snapshot); metrics are added at
-        most every `metrics_interval` seconds.
+        Every `snapshot_interval` seconds the weights are copied and handed to
+        the views, which call on_snapshot(snapshot) from a worker thread; each
+        snapshot carries the newest metrics, evaluated at most every
+        `metrics_interval` seconds on a thread of their own.
         """
-        if self._thread and self._thread.is_alive():
+        if self.running:
             raise RuntimeError("this trainer is already running")
         self._stop.clear()
         if paused:
             self._paused.set()
         self.status = "paused" if paused else "running"
-        worker = _SnapshotWorker(self, on_snapshot, metrics_interval) if on_snapshot else None
-        self._worker = worker
-        self._thread = threading.Thread(target=self._loop, args=(worker, snapshot_interval, log_every), daemon=True)
+        self._views = _Views(self, on_snapshot, metrics_interval) if on_snapshot else None
         _LIVE.add(self)
+        self._launch(snapshot_interval, log_every, paused)
+
+    def _launch(self, snapshot_interval: float, log_every: int, paused: bool) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(snapshot_interval, log_every), daemon=True)
         self._thread.start()
 
-    def _loop(self, worker, snapshot_interval: float, log_every: int) -> None:
-        last_snap = 0.0
+    def _loop(self, snapshot_interval: float, log_every: int) -> None:
+        views, last_snap = self._views, 0.0
         try:
             while not self._stop.is_set() and self.step_count < self.cfg.steps:
                 if self._paused.is_set():
@@ -282,9 +333,9 @@ class Trainer:
                 if self.step_count % log_every == 0 or self._paused.is_set():
                     self._flush_history()
                 now = time.perf_counter()
-                if worker and (now - last_snap >= snapshot_interval or self._paused.is_set()):
+                if views and (now - last_snap >= snapshot_interval or self._paused.is_set()):
                     self._flush_history()
-                    worker.request(self._copy_model(), self.step_count, self.elapsed)
+                    views.request(self._copy_model(), self.step_count, self.elapsed)
                     last_snap = now
             if not self._stop.is_set():
                 self.status = "done"
@@ -295,15 +346,19 @@ class Trainer:
             self.message = f"Training stopped at step {self.step_count}: {type(e).__name__}: {e}"
         finally:
             self._flush_history()
-            if worker:
+            if views:
                 # A person's stop (Reset) needs no final metrics; a finished run gets them.
-                worker.request(self._copy_model(), self.step_count, self.elapsed, final=True,
-                               with_metrics=not self._stop.is_set())
-                worker.close()
+                views.request(self._copy_model(), self.step_count, self.elapsed, final=True,
+                              with_metrics=not self._stop.is_set())
+                views.close()
 
     def _copy_model(self) -> GenerativeModel:
         with self._lock:
             return copy.deepcopy(self.model)
+
+    def _materialize(self, copied) -> GenerativeModel:
+        """The model a picture is drawn from, given what the training loop handed over."""
+        return copied
 
     def pause(self) -> None:
         self._paused.set()
@@ -326,29 +381,46 @@ class Trainer:
         self._wake.set()
         if self._thread and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        if self._worker:
-            self._worker.join(timeout)
+        if self._views:
+            self._views.join(timeout)
         if self.status in ("running", "paused", "ready"):
             self.status = "stopped"
+
+    def wait_views(self, timeout: float) -> bool:
+        """Wait until the last picture and the last metrics of a finished run are in."""
+        return self._views.join(timeout) if self._views else True
 
     @property
     def running(self) -> bool:
         return bool(self._thread and self._thread.is_alive())
 
 
-class _SnapshotWorker:
-    """Computes snapshots off the training thread; keeps only the newest request."""
+class _Views:
+    """Pictures and metrics of a background run, each on a thread of its own.
+
+    A picture is drawn from the newest copy of the weights; a copy that waits
+    is replaced by a newer one, never queued. After a picture that took d
+    seconds the next waits trainer.PICTURE_REST * d, so drawing takes a bounded
+    share of the machine however heavy the family's traces are. Metrics
+    evaluate the newest copy drawn, at most every `metrics_interval` seconds
+    and no sooner than twice the last evaluation's duration after it, so a
+    quadratic metric on a small CPU slows neither pictures nor training much.
+    """
 
     def __init__(self, trainer: Trainer, callback: Callable[[dict], None], metrics_interval: float):
         self.trainer, self.callback, self.metrics_interval = trainer, callback, metrics_interval
         self._pending = None
         self._cv = threading.Condition()
         self._closed = False
-        self._last_metrics = -1e9
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._rest_until = 0.0
+        self._metrics_wake = threading.Event()
+        self._metrics_end: str | None = None  # "final" (evaluate once more) or "stop"
+        self._pictures = threading.Thread(target=self._draw, daemon=True)
+        self._metrics = threading.Thread(target=self._evaluate, daemon=True)
+        self._pictures.start()
+        self._metrics.start()
 
-    def request(self, model, step: int, elapsed: float, final: bool = False, with_metrics: bool | None = None) -> None:
+    def request(self, model, step: int, elapsed: float, final: bool = False, with_metrics: bool = True) -> None:
         with self._cv:
             self._pending = (model, step, elapsed, final, with_metrics)  # replaces a stale request
             self._cv.notify()
@@ -358,33 +430,93 @@ class _SnapshotWorker:
             self._closed = True
             self._cv.notify()
 
-    def join(self, timeout: float) -> None:
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+    def join(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        for thread in (self._pictures, self._metrics):
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return not (self._pictures.is_alive() or self._metrics.is_alive())
 
-    def _run(self) -> None:
+    def _draw(self) -> None:
+        trainer = self.trainer
         while True:
             with self._cv:
                 while self._pending is None and not self._closed:
                     self._cv.wait()
                 if self._pending is None:
-                    return
+                    break
+                _, _, _, final, _ = self._pending
+            if not final:
+                time.sleep(max(0.0, min(self._rest_until - time.perf_counter(), 1.0)))
+            with self._cv:  # a newer copy may have come while resting
                 model, step, elapsed, final, with_metrics = self._pending
                 self._pending = None
-            now = time.perf_counter()
-            if with_metrics is None:
-                with_metrics = final or now - self._last_metrics >= self.metrics_interval
+            t0 = time.perf_counter()
+            model = trainer._materialize(model)
             try:
-                snap = self.trainer.snapshot(model, with_metrics=with_metrics, step=step, elapsed=elapsed)
+                snap = trainer.snapshot(model, with_metrics=False, step=step, elapsed=elapsed)
             except Exception as e:  # noqa: BLE001 - a view failing must not stop training
-                snap = {"step": step, "time": elapsed, "status": self.trainer.status, "error": f"{type(e).__name__}: {e}"}
-            if with_metrics and "metrics" in snap:
-                self._last_metrics = now
-                self.trainer.metric_history.append({"step": step, "time": round(elapsed, 4), **snap["metrics"]})
-            snap["final"] = final
-            snap["status"] = self.trainer.status
-            snap["message"] = self.trainer.message
+                snap = {"step": step, "time": elapsed, "error": f"{type(e).__name__}: {e}"}
+            trainer.latest_model, trainer.latest_at = model, (step, elapsed)
+            now = time.perf_counter()
+            self._rest_until = now + trainer.PICTURE_REST * (now - t0)
+            if trainer.latest_metrics:
+                snap["metrics"] = trainer.latest_metrics
+            snap.update(final=final, status=trainer.status, message=trainer.message)
+            if final:
+                self._metrics_end = "final" if with_metrics else "stop"
+            self._metrics_wake.set()
             self.callback(snap)
+            if final:
+                break
+        if self._metrics_end is None:
+            self._metrics_end = "stop"
+            self._metrics_wake.set()
+
+    def _evaluate(self) -> None:
+        trainer, done, wait = self.trainer, None, 0.0
+        while True:
+            self._metrics_wake.wait(wait)
+            self._metrics_wake.clear()
+            end = self._metrics_end
+            if end == "stop":
+                return
+            model, (step, elapsed) = trainer.latest_model, trainer.latest_at
+            if model is not None and model is not done and (end or time.perf_counter() >= self._next_eval):
+                t0 = time.perf_counter()
+                try:
+                    m = trainer.evaluate(model=model)
+                except Exception as e:  # noqa: BLE001 - a metric failing must not stop the pictures
+                    m = {"error": f"{type(e).__name__}: {e}"}
+                trainer.latest_metrics = {"step": step, "time": round(elapsed, 4), **m}
+                trainer.metric_history.append(trainer.latest_metrics)
+                done = model
+                took = time.perf_counter() - t0
+                self._next_eval = time.perf_counter() + max(self.metrics_interval, 2 * took) - took
+            if end == "final":
+                return
+            wait = max(0.0, self._next_eval - time.perf_counter()) if done is not None else 0.5
+
+    _next_eval = 0.0
+
+
+def field_traces(model: GenerativeModel, dataset: Dataset, t: float, grid_resolution: int = 60) -> dict:
+    """The model's vector fields on the plane grid at time t (diffusion); {} if it has none."""
+    fields = getattr(model, "fields", None)
+    if fields is None or tuple(dataset.shape) != (2,):
+        return {}
+    from .data.toy2d import plane_grid
+
+    grid = plane_grid(dataset.bounds, grid_resolution)[0].to(model.device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        was_training = model.training
+        model.eval()
+        try:
+            out = fields(grid, float(t))
+        finally:
+            model.train(was_training)
+    return {k: to_numpy(v) if isinstance(v, torch.Tensor) else v for k, v in out.items()}
 
 
 def finite_or_none(v):

@@ -14,11 +14,12 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import threading
 
 import gradio as gr
 import torch
 
-from core import checkpoint, registry
+from core import checkpoint, process, registry
 from core.data.files import PointsFile
 from core.errors import PlaygroundError
 
@@ -102,7 +103,7 @@ def format_status(session: Session) -> str:
         if b["time"] > a["time"]:
             rate = (b["step"] - a["step"]) / (b["time"] - a["time"])
     parts = [f"**step {run.step:,}** / {run.train_cfg.steps:,}", f"{rate:,.0f} steps/s" if rate else "",
-             f"{run.trainer.elapsed:.1f} s", f"`{status}`", f"device {run.trainer.device.type}"]
+             f"{run.trainer.elapsed:.1f} s", f"`{status}`", f"device {run.trainer.train_device.type}"]
     if status == "waiting":
         total = session.manager.max_runs if session.manager else 0
         parts.append(f"{total} runs are training; you are **#{run.queue_position()}** in the queue "
@@ -556,11 +557,12 @@ def _knob_component(knob: Knob, value, visible: bool):
 def use_one_thread_per_run() -> None:
     """One torch thread per operation (PLAYGROUND_TORCH_THREADS to change).
 
-    Several runs, their snapshot workers, metrics and the page's renders all
-    run as threads of this process; torch's intra-op threads on top of them
-    oversubscribe the cores, and spinning OpenMP threads then starve each
-    other (on a busy 2-core machine, 2 intra-op threads trained 25x slower
-    than 1). Small MLPs gain little from intra-op threads anyway.
+    Each run trains in a child process that takes this setting with it, while
+    this process draws every run's pictures and metrics and serves the page;
+    torch's intra-op threads on top of that oversubscribe the cores, and
+    spinning OpenMP threads then starve each other (on a busy 2-core machine,
+    2 intra-op threads trained 25x slower than 1). Small MLPs gain little from
+    intra-op threads anyway.
     """
     torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
 
@@ -569,6 +571,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
     """The Blocks app. One RunManager per process caps the runs training at once."""
     use_one_thread_per_run()
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo: now, not on a visit
+    threading.Thread(target=process.warm_up, daemon=True).start()  # the server training processes fork from
     manager = manager or RunManager()
     knobs = all_knobs()
     start = initial_values()

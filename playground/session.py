@@ -3,9 +3,10 @@
 - `RunManager` (one per process) caps how many runs train at once
   (PLAYGROUND_MAX_RUNS, default 4). A run over the cap waits in a FIFO queue and
   starts by itself when a slot frees; a paused run gives its slot back.
-- `Run` is one model training on one dataset in a background thread: it keeps
-  the newest snapshot, a bounded list of past ones (for the GIF) and the view
-  context (grid, true density, modes) the figures need.
+- `Run` is one model training on one dataset in a child process (core.process:
+  training keeps an interpreter of its own, so drawing the page never slows
+  it): it keeps the newest snapshot, a bounded list of past ones (for the GIF)
+  and the view context (grid, true density, modes) the figures need.
 - `Session` is what one browser tab holds in gr.State: the current run, the
   finished ones (as light `RunRecord`s for the Compare tab) and uploads.
 
@@ -32,11 +33,11 @@ from core import registry
 from core.config import TrainConfig
 from core.data.base import Dataset
 from core.model import to_numpy
-from core.trainer import Trainer
+from core.process import ProcessTrainer
+from core.trainer import field_traces
 
 GRID_RESOLUTION = 60
 SNAPSHOT_INTERVAL = 0.2  # seconds between snapshots of a running model
-SNAPSHOT_REST = 1.0  # after a snapshot that took d seconds, the worker waits SNAPSHOT_REST * d
 METRICS_INTERVAL = 1.0  # seconds between metric evaluations
 FRAME_INTERVAL = 1.0  # seconds between frames kept for the GIF (doubles when the list is full)
 MAX_FRAMES = 120
@@ -139,113 +140,6 @@ class RunManager:
             return len(self._waiting)
 
 
-class LiveTrainer(Trainer):
-    """A Trainer whose pictures never wait for its metrics.
-
-    The base trainer computes metrics inside the snapshot worker, so one slow
-    evaluation (a KL on 2000 points, seconds on a small CPU) holds back every
-    picture. Here snapshots carry only traces; `MetricsLoop` evaluates the
-    newest model copy on its own thread, as often as it can afford.
-
-    It also keeps that newest copy (with its step and time), so the app can
-    redraw a diffusion field at another t or export weights without touching
-    the weights being trained; `field_t` (if set) replaces the family's
-    default field time in every snapshot.
-    """
-
-    latest_model = None
-    latest_at: tuple[int, float] = (0, 0.0)
-    field_t: float | None = None
-    _rest_until = 0.0
-
-    def snapshot(self, model=None, n: int = 500, grid_resolution: int = GRID_RESOLUTION, with_metrics: bool = True,
-                 step: int | None = None, elapsed: float | None = None) -> dict:
-        if model is not None:
-            # The worker rests as long as the last picture took, so drawing takes at most
-            # about half a core from training however heavy the family's traces are.
-            time.sleep(max(0.0, min(self._rest_until - time.perf_counter(), 1.0)))
-        t0 = time.perf_counter()
-        snap = super().snapshot(model, n=n, grid_resolution=grid_resolution, with_metrics=False, step=step,
-                                elapsed=elapsed)
-        used = model if model is not None else self.model
-        if self.field_t is not None and "traces" in snap:
-            snap["traces"].update(field_traces(used, self.dataset, self.field_t, grid_resolution))
-        if model is not None:
-            self.latest_at = (snap["step"], snap["time"])
-            self.latest_model = model
-            now = time.perf_counter()
-            self._rest_until = now + SNAPSHOT_REST * (now - t0)
-        return snap
-
-
-class MetricsLoop:
-    """Evaluates the trainer's newest model copy on a thread of its own.
-
-    Waits at least `interval` seconds between evaluations, and at least twice
-    as long as the last one took, so metrics never take more than about a
-    third of the machine from training. Appends to trainer.metric_history.
-    """
-
-    def __init__(self, trainer: LiveTrainer, interval: float = METRICS_INTERVAL):
-        self.trainer, self.interval = trainer, interval
-        self.latest: dict = {}
-        self._wake = threading.Event()
-        self._stopped = self._finishing = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def finish(self) -> None:
-        """Evaluate the last model once more, then end."""
-        self._finishing = True
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._wake.set()
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        done = None
-        wait = 0.0
-        while True:
-            self._wake.wait(wait)
-            self._wake.clear()
-            if self._stopped:
-                return
-            finishing = self._finishing
-            model, (step, elapsed) = self.trainer.latest_model, self.trainer.latest_at
-            if model is not None and model is not done:
-                t0 = time.perf_counter()
-                try:
-                    m = self.trainer.evaluate(model=model)
-                except Exception as e:  # noqa: BLE001 - a metric failing must not stop the pictures
-                    m = {"error": f"{type(e).__name__}: {e}"}
-                self.latest = {"step": step, "time": round(elapsed, 4), **m}
-                self.trainer.metric_history.append(self.latest)
-                done = model
-                wait = max(self.interval, 2 * (time.perf_counter() - t0))
-            else:
-                wait = 0.1
-            if finishing:
-                return
-
-
-def field_traces(model, dataset: Dataset, t: float, grid_resolution: int = GRID_RESOLUTION) -> dict:
-    """The model's vector fields on the plane grid at time t (diffusion); {} if it has none."""
-    fields = getattr(model, "fields", None)
-    if fields is None or tuple(dataset.shape) != (2,):
-        return {}
-    from core.data.toy2d import plane_grid
-
-    grid = plane_grid(dataset.bounds, grid_resolution)[0].to(model.device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        out = fields(grid, float(t))
-    return {k: to_numpy(v) if isinstance(v, torch.Tensor) else v for k, v in out.items()}
-
-
 def view_context(dataset: Dataset, dataset_name: str, data: torch.Tensor, n: int = 500,
                  seed: int = 0, n_data: int = 0) -> dict:
     """What the figures need besides a snapshot: bounds, true density, modes, labels."""
@@ -292,7 +186,7 @@ class Run:
         self.train_cfg = registry.train_config(model_name, self.train_settings)
         torch.manual_seed(self.train_cfg.seed)
         self.model = registry.build_model(model_name, dataset.shape, self.model_settings)
-        self.trainer = LiveTrainer(self.model, dataset, self.train_cfg, device)
+        self.trainer = ProcessTrainer(self.model, dataset, self.train_cfg, device)
         self.dataset = dataset
         key = (dataset_name, self.train_cfg.seed, self.train_cfg.n_data)
         if context_cache is not None and key in context_cache:
@@ -307,7 +201,6 @@ class Run:
         self._waiting = False
         self._started = False
         self._final = threading.Event()  # the last snapshot of the training thread arrived
-        self.metrics: MetricsLoop | None = None
         if manager is not None:
             manager.track(self)
         self.latest: dict | None = None
@@ -389,8 +282,7 @@ class Run:
 
     def _start_trainer(self, paused: bool) -> None:
         self._started = True
-        self.metrics = MetricsLoop(self.trainer)
-        self.trainer.start(self._on_snapshot, SNAPSHOT_INTERVAL, paused=paused)
+        self.trainer.start(self._on_snapshot, SNAPSHOT_INTERVAL, METRICS_INTERVAL, paused=paused)
 
     def stop(self, wait: float = 0.0) -> None:
         """Stop training; with wait > 0, also wait up to that long for the final snapshot."""
@@ -402,32 +294,15 @@ class Run:
         self.trainer.stop(timeout=max(wait, 0.5))
         if self.manager:
             self.manager.release(self)
-        if started:
-            self.metrics.stop()
         if wait > 0:
             self._init_thread.join(wait)
             if started:
                 self._final.wait(wait)
-                self.metrics.join(wait)
+                self.trainer.wait_views(wait)
 
     def set_live(self, name: str, value) -> None:
-        """Apply a live knob now: learning rates through the optimisers, others on the config.
-
-        A per-player rate of 0 (a GAN's lr_d, lr_g) means "the trainer's lr", as in the model's phases().
-        """
-        cfg = self.model.config
-        phases = {p.name: p for p in self.trainer.phases}
-        if name == "lr":
-            for p in phases:
-                self.trainer.set_lr(getattr(cfg, f"lr_{p.lower()}", 0.0) or float(value), phase=p)
-            self.trainer.cfg.lr = float(value)
-        elif name == "grad_clip":
-            self.trainer.cfg.grad_clip = float(value)
-        elif name.startswith("lr_") and name[3:].upper() in phases:
-            setattr(cfg, name, float(value))
-            self.trainer.set_lr(float(value) or self.trainer.cfg.lr, phase=name[3:].upper())
-        else:
-            setattr(cfg, name, value)
+        """Apply a live knob now (core.trainer.Trainer.set_live says how each is applied)."""
+        self.trainer.set_live(name, value)
         if name in TRAIN_FIELDS:
             self.train_settings[name] = value
         else:
@@ -464,10 +339,6 @@ class Run:
                 self._store(snap)
 
     def _on_snapshot(self, snap: dict) -> None:
-        if self.metrics.latest:
-            snap["metrics"] = self.metrics.latest
-        if snap.get("final"):
-            self.metrics.finish()
         with self._lock:
             if "traces" not in snap and self.latest is not None:
                 # the view failed for this copy: keep the last picture, report the error

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from core import checkpoint, registry
-from core.errors import ConfigError
+from core.errors import ConfigError, TrainingDiverged
+from core.trainer import Trainer
 from playground import app as A
 from playground import figures
 from playground import presets as P
@@ -263,21 +264,28 @@ def test_tick_redraws_only_new_snapshots_and_reports_divergence(manager):
     assert len(drawn) == len(figures.panels("flow")) == 4  # every flow panel, each in its place
     assert A.tick(s, "step", "auto") == {}  # nothing new: nothing sent
 
-    phase = run.trainer.phases[0]
-    good_loss, calls = phase.loss, []
 
-    def nan_after_50(x):
-        calls.append(1)
-        out = good_loss(x)
-        return {**out, "loss": out["loss"] * float("nan")} if len(calls) > 50 else out
 
-    phase.loss = nan_after_50
+def test_a_diverging_run_stops_where_headless_training_does_and_says_so(manager):
+    # A VAE at lr=1 without clipping overflows within a few steps. The run trains in a child
+    # process from the same model and seed, so it must stop at exactly the step a headless
+    # Trainer stops at, with the last good weights and a message on the page.
+    settings = {**TINY_TRAIN, "lr": 1.0, "grad_clip": 0.0}
+    cfg = registry.train_config("vae", settings)
+    torch.manual_seed(cfg.seed)  # as a Run builds its model
+    data = registry.load_dataset("eight_gaussians")
+    headless = Trainer(registry.build_model("vae", data.shape, dict(TINY)), data, cfg, device="cpu")
+    with pytest.raises(TrainingDiverged):
+        headless.fit(200)
+    s = Session(manager)
+    run = tiny_run(s, "vae", "eight_gaussians", lr=1.0, grad_clip=0.0)
     run.play()
     assert wait_for(lambda: run.status == "diverged")
     assert wait_for(lambda: run.latest.get("final", False))
     out = A.tick(s, "step", "auto")
-    assert "Training stopped at step 51" in out["status"] and "lower learning rate" in out["status"]
-    assert run.step == 50 and manager.active == 0  # the weights of step 50 were kept; the slot is free
+    assert f"Training stopped at step {headless.step_count + 1}" in out["status"]
+    assert "lower learning rate" in out["status"]
+    assert run.step == headless.step_count and manager.active == 0  # good weights kept; the slot is free
 
 
 def test_exports_png_gif_and_loadable_weights(manager):

@@ -164,6 +164,9 @@ def test_background_run_pause_step_resume_stop_and_snapshots():
     t.resume()
     time.sleep(0.2)
     assert t.step_count > frozen + 3
+    deadline = time.time() + 30  # metrics are evaluated on their own thread, at most every 0.2 s
+    while not any("metrics" in x for x in snaps) and time.time() < deadline:
+        time.sleep(0.02)
     t.stop()
     assert not t.running and t.status == "stopped"
     s = snaps[-1]
