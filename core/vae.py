@@ -16,9 +16,12 @@ The loss is recon + beta * kl (beta = 1 is the ELBO; beta != 1 is the beta-VAE
 of Higgins et al. 2017). The likelihood is either
 
 - "gaussian": p(x|z) = N(x; m(z), diag sigma^2) with m from the decoder and one
-  learned log-variance per data dimension (the default, for points), or
+  learned log-variance per data dimension (for points), or
 - "bernoulli": p(x|z) = prod_i m_i^x_i (1 - m_i)^(1 - x_i) for data in [0, 1]
-  (images; grey levels are used as soft targets, as is customary).
+  (images; grey levels are used as soft targets, as is customary);
+
+"auto" (the default) picks bernoulli for images, data shaped with more than one
+axis such as (1, 28, 28), and gaussian for points, such as (2,).
 
 log_prob(x) is the importance-weighted bound of Burda et al. 2016 (IWAE, eq. 8),
 
@@ -43,7 +46,7 @@ from .model import GenerativeModel, to_numpy
 from .nets import ACTIVATIONS, MLP
 from .registry import register_model
 
-LIKELIHOODS = ("gaussian", "bernoulli")
+LIKELIHOODS = ("auto", "gaussian", "bernoulli")
 _LOG_2PI = math.log(2 * math.pi)
 _CHUNK_ELEMENTS = 2_000_000  # bounds the (K, chunk, width) tensors of log_prob
 
@@ -55,8 +58,15 @@ class VAEConfig:
     layers: int = param(2, lo=1, hi=8, help="hidden layers of the encoder and decoder")
     activation: str = param("silu", choices=tuple(ACTIVATIONS), help="nonlinearity of both MLPs")
     beta: float = param(1.0, lo=0.0, hi=100.0, help="weight of the KL term (1: the ELBO; >1: beta-VAE)", live=True)
-    likelihood: str = param("gaussian", choices=LIKELIHOODS, help="decoder likelihood: gaussian for points, bernoulli for images in [0, 1]")
+    likelihood: str = param("auto", choices=LIKELIHOODS,
+                            help="decoder likelihood: gaussian for points, bernoulli for images in [0, 1]; "
+                                 "auto picks by the data's shape")
     iw_samples: int = param(64, lo=1, hi=100_000, help="importance samples K of the IWAE estimate of log p(x)")
+
+
+def likelihood_for(data_shape: tuple) -> str:
+    """What likelihood=auto means: bernoulli for images (more than one axis), gaussian for points."""
+    return "bernoulli" if len(tuple(data_shape)) > 1 else "gaussian"
 
 
 class VAE(GenerativeModel):
@@ -67,7 +77,11 @@ class VAE(GenerativeModel):
     log_prob_is_exact = False  # the IWAE bound: an estimate, below log p(x) in expectation
 
     def __init__(self, data_shape: tuple, config: VAEConfig):
+        auto = config.likelihood == "auto"
+        if auto:  # the config records the choice made, so a saved model reloads with it
+            config = dataclasses.replace(config, likelihood=likelihood_for(data_shape))
         super().__init__(data_shape, config)
+        self.auto_likelihood = auto
         c = config
         self.encoder = MLP(self.dim, 2 * c.latent, c.hidden, c.layers, c.activation)  # -> [mu, log var]
         self.decoder = MLP(c.latent, self.dim, c.hidden, c.layers, c.activation)  # -> mean or logits
@@ -110,7 +124,9 @@ class VAE(GenerativeModel):
             raise DataError(f"expected a batch shaped (n, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
         x = self.flat(x)
         if self.config.likelihood == "bernoulli" and x.numel() and (x.min() < 0 or x.max() > 1):
-            raise DataError("the bernoulli likelihood needs data in [0, 1]; rescale the data or use likelihood=gaussian")
+            why = " (likelihood=auto picks it for images)" if self.auto_likelihood else ""
+            raise DataError(f"the bernoulli likelihood{why} needs data in [0, 1]; rescale the data or use "
+                            "likelihood=gaussian")
         return x
 
     # ---- training -----------------------------------------------------------

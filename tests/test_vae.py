@@ -2,12 +2,15 @@
 exact log-density by quadrature over a 2D latent space, and normalisation."""
 
 import itertools
+import json
 import math
 
 import pytest
 import torch
 from torch.distributions import Bernoulli, Normal
 
+from core import checkpoint
+from core.config import describe
 from core.errors import DataError
 from core.registry import build_model
 from core.vae import VAE, VAEConfig
@@ -220,3 +223,60 @@ def test_registered_and_trains_on_points():
     nll_floor = 0.5 * torch.log(2 * math.pi * math.e * x.var(0)).sum().item()
     assert m.loss(x)["loss"].item() < first - 1.0
     assert m.loss(x)["loss"].item() < nll_floor + 0.3
+
+
+# ---- likelihood=auto: chosen from the data's shape ---------------------------------------
+def test_likelihood_defaults_to_auto_with_the_explicit_choices_beside_it():
+    fields = describe(VAEConfig)
+    assert fields["likelihood"]["default"] == "auto"
+    assert fields["likelihood"]["choices"] == ("auto", "gaussian", "bernoulli")
+
+
+@pytest.mark.parametrize("shape,chosen", [((1, 4, 4), "bernoulli"), ((2,), "gaussian")])
+def test_auto_likelihood_is_the_explicit_one_for_the_data_shape(shape, chosen):
+    torch.manual_seed(16)
+    auto = build_model("vae", shape, {"hidden": 16})
+    torch.manual_seed(16)
+    explicit = build_model("vae", shape, {"hidden": 16, "likelihood": chosen})
+    assert auto.config.likelihood == chosen and auto.auto_likelihood and not explicit.auto_likelihood
+    x = (torch.rand(8, *shape) > 0.5).float()  # binary: valid data for either likelihood
+    z = torch.randn(8, auto.config.latent)
+    with torch.no_grad():
+        assert torch.equal(auto._log_likelihood(auto.flat(x), z), explicit._log_likelihood(explicit.flat(x), z))
+        mean = auto.decode_mean(z)
+    if chosen == "bernoulli":
+        by_hand = Bernoulli(probs=mean.reshape(8, -1)).log_prob(auto.flat(x)).sum(1)
+        assert mean.min() >= 0 and mean.max() <= 1
+    else:
+        by_hand = Normal(mean, (0.5 * auto.log_var_x).exp()).log_prob(x).sum(1)
+    with torch.no_grad():
+        assert torch.allclose(auto._log_likelihood(auto.flat(x), z), by_hand, rtol=1e-5, atol=1e-5)
+
+
+def test_an_explicit_likelihood_wins_over_the_data_shape():
+    gaussian_images = build_model("vae", (1, 4, 4), {"hidden": 16, "likelihood": "gaussian"})
+    assert gaussian_images.config.likelihood == "gaussian"
+    gaussian_images.loss(3 * torch.randn(5, 1, 4, 4))  # any real values are fine for a gaussian
+    bernoulli_points = build_model("vae", (2,), {"hidden": 16, "likelihood": "bernoulli"})
+    assert bernoulli_points.config.likelihood == "bernoulli"
+    assert bernoulli_points.sample(20).min() >= 0  # decoder means: probabilities
+    with pytest.raises(DataError, match=r"needs data in \[0, 1\]"):
+        bernoulli_points.loss(torch.randn(5, 2))
+
+
+def test_auto_still_refuses_images_outside_the_unit_interval():
+    m = build_model("vae", (1, 4, 4), {"hidden": 16})
+    with pytest.raises(DataError, match=r"likelihood=auto picks it for images\) needs data in \[0, 1\]"):
+        m.loss(2 * torch.rand(5, 1, 4, 4) - 0.5)
+
+
+def test_the_choice_auto_made_is_saved_and_reloaded(tmp_path):
+    torch.manual_seed(17)
+    m = build_model("vae", (1, 4, 4), {"hidden": 16})
+    checkpoint.save(tmp_path, "vae", m)
+    loaded, meta = checkpoint.load(tmp_path)
+    assert json.loads(meta["config"])["likelihood"] == "bernoulli"
+    x = (torch.rand(6, 1, 4, 4) > 0.5).float()
+    z = torch.randn(6, m.config.latent)
+    with torch.no_grad():
+        assert torch.equal(loaded._log_likelihood(loaded.flat(x), z), m._log_likelihood(m.flat(x), z))
