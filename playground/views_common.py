@@ -10,7 +10,9 @@ Conventions: real data is always REAL (green), model samples always GEN
 (purple), as in GAN Lab; axes over the data plane use the dataset's bounds with
 equal aspect, so frames do not jump; `uirevision` keeps a user's zoom across
 updates. Titles are annotations (named "title"), not layout.title, so a host
-page does not widen the top margin for them.
+page does not widen the top margin for them; they wrap to fit a panel of the
+app, with details on a note line below. Legends sit at the foot of a panel,
+clear of the title however many rows they wrap onto.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ BASE_BOX = (-3.5, 3.5)  # what a standard normal fills, for base-space panels
 _TEMPLATE_SPEC = {"layout": {
     "font": {"family": "Inter, Helvetica, Arial, sans-serif", "size": 12, "color": "#333"},
     "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff",
-    "xaxis": {"gridcolor": "#eeeeee", "zerolinecolor": "#dddddd", "linecolor": "#cccccc", "ticks": ""},
+    # automargin: the ticks and axis title claim their height, and a legend at the foot goes below them
+    "xaxis": {"gridcolor": "#eeeeee", "zerolinecolor": "#dddddd", "linecolor": "#cccccc", "ticks": "",
+              "automargin": True},
     "yaxis": {"gridcolor": "#eeeeee", "zerolinecolor": "#dddddd", "linecolor": "#cccccc", "ticks": ""},
     "colorway": [REAL, GEN, BASE, "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f"],
     "hoverlabel": {"font": {"size": 11}},
@@ -54,47 +58,83 @@ class Unavailable(Exception):
     """A view cannot be drawn from these numbers; the message says why, for a person."""
 
 
+# ---- titles that fit ------------------------------------------------------------
+# Gradio caps the page at 1280 px on screens 1280 to 1535 px wide; the plots' column takes 3/4 of it and
+# holds two panels a row, so a panel is 425 px wide there (300 px on a 1024 px screen, 555 px and more on
+# wider ones). A title starts after the 40 px left margin; lines wider than TITLE_ROOM wrap onto the next
+# line instead of running off the panel. Details go on a note line in smaller type.
+PANEL_WIDTH = 425
+TITLE_ROOM = PANEL_WIDTH - 40 - 15  # px, 15 to spare for the estimate's error
+TITLE_SIZE, NOTE_SIZE = 13, 11
+LINE_PX = 17  # Plotly sets the lines of an annotation 1.3 em of its font apart
+TOP_MARGIN = 34  # one line of title 6 px above the plot, with room to spare
+# Widths in em of bold Arial/Helvetica (the title font's fallback), grouped; other ASCII 0.56, the rest
+# (arrows, Greek, maths) 0.75. Within 3% of Chromium's widths for the panels' titles; subscripts over.
+_EM = {**dict.fromkeys(" ,.'|/\\ijlI", 0.28), **dict.fromkeys("()[]{}-:;!*frt`", 0.34),
+       **dict.fromkeys("bdghnopqu?FTZL", 0.61), **dict.fromkeys("ABCDHKNRUVw&EPSXY", 0.71),
+       **dict.fromkeys("GOQ", 0.78), **dict.fromkeys("mM%", 0.87), **dict.fromkeys("W@", 0.96)}
+
+
+def text_width(text: str, size: float = TITLE_SIZE) -> float:
+    """Estimated width in px of `text` in bold Arial at `size` px."""
+    return size * sum(_EM.get(c, 0.56 if c.isascii() else 0.75) for c in text)
+
+
+def _words(text: str) -> list[str]:
+    """Split at spaces outside brackets, so that 'N(0, I)' stays on one line."""
+    words, depth = [""], 0
+    for c in text:
+        depth += (c in "([{") - (c in ")]}")
+        if c == " " and depth <= 0:
+            words.append("")
+        else:
+            words[-1] += c
+    return [w for w in words if w]
+
+
+def wrap(text: str, size: float = TITLE_SIZE, room: float = TITLE_ROOM) -> list[str]:
+    """Greedy lines of at most `room` px (a single word wider than that keeps a line of its own)."""
+    lines: list[str] = []
+    for w in _words(text):
+        if lines and text_width(f"{lines[-1]} {w}", size) <= room:
+            lines[-1] += " " + w
+        else:
+            lines.append(w)
+    return lines
+
+
+def title_lines(title: str, note: str = "") -> list[str]:
+    """The annotation's lines: the title in bold, then the note in smaller grey type, each wrapped to fit."""
+    lines = [f"<b>{line}</b>" for line in wrap(title)]
+    lines += [f"<span style='font-size:{NOTE_SIZE}px;color:#666'>{line}</span>" for line in wrap(note, NOTE_SIZE)]
+    return lines or [""]
+
+
+def title_annotation(title: str, note: str = "") -> dict:
+    return dict(name="title", text="<br>".join(title_lines(title, note)), x=0, y=1, xref="paper", yref="paper",
+                xanchor="left", yanchor="bottom", yshift=6, showarrow=False, font={"size": TITLE_SIZE}, align="left")
+
+
 # ---- figures ----------------------------------------------------------------
 def figure(data: list, layout: dict) -> go.Figure:
-    if layout.get("showlegend"):
-        _make_room_for_legend(data, layout)
     return go.Figure(data=data, layout=layout, _validate=VALIDATE)
 
 
-LEGEND_ROW = 22  # pixels per row of the horizontal legend under the title
-LEGEND_WIDTH = 520  # a narrow panel's width: legends wider than this wrap onto more rows
+def base_layout(title: str, uirevision: str, height: int = HEIGHT, legend: bool = True, note: str = "") -> dict:
+    """The title (and a note under it) above the plot; the legend, if any, at the foot of the panel.
 
-
-def _make_room_for_legend(data: list, layout: dict) -> None:
-    """Grow the top margin by the legend's rows (estimated) so a wrapped legend never covers the title."""
-    names = [t["name"] for t in data if t.get("name") and t.get("showlegend", t.get("type") != "heatmap")]
-    rows, used = 1, 0.0
-    for name in names:
-        w = 44 + 6.6 * len(str(name))
-        if used and used + w > LEGEND_WIDTH:
-            rows, used = rows + 1, 0.0
-        used += w
-    if names:
-        layout["margin"]["t"] = 36 + LEGEND_ROW * rows
-        for a in layout.get("annotations", []):
-            if a.get("name") == "title":
-                a["yshift"] = 6 + LEGEND_ROW * rows
-
-
-def title_annotation(text: str, above_legend: bool = False) -> dict:
-    return dict(name="title", text=f"<b>{text}</b>", x=0, y=1, xref="paper", yref="paper",
-                xanchor="left", yanchor="bottom", yshift=6 + LEGEND_ROW if above_legend else 6, showarrow=False,
-                font={"size": 13})
-
-
-def base_layout(title: str, uirevision: str, height: int = HEIGHT, legend: bool = True) -> dict:
-    """Title on the first line, the legend (if any) on a line of its own below it."""
+    A horizontal legend wraps onto as many rows as the panel's width needs, which only the browser knows.
+    Anchored to the bottom of the figure (yref "container"), its rows are reserved as bottom margin by
+    Plotly, below the x axis (automargin in TEMPLATE) and the plot area shrinks to make room; placed
+    under the title instead, rows beyond the estimated few grew over it.
+    """
+    rows = len(title_lines(title, note))
     return dict(
         template=TEMPLATE, height=height, uirevision=uirevision, hovermode="closest",
-        margin=dict(l=40, r=12, t=58 if legend else 34, b=30), annotations=[title_annotation(title, legend)],
+        margin=dict(l=40, r=12, t=TOP_MARGIN + LINE_PX * (rows - 1), b=30), annotations=[title_annotation(title, note)],
         showlegend=legend,
-        legend=dict(orientation="h", x=0, xanchor="left", y=1, yanchor="bottom", font={"size": 11},
-                    bgcolor="rgba(255,255,255,0)", itemsizing="constant"),
+        legend=dict(orientation="h", xref="paper", x=0, xanchor="left", yref="container", y=0, yanchor="bottom",
+                    font={"size": 11}, bgcolor="rgba(255,255,255,0)", itemsizing="constant"),
     )
 
 

@@ -106,7 +106,8 @@ def reverse(snapshot: dict, ctx: dict, uirev: str):
     data += [V.lines(px, py, "rgba(123, 50, 148, 0.28)", "paths", width=0.9, legend=True),
              V.scatter(paths[:, 0], V.NEUTRAL, "start: noise x_T", 3, 0.7),
              V.scatter(paths[:, -1], V.GEN, "end: samples x₀", 4.5, 0.9)]
-    layout = V.base_layout(f"Reverse process: {k} particles from noise to data" + V.hidden_note(paths[:, -1]), uirev)
+    layout = V.base_layout(f"Reverse process: {k} particles from noise to data", uirev,
+                           note=V.hidden_note(paths[:, -1]))
     V.plane_axes(layout, box)
     return V.figure(data, layout)
 
@@ -117,10 +118,10 @@ def field(snapshot: dict, ctx: dict, uirev: str):
         raise V.Unavailable("The learned field is drawn for 2D data; for digits, watch the denoising frames.")
     score = V.optional(tr, "score_field")
     if score is not None:
-        vec, what = score, "score ∇ log p_t(x)"
+        vec, what, towards = score, "score ∇ log p_t(x)", ""
     else:
         vec = -V.array(tr, "eps_field", "the learned field")
-        what = "−ε_θ(x, t) (points towards the data)"
+        what, towards = "−ε_θ(x, t)", "points towards the data; "
     g = V.grid_side(vec, ctx)
     box = V.bounds_of(ctx, V.data_points(snapshot))
     xs, ys = V.grid_axes(box, g)
@@ -136,12 +137,13 @@ def field(snapshot: dict, ctx: dict, uirev: str):
     if x_r is not None:
         data.append(V.scatter(x_r, V.REAL, "data", 3, 0.35))
     spacing = (box[0][1] - box[0][0]) / max(len(sub) - 1, 1)
-    data += V.arrows(origins, v, 0.9 * spacing, "#444444", what.split(" (")[0], power=ARROW_POWER)
+    data += V.arrows(origins, v, 0.9 * spacing, "#444444", what, power=ARROW_POWER)
     t = ctx.get("field_t")  # the time slider; else the time the trainer drew the field at
     if t is None:
         t = tr.get("field_t")
     at = f" at t = {float(np.asarray(t).reshape(-1)[0]):.2f}" if t is not None and np.isfinite(t).all() else ""
-    layout = V.base_layout(f"Learned {what}{at}; arrow length ∝ √|field|, shade ∝ |field|", uirev)
+    note = f"{towards}arrow length ∝ √|field|, shade ∝ |field|"
+    layout = V.base_layout(f"Learned {what}{at}", uirev, note=note)
     V.plane_axes(layout, box)
     return V.figure(data, layout)
 

@@ -90,15 +90,15 @@ def critic(snapshot: dict, ctx: dict, uirev: str):
     if prob is not None:
         g = V.grid_side(prob, ctx)
         data.append(V.heatmap(prob.reshape(g, g), box, V.CRITIC_SCALE, 0, 1, "D(x)", hover="D"))
-        what = "D(x) (green: says real, purple: says fake)"
+        title = "Discriminator D(x): green says real, purple says fake"
     elif raw is not None:
         g = V.grid_side(raw, ctx)
         lo, hi = np.nanpercentile(raw, [2, 98])
         hi = hi if hi > lo else lo + 1
         data.append(V.heatmap(raw.reshape(g, g), box, V.CRITIC_SCALE, lo, hi, "critic", hover="critic"))
-        what = "critic value (green: high = real)"
+        title = "Critic value: green high (real), purple low (fake)"
     else:
-        what = "samples (no discriminator grid sent)"
+        title = "Samples (no discriminator grid was sent)"
     if x_r is not None:
         data.append(V.scatter(x_r, V.REAL, "real", 4, 0.55))
     data.append(V.scatter(x_g, V.GEN, "generated", 4, 0.8))
@@ -110,7 +110,7 @@ def critic(snapshot: dict, ctx: dict, uirev: str):
             data += V.arrows(x_g[:k], V.points2d(grad, "dD/dx")[:k], length, "#333333", "dD/dx (generator's pull)")
         except V.Unavailable:
             pass  # a flat critic: nothing to draw
-    layout = V.base_layout(f"Discriminator: {what}" + V.hidden_note(x_g), uirev)
+    layout = V.base_layout(title, uirev, note=V.hidden_note(x_g))
     V.plane_axes(layout, box)
     return V.figure(data, layout)
 
@@ -133,7 +133,7 @@ def warp(snapshot: dict, ctx: dict, uirev: str):
         mx, my = V.mesh(w, m, m, lines_each_way=m)
         data.append(V.lines(mx, my, V.MESH, "G(noise grid)", width=1.0, legend=True))
     data.append(V.scatter(w, V.GEN, "grid nodes", 3, 0.8, legend=m * m != w.shape[0]))
-    layout = V.base_layout("Generator: a regular grid of noise z, warped to G(z)" + V.hidden_note(w), uirev)
+    layout = V.base_layout("Generator: a regular grid of noise z, warped to G(z)", uirev, note=V.hidden_note(w))
     V.plane_axes(layout, box)
     return V.figure(data, layout)
 
@@ -158,9 +158,10 @@ def optimal(snapshot: dict, ctx: dict, uirev: str):
     if prob is not None and prob.shape[0] == g * g:
         panels.append((prob.reshape(g, g), "learned D(x)"))
     panels.append((d_star, f"D* = p_data/(p_data+p_g)"))
-    note = "" if prob is not None else " (this critic is unbounded, so only D* is shown)"
-    title = f"Optimal discriminator; p_g: Gaussian KDE of {x_g.shape[0]} samples, h = {h:.2f}{note}"
-    layout = V.base_layout(title, uirev, legend=False)
+    bounded = prob is not None
+    title = "Learned vs optimal discriminator" if bounded else "Optimal discriminator (this critic is unbounded)"
+    note = f"p_g: Gaussian KDE of {x_g.shape[0]} samples, bandwidth h = {h:.2f}"
+    layout = V.base_layout(title, uirev, legend=False, note=note)
     suffixes = V.strip_layout(layout, [box] * len(panels), [label for _, label in panels], ticks=True)
     data = [V.on_axes(V.heatmap(z, box, V.CRITIC_SCALE, 0, 1, label, hover="D"), s)
             for (z, label), s in zip(panels, suffixes)]
@@ -193,14 +194,14 @@ def modes(snapshot: dict, ctx: dict, uirev: str):
     ticks = [str(k) for k in range(K)]
     if std:
         data.append(dict(type="bar", x=[K], y=[int(off.sum())], marker=dict(color=V.NEUTRAL),
-                         name="further than 3σ from every mode"))
+                         name="off: > 3σ from every mode"))
         ticks.append("off")
     right = len(ticks) - 0.5
     data.append(V.lines(np.array([-0.5, right]), np.array([uniform, uniform]), V.REAL,
                         f"uniform: {uniform:.0f} each", width=1.5, legend=True, dash="dash"))
     covered = int((~starved).sum())
-    rule = f"≥ {COVERAGE_FRACTION:.0%} of a uniform share" + (" within 3σ" if std else "")
-    layout = V.base_layout(f"Samples nearest each mode: {covered} of {K} covered ({rule})", uirev)
+    rule = f"covered: at least {COVERAGE_FRACTION:.0%} of a uniform share" + (" within 3σ of the mode" if std else "")
+    layout = V.base_layout(f"Samples nearest each mode: {covered} of {K} covered", uirev, note=rule)
     layout["xaxis"] = dict(range=[-0.5, right], tickvals=list(range(len(ticks))), ticktext=ticks,
                            title=dict(text="mode", standoff=4), showgrid=False)
     layout["yaxis"] = dict(range=[0, max(float(counts.max()) if counts.size else 0, 2 * uniform) * 1.05],

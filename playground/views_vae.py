@@ -49,7 +49,7 @@ def manifold(snapshot: dict, ctx: dict, uirev: str):
         mx, my = V.polylines(pts[None])
     data.append(V.lines(mx, my, V.MESH, "decoder(latent grid)", width=1.1, legend=True))
     data.append(V.scatter(pts, V.GEN, "grid nodes", 3, 0.8, legend=False))
-    layout = V.base_layout("Decoder manifold: a grid over z ∈ [-3, 3]² mapped to x" + V.hidden_note(pts), uirev)
+    layout = V.base_layout("Decoder manifold: a grid over z ∈ [-3, 3]² mapped to x", uirev, note=V.hidden_note(pts))
     V.plane_axes(layout, box)
     return V.figure(data, layout)
 
@@ -90,7 +90,7 @@ def latent(snapshot: dict, ctx: dict, uirev: str):
             name = "unlabelled" if lab < 0 else f"{ctx.get('labels_name') or 'label'} {lab}"
             data.append(V.scatter(z[sel], color, name, 4, 0.75))
     dims = "" if k == 2 else (" (z vs label)" if k == 1 else f" (first 2 of {k} dims)")
-    layout = V.base_layout(f"Latent space: encoder means vs the prior{dims}" + V.hidden_note(z), uirev)
+    layout = V.base_layout(f"Latent space: encoder means vs the prior{dims}", uirev, note=V.hidden_note(z))
     V.plane_axes(layout, LATENT_BOX)
     return V.figure(data, layout)
 
@@ -118,7 +118,7 @@ def recon(snapshot: dict, ctx: dict, uirev: str):
     if x_r is not None:
         data.append(V.scatter(x_r, V.REAL, "data x", 4, 0.55))
     data.append(V.scatter(r, V.GEN, "reconstruction", 4, 0.8))
-    layout = V.base_layout("Reconstructions: decoder mean at E[z|x]" + V.hidden_note(r), uirev)
+    layout = V.base_layout("Reconstructions: decoder mean at E[z|x]", uirev, note=V.hidden_note(r))
     V.plane_axes(layout, box)
     return V.figure(data, layout)
 

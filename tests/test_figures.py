@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import re
 import time
 
 import numpy as np
@@ -320,7 +321,7 @@ def test_modes_covered_agrees_with_the_core_metric():
     fig = F.render_panel("gan", "gan_modes", snap, ctx(modes=modes, mode_std=0.2))
     core = metrics.mode_stats(torch.from_numpy(samples), torch.from_numpy(modes), 0.2)
     assert f"{core['modes_covered']} of 5 covered" in fig.layout.annotations[0].text
-    off = trace(fig, "further than 3σ from every mode", "bar")
+    off = trace(fig, "off: > 3σ from every mode", "bar")
     assert off.y[0] == round((1 - core["high_quality"]) * N)
     assert mode_bars(fig)[1].sum() == 5 - core["modes_covered"]
 
@@ -498,6 +499,108 @@ def test_equations_cover_every_family_and_name_the_terms():
             assert f"`{term}`" in text, (family, term)
 
 
+# ---- layout: titles fit the panel, legends stay clear of them ------------------------------------
+def title_text_lines(fig) -> list[tuple[str, int]]:
+    """(plain text, font size) of each line of the panel's title annotation."""
+    (a,) = [a for a in fig.layout.annotations if a.name == "title"]
+    out = []
+    for line in a.text.split("<br>"):
+        size = int(re.search(r"font-size:(\d+)px", line).group(1)) if "font-size" in line else a.font.size
+        out.append((re.sub(r"<[^>]+>", "", line), size))
+    return out
+
+
+def assert_layout_fits(fig, where: str) -> None:
+    """The title sits above the plot and fits the app's narrowest usual panel; a legend sits at the foot."""
+    lines = title_text_lines(fig)
+    for text, size in lines:
+        assert views_common.text_width(text, size) <= views_common.TITLE_ROOM, (where, text)
+    assert fig.layout.margin.t >= views_common.TOP_MARGIN + views_common.LINE_PX * (len(lines) - 1), where
+    (a,) = [a for a in fig.layout.annotations if a.name == "title"]
+    assert (a.yref, a.y, a.yanchor) == ("paper", 1, "bottom") and a.yshift > 0, where  # above the plot area
+    if fig.layout.showlegend:
+        # anchored to the bottom of the figure: Plotly reserves the rows it wraps onto as bottom margin,
+        # however many the browser's width makes, so they can reach neither the title nor the plot
+        leg = fig.layout.legend
+        assert (leg.yref, leg.y, leg.yanchor, leg.orientation) == ("container", 0, "bottom", "h"), where
+        # x-axis ticks and titles claim their own height, so the legend goes below them rather than over
+        assert fig.layout.template.layout.xaxis.automargin is True, where
+
+
+def every_figure():
+    image_ctx = ctx(data_shape=IMAGE_SHAPE, bounds=None, true_log_density=None, modes=None)
+    nan = synthetic("vae")
+    nan["traces"]["samples"][:3] = np.nan
+    for family in FAMILIES:
+        for label, snap, c in [("2D", synthetic(family), ctx()), ("digits", synthetic(family, d=784), image_ctx),
+                               ("no data", {}, ctx())]:
+            for key, fig in F.render(family, snap, c).items():
+                yield f"{family}/{key}/{label}", fig
+    for family, key in [("vae", "vae_samples"), ("vae", "vae_latent"), ("gan", "gan_critic"),
+                        ("diffusion", "diff_reverse")]:
+        snap = synthetic(family)
+        for k, v in snap["traces"].items():
+            if v.ndim == 2 and k != "z_var":
+                v[:3] = np.nan
+        yield f"{family}/{key}/nan", F.render_panel(family, key, snap, ctx())
+    unbounded, eps = _without(synthetic("gan"), "critic_prob"), _without(synthetic("diffusion"), "score_field")
+    yield "gan/gan_optimal/unbounded", F.render_panel("gan", "gan_optimal", unbounded, ctx())
+    yield "diffusion/diff_field/eps", F.render_panel("diffusion", "diff_field", eps, ctx())
+    yield "gan/gan_modes/3σ", F.render_panel("gan", "gan_modes", synthetic("gan"), ctx(mode_std=0.2))
+    yield from [("loss", F.loss_figure(HISTORY)), ("metrics", F.metrics_figure(RUNS, "kl")),
+                ("modes timeline", F.modes_timeline(RUNS)), ("elbo", F.elbo_figure(HISTORY)),
+                ("empty", F.empty_figure("nothing", "A title"))]
+
+
+def _without(snap: dict, key: str) -> dict:
+    del snap["traces"][key]
+    return snap
+
+
+def test_every_title_fits_and_every_legend_sits_below_the_plot():
+    figs = list(every_figure())
+    assert len(figs) > 50
+    for where, fig in figs:
+        assert_layout_fits(fig, where)
+    legends = [where for where, fig in figs if fig.layout.showlegend]
+    assert {"gan/gan_modes/2D", "vae/vae_latent/2D", "diffusion/diff_reverse/2D"} <= set(legends)
+
+
+def test_long_titles_are_split_into_notes():
+    # These three ran off a 425 px panel as one line; the details now go on a note line under the title.
+    snap, c = synthetic("gan"), ctx(mode_std=1.0)
+    for family, key, snapshot, title, note in [
+            ("gan", "gan_optimal", snap, "Learned vs optimal discriminator", "Gaussian KDE of 500 samples"),
+            ("gan", "gan_modes", snap, "Samples nearest each mode: 4 of 4 covered", "within 3σ of the mode"),
+            ("diffusion", "diff_field", synthetic("diffusion"), "Learned score ∇ log p_t(x) at t = 0.30",
+             "arrow length ∝ √|field|")]:
+        lines = title_text_lines(F.render_panel(family, key, snapshot, c))
+        assert lines[0] == (title, views_common.TITLE_SIZE), key
+        assert len(lines) == 2 and note in lines[1][0] and lines[1][1] == views_common.NOTE_SIZE, key
+
+
+def test_text_width_agrees_with_the_browser():
+    # Widths in px of bold 13 px text as Chromium draws it with Liberation Sans (Arial's metrics),
+    # measured with getComputedTextLength(); the estimate that decides where titles wrap must agree.
+    measured = {"Samples": 53.5, "Latent space: encoder means vs the prior": 257.2,
+                "Optimal discriminator; p_g: Gaussian KDE of 500 samples, h = 0.27": 415.1,
+                "Samples nearest each mode: 4 of 4 covered (≥ 20% of a uniform share)": 436.3,
+                "Learned score ∇ log p_t(x) at t = 0.30; arrow length ∝ √|field|, shade ∝ |field|": 465.4,
+                "Data ← … ← base: the flow bends the base grid into the data": 375.6,
+                "WWWWWWWWWWMMMMMMMMMM": 231.0, "iiiiiiiiiilllllllll": 68.6}
+    for text, px in measured.items():
+        assert views_common.text_width(text, 13) == pytest.approx(px, rel=0.05), text
+
+
+def test_wrap_breaks_between_words_outside_brackets():
+    text = "Data pulled back to the base (first 2 of 784 dims): E|z|²/D = 0.29 (1 for N(0, I))"
+    lines = views_common.wrap(text)
+    assert len(lines) == 2 and " ".join(lines) == text
+    assert all(views_common.text_width(line) <= views_common.TITLE_ROOM for line in lines)
+    assert "(first 2 of 784 dims):" in lines[0] and lines[1].endswith("(1 for N(0, I))")  # brackets stay whole
+    assert views_common.wrap("Samples") == ["Samples"] and views_common.wrap("") == []
+
+
 # ---- speed ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("family", FAMILIES)
 def test_views_are_fast(family):
@@ -565,6 +668,7 @@ def test_real_snapshots_render(family):
     figs = F.render(family, snap, c)
     for key, fig in figs.items():
         assert message(fig) is None, f"{key}: {message(fig)}"
+        assert_layout_fits(fig, key)
     if family == "flow":
         heat = figs["flow_density"].data[0]
         np.testing.assert_allclose(heat.z, np.exp(snap["traces"]["log_density"]).reshape(G, G), rtol=1e-5)
