@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import checkpoint, registry
+from . import config as C
 from .config import to_dict
 from .errors import LogProbUnavailable, PlaygroundError, TrainingDiverged
 from .trainer import Trainer, finite_or_none, resolve_device
@@ -34,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core", description="Generative Playground, headless.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("list", help="the models and datasets, one per line")
+    ls = sub.add_parser("list", help="the models and datasets, one per line")
+    ls.add_argument("--settings", nargs="*", metavar="MODEL", default=None,
+                    help="also list each model's settings (for --set) with defaults, allowed values and help; "
+                         "name models to list only those")
 
     t = sub.add_parser("train", help="train a model and write metrics, samples and weights")
     t.add_argument("model")
@@ -45,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--set", dest="settings", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="a model setting, e.g. --set layers=4 (see 'python -m core list --settings')")
+                   help="a model or training setting, e.g. --set layers=4 or --set grad_clip=1 "
+                        "(see 'python -m core list --settings MODEL')")
     t.add_argument("--metrics-every", type=int, default=0, help="evaluate metrics every N steps (0: about 10 times a run)")
     t.add_argument("--n-samples", type=int, default=10_000)
     t.add_argument("--out", required=True)
@@ -72,8 +77,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _allowed(meta: dict) -> str:
+    if meta.get("choices"):
+        return " | ".join(map(str, meta["choices"]))
+    lo, hi = (f"{v:,}" if isinstance(v, int) else (f"{v:g}" if v is not None else None)
+              for v in (meta.get("lo"), meta.get("hi")))
+    if lo is not None and hi is not None:
+        return f"{lo} to {hi}"
+    return f">= {lo}" if lo is not None else (f"<= {hi}" if hi is not None else "")
+
+
+def _print_settings(title: str, cfg) -> None:
+    print(title)
+    for name, meta in C.describe(cfg).items():
+        live = " (live)" if meta.get("live") else ""
+        print(f"    {name:<16} {str(getattr(cfg, name)):<10} {_allowed(meta):<28} {meta.get('help', '')}{live}")
+
+
 def cmd_list(args) -> int:
     registry.load_all()
+    if args.settings is not None:
+        names = args.settings or registry.model_names()
+        for name in names:
+            registry.model_spec(name)  # an unknown name is refused before anything is printed
+        for name in names:
+            _print_settings(f"{name} (--set KEY=VALUE):", registry.model_config(name))
+            _print_settings(f"  training (--steps, --batch-size, --lr, --seed, or --set):", registry.train_config(name))
+        return 0
     print("models:")
     for name in registry.model_names():
         spec = registry.MODELS[name]
@@ -106,13 +136,15 @@ def _progress(total: int, quiet: bool):
 
 
 def cmd_train(args) -> int:
-    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
-                                   ("seed", args.seed)) if v is not None}
+    train_fields = set(C.describe(C.TrainConfig))
+    overrides = {k: v for k, v in args.settings if k in train_fields}  # --set n_data=..., grad_clip=...
+    overrides.update({k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
+                                        ("seed", args.seed)) if v is not None})
     train_cfg = registry.train_config(args.model, overrides)
     device = resolve_device(args.device)
     dataset = registry.load_dataset(args.data)
     torch.manual_seed(train_cfg.seed)
-    model = registry.build_model(args.model, dataset.shape, dict(args.settings))
+    model = registry.build_model(args.model, dataset.shape, {k: v for k, v in args.settings if k not in train_fields})
     if args.n_samples < 1:
         raise PlaygroundError(f"--n-samples must be at least 1, got {args.n_samples}")
     trainer = Trainer(model, dataset, train_cfg, device=str(device))

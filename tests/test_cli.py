@@ -29,6 +29,19 @@ def test_list_names_every_model_and_dataset_one_per_line(capsys):
         assert name in lines
 
 
+def test_list_settings_shows_what_set_accepts(capsys):
+    code, out, _ = run(capsys, "list", "--settings", "vae")
+    assert code == 0 and out.startswith("vae (--set KEY=VALUE):")
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("    ")}
+    assert set(rows) >= {"latent", "beta", "likelihood", "steps", "lr", "grad_clip", "n_data"}
+    assert "auto | gaussian | bernoulli" in rows["likelihood"] and rows["likelihood"].split()[1] == "auto"
+    assert "0 to 100" in rows["beta"] and rows["beta"].endswith("(live)")
+    code, out, _ = run(capsys, "list", "--settings")
+    assert {line.split()[0] for line in out.splitlines() if not line.startswith(" ")} == set(registry.model_names())
+    code, out, err = run(capsys, "list", "--settings", "stylegan")
+    assert code == 2 and "unknown model 'stylegan'" in err and out == ""
+
+
 def test_module_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "core", "list"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "realnvp" in r.stdout
@@ -38,7 +51,8 @@ def test_module_entry_point_runs():
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     code = main(["train", "realnvp", "--data", "eight_gaussians", "--steps", "60", "--batch-size", "128",
-                 "--seed", "3", "--set", "layers=2", "--set", "hidden=16", "--metrics-every", "30",
+                 "--seed", "3", "--set", "layers=2", "--set", "hidden=16", "--set", "grad_clip=5",
+                 "--set", "n_data=3000", "--metrics-every", "30",
                  "--out", str(out), "--quiet"])
     assert code == 0
     return out
@@ -48,6 +62,7 @@ def test_train_writes_metrics_samples_and_weights(trained):
     report = json.loads((trained / "metrics.json").read_text())
     assert report["model"] == "realnvp" and report["steps_done"] == 60
     assert report["config"]["model"]["layers"] == 2 and report["config"]["train"]["seed"] == 3
+    assert report["config"]["train"]["grad_clip"] == 5 and report["config"]["train"]["n_data"] == 3000  # --set reaches training
     assert report["history"][-1]["step"] == 60 and "loss" in report["history"][-1]
     assert {"kl", "mmd", "energy", "hist_kl", "modes_covered"} <= set(report["final"])
     assert report["metric_history"] and report["metric_history"][-1]["step"] == 60
