@@ -403,9 +403,12 @@ class _Views:
     seconds the next waits trainer.PICTURE_REST * d, so drawing takes a bounded
     share of the machine however heavy the family's traces are. Metrics
     evaluate the newest copy drawn, at most every `metrics_interval` seconds
-    and no sooner than twice the last evaluation's duration after it, so a
-    quadratic metric on a small CPU slows neither pictures nor training much.
+    and no sooner than METRICS_REST times the last evaluation's duration after
+    it (a sixth of a core at most), so a quadratic metric on a small CPU
+    slows neither pictures nor training much.
     """
+
+    METRICS_REST = 5.0
 
     def __init__(self, trainer: Trainer, callback: Callable[[dict], None], metrics_interval: float):
         self.trainer, self.callback, self.metrics_interval = trainer, callback, metrics_interval
@@ -491,8 +494,8 @@ class _Views:
                 trainer.latest_metrics = {"step": step, "time": round(elapsed, 4), **m}
                 trainer.metric_history.append(trainer.latest_metrics)
                 done = model
-                took = time.perf_counter() - t0
-                self._next_eval = time.perf_counter() + max(self.metrics_interval, 2 * took) - took
+                t1 = time.perf_counter()
+                self._next_eval = max(t0 + self.metrics_interval, t1 + self.METRICS_REST * (t1 - t0))
             if end == "final":
                 return
             wait = max(0.0, self._next_eval - time.perf_counter()) if done is not None else 0.5

@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 SLOTS = ("wide0", "slot0", "slot1", "slot2", "slot3", "wide1")
 WIDE_PANELS = {"flow_layers", "diff_forward", "diff_film"}  # strips of small multiples need the full width
 DEFAULT_FIELD_T = 0.1  # the diffusion field's time until the slider moves (DDPM draws it at 0.1)
-REDRAW = {"0.2 s": 0.2, "0.5 s": 0.5, "1 s": 1.0}  # timer periods the page offers
-DEFAULT_REDRAW = "0.2 s"
+REDRAW = {"0.15 s": 0.15, "0.5 s": 0.5, "1 s": 1.0}  # timer periods the page offers
+DEFAULT_REDRAW = "0.15 s"
 MAX_CHART_POINTS = 1000
 METRIC_CHOICES = ("auto", "kl", "mmd", "energy", "hist_kl", "hist_js", "modes_covered", "high_quality")
 
@@ -327,7 +327,7 @@ def redraw_charts(session: Session, x_axis: str, metric: str) -> dict:
 
 
 def set_redraw(redraw: str) -> dict:
-    return {"timer": gr.Timer(value=REDRAW.get(redraw, 0.2))}
+    return {"timer": gr.Timer(value=REDRAW.get(redraw, REDRAW[DEFAULT_REDRAW]))}
 
 
 def on_field_t(session: Session, field_t: float) -> dict:

@@ -4,10 +4,10 @@ For each model it measures, in this process:
 
 - training throughput headless (Trainer.fit, no snapshots) and with the views
   open: a run streaming snapshots while a loop does what the page's timer does
-  every 0.2 s (app.tick: pull the newest snapshot, render the family's panels,
+  every timer period (app.tick: pull the newest snapshot, render the family's panels,
   the loss and metric charts, and serialise every figure as Gradio would);
-- the view update rate achieved (panel redraws per second) and the time one
-  redraw takes;
+- the view update rate achieved (panel redraws per second: timer ticks that
+  found a new snapshot) and the time one redraw takes;
 - Pause latency (from the click until the last step finishes) and Reset
   latency (until Reset returns, and until the fresh model's first picture).
 """
@@ -27,7 +27,7 @@ from core.bench import device_name
 from core.trainer import Trainer, resolve_device
 
 from . import app as A
-from .session import RunManager, Session
+from .session import SNAPSHOT_INTERVAL, RunManager, Session
 
 CASES = (("realnvp", "two_moons"), ("vae", "eight_gaussians"), ("wgan_gp", "twenty_five_gaussians"),
          ("ddpm", "swiss_roll"))
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     cases = [tuple(c.split("@", 1)) for c in args.models] if args.models else CASES
     print(f"## Playground: the cost of watching\n\nDevice: {device_name(device)}. Redraw every {TICK} s, "
-          f"snapshots every 0.2 s, {args.seconds:g} s per measurement.\n")
+          f"snapshots every {SNAPSHOT_INTERVAL} s, {args.seconds:g} s per measurement.\n")
     print("| model | data | headless steps/s | steps/s with views | view redraws/s | one redraw (ms) "
           "| Pause (ms) | Reset returns (ms) | Reset to first picture (ms) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")

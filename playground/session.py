@@ -37,7 +37,7 @@ from core.process import ProcessTrainer
 from core.trainer import field_traces
 
 GRID_RESOLUTION = 60
-SNAPSHOT_INTERVAL = 0.2  # seconds between snapshots of a running model
+SNAPSHOT_INTERVAL = 0.15  # seconds between snapshots, the page's redraw period: a picture for every redraw, and no more
 METRICS_INTERVAL = 1.0  # seconds between metric evaluations
 FRAME_INTERVAL = 1.0  # seconds between frames kept for the GIF (doubles when the list is full)
 MAX_FRAMES = 120
