@@ -112,21 +112,30 @@ def reset_latency(session: Session, model: str, dataset: str, knobs: dict) -> tu
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m playground.bench", description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="*", default=None, help="model@dataset pairs (default: one per family)")
-    p.add_argument("--seconds", type=float, default=10.0, help="measuring window per case")
+    p.add_argument("--seconds", type=float, default=6.0, help="measuring window per measurement")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds of (headless, with views) per case; the table gives medians, and the ratio is "
+                        "the median of each round's ratio, so a shared machine's drift cancels out")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     A.use_one_thread_per_run()  # as the app runs
     device = resolve_device(args.device)
     cases = [tuple(c.split("@", 1)) for c in args.models] if args.models else CASES
     print(f"## Playground: the cost of watching\n\nDevice: {device_name(device)}. Redraw every {TICK} s, "
-          f"snapshots every {SNAPSHOT_INTERVAL} s, {args.seconds:g} s per measurement.\n")
+          f"snapshots every {SNAPSHOT_INTERVAL} s, {args.seconds:g} s per measurement, "
+          f"medians of {max(1, args.repeats)} rounds.\n")
     print("| model | data | headless steps/s | steps/s with views | view redraws/s | one redraw (ms) "
           "| Pause (ms) | Reset returns (ms) | Reset to first picture (ms) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    med = statistics.median
     for model, dataset in cases:
-        head = headless_rate(model, dataset, args.seconds, device.type)
-        w = watched(model, dataset, args.seconds, device.type)
-        print(f"| {model} | {dataset} | {head:,.0f} | {w['rate']:,.0f} ({100 * w['rate'] / head:.0f}%) | "
+        rounds = []
+        for _ in range(max(1, args.repeats)):
+            head = headless_rate(model, dataset, args.seconds, device.type)
+            rounds.append((head, watched(model, dataset, args.seconds, device.type)))
+        w = {k: med(r[k] for _, r in rounds) for k in rounds[0][1]}
+        ratio = med(r["rate"] / head for head, r in rounds)
+        print(f"| {model} | {dataset} | {med(h for h, _ in rounds):,.0f} | {w['rate']:,.0f} ({100 * ratio:.0f}%) | "
               f"{w['redraws']:.1f} | {w['redraw_ms']:.0f} | {w['pause_ms']:.0f} | {w['reset_ms']:.0f} | {w['first_ms']:.0f} |",
               flush=True)
     return 0

@@ -323,6 +323,8 @@ def test_trajectories_and_traces_shapes():
     sigma = float(model.schedule.sigma_at(torch.tensor(0.5)))
     assert torch.allclose(torch.from_numpy(f["score_field"]), -torch.from_numpy(f["eps_field"]) / sigma, rtol=1e-5)
     assert not (f["eps_field"] == tr["eps_field"]).all()  # field_t matters
+    many = model.traces(torch.randn(500, 2), None)  # the live view traces at most 300 particles of 500 points
+    assert many["trajectory"].shape[1] == model.TRACE_MAX_POINTS == 300 and many["forward"].shape[1] == 300
     with pytest.raises(ValueError):
         model.fields(grid, 0.0)
 

@@ -58,6 +58,7 @@ class DDPM(GenerativeModel):
     LOG_PROB_CHUNK = 1024     # points per ODE solve
     TRACE_STEPS = 50          # at most this many reverse steps in traces(), to keep the live view cheap
     TRACE_MAX_IMAGES = 16     # particles traced for data of more than 16 dimensions
+    TRACE_MAX_POINTS = 300    # particles traced for points: a clear film strip at 60% of 500's cost
     FORWARD_FRAMES = 6
 
     def __init__(self, data_shape: tuple, config: DDPMConfig):
@@ -201,7 +202,7 @@ class DDPM(GenerativeModel):
     # ---- live views ------------------------------------------------------
     @torch.no_grad()
     def traces(self, x: torch.Tensor, grid: torch.Tensor | None = None, field_t: float | None = None) -> dict[str, np.ndarray]:
-        """What the diffusion view draws (m particles: all of x for D <= 16, else 16).
+        """What the diffusion view draws (m particles: up to 300 of x for D <= 16, else 16).
 
         "trajectory" (S+1, m, *data_shape), "trajectory_t" (S+1,): m particles from
         fixed noise (so frames stay put between calls while the model trains) to
@@ -212,7 +213,7 @@ class DDPM(GenerativeModel):
         For 2D data with a grid: "eps_field" and "score_field" (G*G, 2) at field_t
         (default self.field_t = 0.1), as fields(grid, t).
         """
-        m = x.shape[0] if self.dim <= 16 else min(x.shape[0], self.TRACE_MAX_IMAGES)
+        m = min(x.shape[0], self.TRACE_MAX_POINTS if self.dim <= 16 else self.TRACE_MAX_IMAGES)
         x0 = x[:m].to(self.device, self._dtype)
         T = self.schedule.T
         g = torch.Generator().manual_seed(0)
