@@ -22,6 +22,8 @@ from __future__ import annotations
 import atexit
 import copy
 import math
+import os
+import sys
 import threading
 import time
 import weakref
@@ -395,6 +397,22 @@ class Trainer:
         return bool(self._thread and self._thread.is_alive())
 
 
+VIEW_NICE = 10  # how much lower the views' threads run than training (Linux nice levels)
+
+
+def _yield_to_training() -> None:
+    """Lower this thread's CPU priority, so that drawing takes what training leaves.
+
+    On Linux nice is per thread; elsewhere it would lower the whole process, so
+    it is left alone there.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), VIEW_NICE)
+        except OSError:  # not permitted here: the views run at normal priority
+            pass
+
+
 class _Views:
     """Pictures and metrics of a background run, each on a thread of its own.
 
@@ -441,6 +459,7 @@ class _Views:
         return not (self._pictures.is_alive() or self._metrics.is_alive())
 
     def _draw(self) -> None:
+        _yield_to_training()
         trainer = self.trainer
         while True:
             with self._cv:
@@ -477,6 +496,7 @@ class _Views:
             self._metrics_wake.set()
 
     def _evaluate(self) -> None:
+        _yield_to_training()
         trainer, done, wait = self.trainer, None, 0.0
         while True:
             self._metrics_wake.wait(wait)
