@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import math
 import sys
 import time
 from pathlib import Path
@@ -102,7 +101,7 @@ def cmd_list(args) -> int:
             registry.model_spec(name)  # an unknown name is refused before anything is printed
         for name in names:
             _print_settings(f"{name} (--set KEY=VALUE):", registry.model_config(name))
-            _print_settings(f"  training (--steps, --batch-size, --lr, --seed, or --set):", registry.train_config(name))
+            _print_settings("  training (--steps, --batch-size, --lr, --seed, or --set):", registry.train_config(name))
         return 0
     print("models:")
     for name in registry.model_names():

@@ -157,7 +157,7 @@ def optimal(snapshot: dict, ctx: dict, uirev: str):
     prob = V.optional(tr, "critic_prob")
     if prob is not None and prob.shape[0] == g * g:
         panels.append((prob.reshape(g, g), "learned D(x)"))
-    panels.append((d_star, f"D* = p_data/(p_data+p_g)"))
+    panels.append((d_star, "D* = p_data/(p_data+p_g)"))
     bounded = prob is not None
     title = "Learned vs optimal discriminator" if bounded else "Optimal discriminator (this critic is unbounded)"
     note = f"p_g: Gaussian KDE of {x_g.shape[0]} samples, bandwidth h = {h:.2f}"

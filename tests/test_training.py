@@ -7,7 +7,6 @@ sample MMD to the data, both against their value at initialisation.
 import pytest
 import torch
 
-from core import metrics as M
 from core import registry
 from core.trainer import Trainer
 
