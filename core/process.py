@@ -181,12 +181,7 @@ class ProcessTrainer(Trainer):
             if self._proc.is_alive():  # a step that does not end (a huge batch): end the process
                 self._proc.kill()
                 self._proc.join(1.0)
-        if self._thread and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        if self._views:
-            self._views.join(timeout)
-        if self.status in ("running", "paused", "ready"):
-            self.status = "stopped"
+        super().stop(timeout)  # the reader thread and the views end with the child's last word
 
 
 def _child_main(conn, payload: bytes, cfg: bytes, device: str, threads: int, snapshot_interval: float, log_every: int,
