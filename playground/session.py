@@ -33,7 +33,7 @@ from core import registry
 from core.config import TrainConfig
 from core.data.base import Dataset
 from core.model import to_numpy
-from core.process import ProcessTrainer
+from core.process import FINISHED, ProcessTrainer
 from core.trainer import field_traces
 
 GRID_RESOLUTION = 60
@@ -44,7 +44,6 @@ MAX_FRAMES = 120
 MAX_RECORDS = 10  # finished runs a session keeps for Compare
 MAX_HISTORY_POINTS = 2000
 NOTE_SECONDS = 6.0  # how long a note (a live knob applied, a refusal) stays in the status line  # loss/metric records kept per finished run
-FINISHED = ("done", "stopped", "diverged", "error")
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
