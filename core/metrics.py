@@ -73,10 +73,19 @@ def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return d2.clamp_min(0.0)  # rounding can leave tiny negatives
 
 
+# exp(-80) ~ 2e-35: below it a kernel value adds nothing a float64 sum of a few million
+# entries can see, and exp of a float32 that underflows takes several times longer.
+_EXP_FLOOR = -80.0
+
+
 def _kernel_mean(d2: torch.Tensor, bandwidths) -> torch.Tensor:
     """mean over entries and bandwidths h of exp(-d^2 / (2 h^2)), summed in float64."""
     d2 = d2.float()
-    total = sum(torch.exp(d2 * (-0.5 / h**2)).sum(dtype=torch.float64) for h in bandwidths)
+    k = torch.empty_like(d2)  # one buffer for every bandwidth
+    total = 0.0
+    for h in bandwidths:
+        torch.mul(d2, -0.5 / h**2, out=k)
+        total = total + k.clamp_(min=_EXP_FLOOR).exp_().sum(dtype=torch.float64)
     return total / (len(bandwidths) * d2.numel())
 
 

@@ -244,14 +244,21 @@ class Trainer:
             from .data.toy2d import plane_grid
 
             grid = plane_grid(self.dataset.bounds, grid_resolution)[0].to(self.device)
+        # A model that draws its fields at its own `field_t` draws them at the chosen t in the same pass.
+        own_t = self.field_t is not None and hasattr(model, "field_t")
+        default_t = getattr(model, "field_t", None)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed + 3)
             model.eval()
+            if own_t:
+                model.field_t = self.field_t
             try:
                 traces = model.traces(x, grid)
             finally:
                 model.train()
-        if self.field_t is not None:
+                if own_t:
+                    model.field_t = default_t
+        if self.field_t is not None and not own_t:
             traces.update(field_traces(model, self.dataset, self.field_t, grid_resolution))
         snap = {
             "step": self.step_count if step is None else step,

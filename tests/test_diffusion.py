@@ -349,3 +349,23 @@ def test_registered():
     assert spec.family == "diffusion" and spec.cls is DDPM
     assert DDPM.has_log_prob and not DDPM.log_prob_is_exact
     assert make_sampler("ddim", 5, eta=0.3).eta == 0.3
+
+
+def test_snapshot_draws_the_field_at_the_chosen_t_in_one_pass():
+    from core import registry
+    from core.trainer import Trainer, field_traces
+
+    data = registry.load_dataset("eight_gaussians")
+    model = registry.build_model("ddpm", data.shape)
+    trainer = Trainer(model, data, registry.train_config("ddpm"), device="cpu")
+    calls = []
+    fields = model.fields
+    model.fields = lambda grid, t: calls.append(t) or fields(grid, t)
+    trainer.field_t = 0.5
+    snap = trainer.snapshot(with_metrics=False)
+    assert calls == [0.5]  # once, at the slider's t, not again at the model's default
+    assert model.field_t == 0.1  # the model's own default is left as it was
+    expected = field_traces(model, data, 0.5)
+    assert (snap["traces"]["eps_field"] == expected["eps_field"]).all()
+    trainer.field_t = None
+    assert trainer.snapshot(with_metrics=False) and calls[-1] == 0.1

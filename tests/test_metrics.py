@@ -60,6 +60,16 @@ def test_mmd_of_a_set_with_itself_is_zero_and_never_negative():
         assert M.mmd(a, b) >= 0.0
 
 
+def test_kernel_mean_matches_float64_where_kernels_underflow():
+    # points 0 to 40 apart: at h = 0.1 most kernel values are far below float32's range
+    a = torch.rand(200, 2, generator=gen(1), dtype=torch.float64) * 40
+    b = torch.rand(300, 2, generator=gen(2), dtype=torch.float64) * 40
+    d2 = ((a[:, None] - b[None]) ** 2).sum(-1)
+    for bandwidths in ((0.1,), (0.1, 0.2, 0.5, 1.0, 2.0), (5.0, 50.0)):
+        exact = sum(torch.exp(-d2 / (2 * h**2)).mean() for h in bandwidths) / len(bandwidths)
+        assert float(M._kernel_mean(d2, bandwidths)) == pytest.approx(float(exact), rel=1e-5)
+
+
 def gaussian_grid(m):
     """m^2 points whose empirical distribution is close to N(0, I) in 2D (a product of normal quantiles)."""
     q = torch.special.ndtri((torch.arange(m, dtype=torch.float64) + 0.5) / m)
