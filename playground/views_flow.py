@@ -2,8 +2,8 @@
 
 Trace keys (core.flows.base.Flow.traces): forward_states (L+1, n, D) data pulled
 to the base; inverse_states (L+1, n, D) base samples pushed to the data;
-log_dets (L,); for 2D, grid_states (L+1, G*G, 2) the plane grid taken as base
-points and pushed to the data, and log_density (G*G,).
+log_dets (L,); for 2D, grid_states (L+1, S*S, 2) an S x S sub-grid of the plane
+grid taken as base points and pushed to the data, and log_density (G*G,).
 
 Index bookkeeping: inverse_states[l] and grid_states[l] live in the space
 h_{L-l} (after l inverse layers from the base), the same space as
@@ -63,7 +63,7 @@ def layers(snapshot: dict, ctx: dict, uirev: str):
     for i, (l, s) in enumerate(zip(order, suffixes)):
         first = i == 0
         if grid is not None and grid.shape[0] == inv.shape[0]:
-            g = V.grid_side(grid[l], ctx)
+            g = V.grid_side(grid[l], None)  # a sub-grid of the heatmap's (core.flows.base.GRID_LINES)
             gx, gy = V.mesh(grid[l], g, g)
             data.append(V.on_axes(V.lines(gx, gy, V.MESH, "base grid", width=0.8, legend=first), s))
         if fwd is not None and fwd.shape[0] == inv.shape[0]:

@@ -187,6 +187,27 @@ def test_image_shaped_data(name):
     assert traces["forward_states"].shape == (L + 1, 8, 16) and traces["inverse_states"].shape == (L + 1, 8, 16)
 
 
+def test_grid_lines_are_pushed_through_on_a_sub_grid():
+    from core.flows.base import GRID_LINES, sub_grid
+
+    flow = make_flow("realnvp")
+    grid, _ = plane_grid(-4.0, 4.0, 60)
+    traces = flow.traces(data_batch(20), grid)
+    S = GRID_LINES
+    assert traces["log_density"].shape == (60 * 60,) and traces["grid_states"].shape[1:] == (S * S, 2)
+    # the sub-grid holds S whole rows and S whole columns' crossings, evenly spread, the outer lines included
+    lines = sub_grid(grid, S).reshape(S, S, 2)
+    full = grid.reshape(60, 60, 2)
+    keep = [int(i) for i in torch.linspace(0, 59, S).round()]
+    assert keep[0] == 0 and keep[-1] == 59 and len(set(keep)) == S
+    assert torch.equal(lines, full[keep][:, keep])
+    with torch.no_grad():
+        pushed = flow.layer_states(lines.reshape(-1, 2), "inverse")[-1]
+    np.testing.assert_allclose(traces["grid_states"][-1], pushed.numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="square"):
+        sub_grid(grid[:-1], S)
+
+
 @pytest.mark.parametrize("name", FLOW_NAMES)
 def test_traces_keys_shapes_and_values(name):
     flow = make_flow(name)
