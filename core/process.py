@@ -16,7 +16,9 @@ process with an interpreter of its own:
 The child builds its Trainer from the model as it was before any training,
 with the same seed, so a run takes exactly the steps that `Trainer.fit` takes.
 Messages are pickled by hand (plain pickle, not torch's shared-memory
-reductions): each is a few hundred kilobytes at most, a few times a second.
+reductions), the weights as numpy arrays (`to_wire`): each is a few hundred
+kilobytes at most, a few times a second, sent from a thread of the child's own
+(`_Outbox`) so that training never waits for this process to read.
 Children fork from a server process that has already imported torch and every
 model (`warm_up`), so starting one costs milliseconds, not the seconds of a
 fresh interpreter.
@@ -25,11 +27,13 @@ fresh interpreter.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import multiprocessing as mp
 import pickle
 import threading
 import time
 
+import numpy as np
 import torch
 
 from .config import TrainConfig
@@ -75,6 +79,7 @@ class ProcessTrainer(Trainer):
     """
 
     PICTURE_REST = 0.25  # training has its own interpreter: pictures need rest only for the page's sake
+    SPARES = 4  # models kept to load the child's weights into: the newest, one held, one to draw
 
     def __init__(self, model: GenerativeModel, dataset: Dataset, cfg: TrainConfig, device: str = "auto",
                  n_reference: int = 2000, n_eval: int = 1000):
@@ -85,6 +90,7 @@ class ProcessTrainer(Trainer):
         self._proc = None
         self._send_lock = threading.Lock()
         self.child_lrs: dict[str, float] = {}  # the learning rates the child last reported
+        self._spares: list[GenerativeModel] = []
 
     @property
     def train_device(self) -> torch.device:
@@ -142,10 +148,22 @@ class ProcessTrainer(Trainer):
             self.status, self.message = msg["status"], msg["message"]
 
     def _materialize(self, state) -> GenerativeModel:
+        """A model with the child's weights to draw from: a spare that nobody holds (see
+        Trainer.newest) and that is not the newest picture's, else a fresh copy of this
+        side's model. Copying a model takes about as long as drawing a small one."""
         if isinstance(state, GenerativeModel):
             return state
-        model = copy.deepcopy(self.model)  # this side's copy holds the live config (beta, the sampler, ...)
-        model.load_state_dict(state)
+        with self._latest_lock:
+            free = [m for m in self._spares if m is not self.latest_model and not self._leases[id(m)]]
+        if free:
+            model = free[0]
+            for f in dataclasses.fields(model.config):  # the live config (beta, the sampler, ...)
+                setattr(model.config, f.name, copy.deepcopy(getattr(self.model.config, f.name)))
+        else:
+            model = copy.deepcopy(self.model)
+            if len(self._spares) < self.SPARES:
+                self._spares.append(model)
+        model.load_state_dict(from_wire(state))
         return model
 
     def _send(self, *command) -> None:
@@ -184,6 +202,72 @@ class ProcessTrainer(Trainer):
         super().stop(timeout)  # the reader thread and the views end with the child's last word
 
 
+def to_wire(state: dict) -> dict:
+    """A state dict as numpy arrays where numpy has the dtype: they pickle and unpickle as raw
+    bytes, where torch's own tensor pickling costs milliseconds per message."""
+    out = {}
+    for k, v in state.items():
+        v = v.detach().to("cpu", copy=True)
+        try:
+            out[k] = v.numpy()
+        except TypeError:  # bfloat16 and the like travel as tensors
+            out[k] = v
+    return out
+
+
+def from_wire(state: dict) -> dict:
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+
+
+class _Outbox:
+    """The child's reports, sent from a thread of their own.
+
+    Sending a few hundred kilobytes of weights fills the connection's buffer
+    several times over, and each refill waits until the page's process, busy
+    drawing, gets round to reading: sent from the training thread, that wait
+    cost training 2-6% of its time. A report that finds the previous one still
+    unsent merges into it: the loss records stay, in order, and the newest
+    weights and status win.
+    """
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.broken = False  # the parent is gone: nobody is listening any more
+        self._cv = threading.Condition()
+        self._pending: dict | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def put(self, msg: dict) -> None:
+        with self._cv:
+            if self._pending is not None:
+                msg = {**self._pending, **msg, "history": self._pending["history"] + msg["history"]}
+            self._pending = msg
+            self._cv.notify()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what is pending, then end the thread."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None and not self._closed:
+                    self._cv.wait()
+                if self._pending is None:
+                    return
+                msg, self._pending = self._pending, None
+            try:
+                self.conn.send_bytes(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
+            except (OSError, ValueError):
+                self.broken = True
+                return
+
+
 def _child_main(conn, payload: bytes, cfg: bytes, device: str, threads: int, snapshot_interval: float, log_every: int,
                 paused: bool) -> None:
     """The child's whole life: train, obey commands, report, and end with a final report."""
@@ -197,21 +281,21 @@ def _child_main(conn, payload: bytes, cfg: bytes, device: str, threads: int, sna
         conn.close()
         return
     trainer.status = "paused" if paused else "running"
+    outbox = _Outbox(conn)
     single = 0  # steps still to take while paused
     sent = 0  # history records already sent
     last_report = 0.0
     dirty = True  # weights changed since the last report
     stopped = False
 
-    def report(final: bool = False, state: bool = True) -> None:
+    def report(final: bool = False) -> None:
         nonlocal sent, last_report, dirty
         trainer._flush_history()
         msg = {"step": trainer.step_count, "elapsed": trainer.elapsed, "history": trainer.history[sent:],
                "status": trainer.status, "message": trainer.message, "lrs": trainer.learning_rates(),
-               "final": final}
-        if state:
-            msg["state"] = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
-        conn.send_bytes(pickle.dumps(msg))
+               "final": final,
+               "state": to_wire(trainer.model.state_dict())}
+        outbox.put(msg)
         sent = len(trainer.history)
         last_report, dirty = time.perf_counter(), False
 
@@ -231,7 +315,7 @@ def _child_main(conn, payload: bytes, cfg: bytes, device: str, threads: int, sna
             stopped = True
 
     try:
-        while not stopped and trainer.step_count < cfg.steps:
+        while not stopped and not outbox.broken and trainer.step_count < cfg.steps:
             wait = 0.05 if trainer.status == "paused" and single <= 0 else 0.0
             while conn.poll(wait):
                 obey(pickle.loads(conn.recv_bytes()))
@@ -258,9 +342,6 @@ def _child_main(conn, payload: bytes, cfg: bytes, device: str, threads: int, sna
     except Exception as e:  # noqa: BLE001 - reported to the person, not a traceback
         trainer.status = "error"
         trainer.message = f"Training stopped at step {trainer.step_count}: {type(e).__name__}: {e}"
-    try:
-        report(final=True)
-    except (OSError, ValueError):
-        pass  # the parent is gone
-    finally:
-        conn.close()
+    report(final=True)
+    outbox.close()  # a parent that is gone makes the send fail, which ends the thread
+    conn.close()

@@ -20,6 +20,8 @@ try; the last weights that gave a finite loss are restored.
 from __future__ import annotations
 
 import atexit
+import collections
+import contextlib
 import copy
 import math
 import os
@@ -108,8 +110,11 @@ class Trainer:
         self._lock = threading.Lock()  # guards weights between training and snapshot copies
         self._ref_terms: dict | None = None  # the reference's share of MMD and energy, computed once
         # what the live views last drew: a copy of the weights safe to read while training goes on
+        # (read it through newest(), which keeps it from being reused while you hold it)
         self.latest_model: GenerativeModel | None = None
         self.latest_at: tuple[int, float] = (0, 0.0)
+        self._latest_lock = threading.Lock()
+        self._leases: collections.Counter = collections.Counter()  # id(model) -> holders
         self.latest_metrics: dict = {}
         self.field_t: float | None = None  # draw time-dependent fields (diffusion) at this t
 
@@ -361,6 +366,28 @@ class Trainer:
                               with_metrics=not self._stop.is_set())
                 views.close()
 
+    @contextlib.contextmanager
+    def newest(self):
+        """(model, (step, elapsed)) the live views last drew, held for the block: nothing
+        loads other weights into that model while you read it. model is None before the
+        first picture."""
+        with self._latest_lock:
+            model, at = self.latest_model, self.latest_at
+            if model is not None:
+                self._leases[id(model)] += 1
+        try:
+            yield model, at
+        finally:
+            if model is not None:
+                with self._latest_lock:
+                    self._leases[id(model)] -= 1
+                    if not self._leases[id(model)]:
+                        del self._leases[id(model)]
+
+    def _publish(self, model: GenerativeModel, at: tuple[int, float]) -> None:
+        with self._latest_lock:
+            self.latest_model, self.latest_at = model, at
+
     def _copy_model(self) -> GenerativeModel:
         with self._lock:
             return copy.deepcopy(self.model)
@@ -486,7 +513,7 @@ class _Views:
                 snap = trainer.snapshot(model, with_metrics=False, step=step, elapsed=elapsed)
             except Exception as e:  # noqa: BLE001 - a view failing must not stop training
                 snap = {"step": step, "time": elapsed, "error": f"{type(e).__name__}: {e}"}
-            trainer.latest_model, trainer.latest_at = model, (step, elapsed)
+            trainer._publish(model, (step, elapsed))
             now = time.perf_counter()
             self._rest_until = now + trainer.PICTURE_REST * (now - t0)
             if trainer.latest_metrics:
@@ -511,18 +538,19 @@ class _Views:
             end = self._metrics_end
             if end == "stop":
                 return
-            model, (step, elapsed) = trainer.latest_model, trainer.latest_at
-            if model is not None and model is not done and (end or time.perf_counter() >= self._next_eval):
-                t0 = time.perf_counter()
-                try:
-                    m = trainer.evaluate(model=model)
-                except Exception as e:  # noqa: BLE001 - a metric failing must not stop the pictures
-                    m = {"error": f"{type(e).__name__}: {e}"}
-                trainer.latest_metrics = {"step": step, "time": round(elapsed, 4), **m}
-                trainer.metric_history.append(trainer.latest_metrics)
-                done = model
-                t1 = time.perf_counter()
-                self._next_eval = max(t0 + self.metrics_interval, t1 + self.METRICS_REST * (t1 - t0))
+            with trainer.newest() as (model, at):
+                if model is not None and at != done and (end or time.perf_counter() >= self._next_eval):
+                    step, elapsed = at
+                    t0 = time.perf_counter()
+                    try:
+                        m = trainer.evaluate(model=model)
+                    except Exception as e:  # noqa: BLE001 - a metric failing must not stop the pictures
+                        m = {"error": f"{type(e).__name__}: {e}"}
+                    trainer.latest_metrics = {"step": step, "time": round(elapsed, 4), **m}
+                    trainer.metric_history.append(trainer.latest_metrics)
+                    done = at
+                    t1 = time.perf_counter()
+                    self._next_eval = max(t0 + self.metrics_interval, t1 + self.METRICS_REST * (t1 - t0))
             if end == "final":
                 return
             wait = max(0.0, self._next_eval - time.perf_counter()) if done is not None else 0.5

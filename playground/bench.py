@@ -7,7 +7,9 @@ For each model it measures, in this process:
   every timer period (app.tick: pull the newest snapshot, render the family's panels,
   the loss and metric charts, and serialise every figure as Gradio would);
 - the view update rate achieved (panel redraws per second: timer ticks that
-  found a new snapshot) and the time one redraw takes;
+  found a new snapshot), the time one redraw takes, and the CPU the page's
+  process spends meanwhile (every thread: pictures, metrics, renders), which
+  is the watching's share of the machine;
 - Pause latency (from the click until the last step finishes) and Reset
   latency (until Reset returns, and until the fresh model's first picture).
 """
@@ -64,7 +66,7 @@ def watched(model: str, dataset: str, seconds: float, device: str) -> dict:
     while run.step < 10:
         time.sleep(0.01)
     redraws, durations = 0, []
-    step0, t0 = run.step, time.perf_counter()
+    step0, t0, cpu0 = run.step, time.perf_counter(), _cpu_seconds()
     next_tick = t0
     while time.perf_counter() - t0 < seconds:
         next_tick += TICK
@@ -77,12 +79,18 @@ def watched(model: str, dataset: str, seconds: float, device: str) -> dict:
         time.sleep(max(0.0, next_tick - time.perf_counter()))
     elapsed = time.perf_counter() - t0
     rate = (run.step - step0) / elapsed
+    page_cpu = (_cpu_seconds() - cpu0) / elapsed
     pause = pause_latency(run)
     reset, first_picture = reset_latency(session, model, dataset, knobs)
     session.close()
     session.manager.shutdown()
-    return {"rate": rate, "redraws": redraws / elapsed, "redraw_ms": 1000 * statistics.median(durations) if durations else float("nan"),
+    return {"rate": rate, "page_cpu": page_cpu, "redraws": redraws / elapsed, "redraw_ms": 1000 * statistics.median(durations) if durations else float("nan"),
             "pause_ms": 1000 * pause, "reset_ms": 1000 * reset, "first_ms": 1000 * first_picture}
+
+
+def _cpu_seconds() -> float:
+    """CPU time this process (the page's: pictures, metrics, renders) has used, all threads."""
+    return time.process_time()
 
 
 def pause_latency(run) -> float:
@@ -112,10 +120,11 @@ def reset_latency(session: Session, model: str, dataset: str, knobs: dict) -> tu
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m playground.bench", description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="*", default=None, help="model@dataset pairs (default: one per family)")
-    p.add_argument("--seconds", type=float, default=6.0, help="measuring window per measurement")
-    p.add_argument("--repeats", type=int, default=3,
+    p.add_argument("--seconds", type=float, default=4.0, help="measuring window per measurement")
+    p.add_argument("--repeats", type=int, default=7,
                    help="rounds of (headless, with views) per case; the table gives medians, and the ratio is "
-                        "the median of each round's ratio, so a shared machine's drift cancels out")
+                        "the median of each round's ratio (and the middle half of the rounds' ratios), so a "
+                        "shared machine's drift cancels out")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     A.use_one_thread_per_run()  # as the app runs
@@ -124,9 +133,10 @@ def main(argv=None) -> int:
     print(f"## Playground: the cost of watching\n\nDevice: {device_name(device)}. Redraw every {TICK} s, "
           f"snapshots every {SNAPSHOT_INTERVAL} s, {args.seconds:g} s per measurement, "
           f"medians of {max(1, args.repeats)} rounds.\n")
-    print("| model | data | headless steps/s | steps/s with views | view redraws/s | one redraw (ms) "
-          "| Pause (ms) | Reset returns (ms) | Reset to first picture (ms) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | data | headless steps/s | steps/s with views | with views / headless (middle half of rounds) "
+          "| page process CPU (cores) | view redraws/s | one redraw (ms) | Pause (ms) | Reset returns (ms) "
+          "| Reset to first picture (ms) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     med = statistics.median
     for model, dataset in cases:
         rounds = []
@@ -134,8 +144,10 @@ def main(argv=None) -> int:
             head = headless_rate(model, dataset, args.seconds, device.type)
             rounds.append((head, watched(model, dataset, args.seconds, device.type)))
         w = {k: med(r[k] for _, r in rounds) for k in rounds[0][1]}
-        ratio = med(r["rate"] / head for head, r in rounds)
-        print(f"| {model} | {dataset} | {med(h for h, _ in rounds):,.0f} | {w['rate']:,.0f} ({100 * ratio:.0f}%) | "
+        ratios = sorted(r["rate"] / head for head, r in rounds)
+        spread = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3  # quartiles
+        print(f"| {model} | {dataset} | {med(h for h, _ in rounds):,.0f} | {w['rate']:,.0f} | "
+              f"{100 * med(ratios):.0f}% ({100 * spread[0]:.0f}–{100 * spread[2]:.0f}%) | {w['page_cpu']:.2f} | "
               f"{w['redraws']:.1f} | {w['redraw_ms']:.0f} | {w['pause_ms']:.0f} | {w['reset_ms']:.0f} | {w['first_ms']:.0f} |",
               flush=True)
     return 0

@@ -311,12 +311,12 @@ class Run:
         """Draw the field at time t from now on; returns a snapshot redrawn at t at once, if possible."""
         self.trainer.field_t = t
         self.ctx["field_t"] = t
-        model = self.trainer.latest_model
         with self._lock:
             latest = self.latest
-        if t is None or model is None or latest is None or "traces" not in latest:
-            return None
-        extra = field_traces(model, self.dataset, t)
+        with self.trainer.newest() as (model, _):
+            if t is None or model is None or latest is None or "traces" not in latest:
+                return None
+            extra = field_traces(model, self.dataset, t)
         if not extra:
             return None
         snap = dict(latest, traces={**latest["traces"], **extra})
@@ -373,10 +373,8 @@ class Run:
 
     def export_model(self):
         """A copy of the newest weights that is safe to save while training goes on."""
-        model = self.trainer.latest_model
-        if model is None or not self._started:
-            model = self.model
-        return copy.deepcopy(model) if model is self.model else model
+        with self.trainer.newest() as (model, _):
+            return copy.deepcopy(model if model is not None and self._started else self.model)
 
 
 class RunRecord:

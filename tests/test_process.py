@@ -1,13 +1,15 @@
 """Training in a child process: the same steps as headless training, live control, clean ends."""
 
+import pickle
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from core import registry
-from core.process import ProcessTrainer
+from core.process import ProcessTrainer, _Outbox, from_wire, to_wire
 from core.trainer import Trainer
 
 TINY = {"layers": 2, "hidden": 16}
@@ -127,3 +129,81 @@ def test_a_process_trainer_starts_once():
     assert wait_for(lambda: t.status == "done")
     with pytest.raises(RuntimeError, match="once"):
         t.start(Snaps())
+
+
+class HeldConnection:
+    """A connection whose sends wait until released, like a reader that is busy elsewhere."""
+
+    def __init__(self, fail=False):
+        self.sent, self.release, self.fail = [], threading.Event(), fail
+
+    def send_bytes(self, data):
+        if self.fail:
+            raise OSError("the other end is gone")
+        self.release.wait()
+        self.sent.append(pickle.loads(data))
+
+
+def test_reports_wait_in_the_outbox_not_in_training_and_merge_in_order():
+    conn = HeldConnection()
+    box = _Outbox(conn)
+    t0 = time.perf_counter()
+    box.put({"step": 1, "history": [{"step": 1}], "state": "w1", "final": False})
+    assert wait_for(lambda: box._pending is None)  # the first is being sent, held by the reader
+    for step in (2, 3, 4):
+        box.put({"step": step, "history": [{"step": step}], "state": f"w{step}", "final": step == 4})
+    assert time.perf_counter() - t0 < 1.0  # putting never waits for the reader
+    conn.release.set()
+    box.close()
+    first, merged = conn.sent
+    assert first == {"step": 1, "history": [{"step": 1}], "state": "w1", "final": False}
+    # the three reports that waited arrive as one: every loss record, in order; the newest weights
+    assert merged == {"step": 4, "history": [{"step": 2}, {"step": 3}, {"step": 4}], "state": "w4", "final": True}
+
+
+def test_an_outbox_whose_reader_is_gone_says_so():
+    box = _Outbox(HeldConnection(fail=True))
+    box.put({"step": 1, "history": [], "final": False})
+    assert wait_for(lambda: box.broken)
+    box.close()
+
+
+def test_weights_travel_exactly_whatever_their_dtype():
+    state = {"w": torch.randn(3, 4), "w64": torch.randn(5, dtype=torch.float64), "count": torch.tensor(7),
+             "flag": torch.tensor([True, False]), "half": torch.randn(2, 2, dtype=torch.bfloat16),
+             "strided": torch.randn(4, 6).t()}
+    back = from_wire(pickle.loads(pickle.dumps(to_wire(state))))
+    assert back.keys() == state.keys()
+    for k, v in state.items():
+        assert back[k].dtype == v.dtype and torch.equal(back[k], v), k
+    assert isinstance(to_wire(state)["w"], np.ndarray)  # numpy, whose pickles are raw bytes
+
+
+def test_pictures_reuse_spare_models_but_never_the_newest_or_a_held_one():
+    trainer = build(ProcessTrainer, "vae", "eight_gaussians")
+    base = trainer.model.state_dict()
+    states = [to_wire({k: v + i if v.is_floating_point() else v for k, v in base.items()}) for i in range(5)]
+    weights = lambda m: next(iter(m.state_dict().values()))  # noqa: E731
+    first = next(iter(base.values()))
+
+    m1 = trainer._materialize(states[1])
+    trainer._publish(m1, (1, 0.1))
+    m2 = trainer._materialize(states[2])
+    assert m2 is not m1  # m1 is the newest picture's
+    trainer._publish(m2, (2, 0.2))
+    with trainer.newest() as (held, at):
+        assert held is m2 and at == (2, 0.2)
+        trainer.set_live("beta", 0.25)
+        m3 = trainer._materialize(states[3])
+        assert m3 is m1  # a spare nobody holds is reused ...
+        assert m3.config.beta == 0.25  # ... with the live config of the moment
+        trainer._publish(m3, (3, 0.3))
+        m4 = trainer._materialize(states[4])
+        assert m4 is not m2 and m4 is not m3  # the held one and the newest are left alone
+        assert torch.equal(weights(held), first + 2)  # what is held keeps its weights
+    assert torch.equal(weights(m3), first + 3) and torch.equal(weights(m4), first + 4)
+    trainer._publish(m4, (4, 0.4))
+    again = trainer._materialize(states[1])
+    assert again is m1 and len(trainer._spares) == 3  # no new copy while spares are free
+    trainer._publish(again, (5, 0.5))
+    assert trainer._materialize(states[2]) is m2  # released, the held one is a spare again
