@@ -58,7 +58,7 @@ class TimeMLP(nn.Module):
         self.out = nn.Linear(hidden, out_dim or dim)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x: (n, dim), t: (n,) in [0, 1] -> (n, out_dim)."""
+        """x: (n, dim), t: (n,) in [0, 1], or (1,) for one time shared by every row -> (n, out_dim)."""
         temb = self.t_proj(sinusoidal_embedding(t, self.t_dim))  # (n, hidden)
         h = self.act(self.inp(x) + temb)
         for block in self.blocks:

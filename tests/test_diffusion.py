@@ -369,3 +369,13 @@ def test_snapshot_draws_the_field_at_the_chosen_t_in_one_pass():
     assert (snap["traces"]["eps_field"] == expected["eps_field"]).all()
     trainer.field_t = None
     assert trainer.snapshot(with_metrics=False) and calls[-1] == 0.1
+
+
+def test_one_time_shared_by_every_point_equals_a_time_per_point():
+    # the samplers and the ODE pass t of shape (1,), so the time is embedded once per step
+    model = build(T=100)
+    x, t = torch.randn(7, 2), torch.tensor([0.3])
+    assert torch.allclose(model.eps_theta(x, t), model.eps_theta(x, t.expand(7)), atol=1e-6)
+    seen = []
+    Ancestral(steps=5)(lambda x, t: seen.append(tuple(t.shape)) or torch.zeros_like(x), model.schedule, x)
+    assert seen == [(1,)] * 5

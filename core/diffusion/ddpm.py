@@ -84,7 +84,7 @@ class DDPM(GenerativeModel):
 
     # ---- the noise predictor ---------------------------------------------
     def eps_theta(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """eps_theta(x_t, t) on flat points x_t (n, D) and times t (n,) in (0, 1]."""
+        """eps_theta(x_t, t) on flat points x_t (n, D) and times t (n,), or (1,) shared, in (0, 1]."""
         return self.eps_net(x_t, t)
 
     # ---- training --------------------------------------------------------

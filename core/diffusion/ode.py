@@ -73,7 +73,7 @@ def pf_ode_velocity(eps_fn: EpsFn, schedule: NoiseSchedule, x: torch.Tensor, lam
     lam_ = torch.tensor(lam, dtype=torch.float64)
     sigma2 = float(torch.sigmoid(-lam_))                         # 1 - alpha_bar
     t = float(schedule.t_at_log_alpha_bar(F.logsigmoid(lam_)))  # log alpha_bar = log sigmoid(lambda)
-    t_vec = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+    t_vec = torch.full((1,), t, dtype=x.dtype, device=x.device)  # one time for every point
     return 0.5 * sigma2 * x - 0.5 * math.sqrt(sigma2) * eps_fn(x, t_vec)
 
 

@@ -30,6 +30,8 @@ import torch
 from ..errors import ConfigError
 from .schedule import NoiseSchedule
 
+# eps_fn(x (n, D), t) -> (n, D), with t (n,), or (1,) for one time shared by every point: the samplers
+# and the ODE pass (1,), so a network embeds the time once per step, not once per point.
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -73,7 +75,7 @@ class Sampler:
         tau = self.times(schedule.T).tolist()
         x, xs = x_T, [x_T]
         for t, s in zip(tau[:-1], tau[1:]):
-            t_cont = torch.full((x.shape[0],), t / schedule.T, dtype=x.dtype, device=x.device)
+            t_cont = torch.full((1,), t / schedule.T, dtype=x.dtype, device=x.device)  # one time for every point
             eps = eps_fn(x, t_cont)
             z = _randn_like(x, generator)  # drawn at every step, so samplers share one noise stream
             x = self._step(schedule, x, eps, t, s, z)
