@@ -79,7 +79,7 @@ class ProcessTrainer(Trainer):
     """
 
     PICTURE_REST = 0.25  # training has its own interpreter: pictures need rest only for the page's sake
-    SPARES = 4  # models kept to load the child's weights into: the newest, one held, one to draw
+    SPARES = 4  # models to load the child's weights into: the newest, one held by metrics, one by the page, one to draw
 
     def __init__(self, model: GenerativeModel, dataset: Dataset, cfg: TrainConfig, device: str = "auto",
                  n_reference: int = 2000, n_eval: int = 1000):
