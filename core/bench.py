@@ -3,13 +3,14 @@
 Speed is measured four ways in one run, on the same device, with the same
 network and optimiser: a plain PyTorch loop (the floor), the engine headless,
 and the engine while snapshots stream at the playground's cadence, once with
-training in a thread of this process (Trainer.start) and once in a child
-process (core.process, as the playground trains). The ratios show what the
+training in a thread of this process (Trainer's thread transport) and once in
+a child process (its process transport, as the playground trains). The ratios show what the
 engine and the live views cost.
 
-Time-to-quality trains default configs on eight_gaussians until a target is
-met: KL < 0.1 nats for realnvp and nsf, all 8 modes covered for wgan_gp, and
-for ddpm an MMD within twice the MMD between two independent true sample sets.
+Time-to-quality trains default configs on eight_gaussians until the target a
+model registered (core.registry.Quality) is met: KL < 0.1 nats for realnvp and
+nsf, every mode covered for wgan_gp, and for ddpm an MMD within twice the MMD
+between two independent true sample sets.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ import time
 
 import torch
 
-from . import metrics as M
 from . import registry
-from .process import ProcessTrainer, warm_up
-from .trainer import Trainer, resolve_device
+from .train import Trainer, resolve_device, warm_up
+from .train.optim import make_optimizer
 
 DATASET = "eight_gaussians"
 UI_SNAPSHOT_INTERVAL = 0.2  # seconds, the playground's redraw cadence
@@ -41,19 +41,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _fresh(name: str, dataset, device: torch.device, steps: int, cls=Trainer) -> Trainer:
+def _fresh(name: str, dataset, device: torch.device, steps: int, transport: str = "thread") -> Trainer:
     cfg = registry.train_config(name, {"steps": steps, "seed": 0})
     torch.manual_seed(0)
     model = registry.build_model(name, dataset.shape)
-    return cls(model, dataset, cfg, device=device.type)
+    return Trainer(model, dataset, cfg, device=device.type, transport=transport)
 
 
 def plain_loop_rate(name: str, dataset, device: torch.device, steps: int, warmup: int = 20) -> float:
     """Steps/s of a hand-written loop over the same phases, network and optimiser."""
     t = _fresh(name, dataset, device, steps)  # only to reuse its data and model set-up
-    model, data, bs = t.model, t.data, t.cfg.batch_size
+    model, data, bs = t.model, t.engine.data.x, t.cfg.batch_size
     phases = model.phases(t.cfg.lr)
-    opts = [torch.optim.Adam(p.params, lr=p.lr, betas=p.betas) for p in phases]
+    opts = [make_optimizer(p) for p in phases]
 
     def run(n: int) -> None:
         for _ in range(n):
@@ -98,7 +98,7 @@ def streaming_rate(name: str, dataset, device: torch.device, steps: int, warmup:
 
     t0 = time.perf_counter()
     t.start(on_snapshot=on_snapshot, snapshot_interval=UI_SNAPSHOT_INTERVAL, metrics_interval=UI_METRICS_INTERVAL)
-    t._thread.join()
+    t._transport.join(None)
     wall = time.perf_counter() - t0
     done.wait(60)
     return steps / wall, len(got)
@@ -110,43 +110,32 @@ def process_streaming_rate(name: str, dataset, device: torch.device, steps: int,
     The child reports its step a few times a second; the rate is taken between
     the first report past the warm-up and the end, on this process's clock.
     """
-    t = _fresh(name, dataset, device, steps + warmup, cls=ProcessTrainer)
+    t = _fresh(name, dataset, device, steps + warmup, transport="process")
     got = []
     t.start(on_snapshot=lambda s: got.append(s["step"]), snapshot_interval=UI_SNAPSHOT_INTERVAL,
             metrics_interval=UI_METRICS_INTERVAL)
     while t.step_count < warmup and t.running:
         time.sleep(0.001)
     step0, t0 = t.step_count, time.perf_counter()
-    t._thread.join()
+    t._transport.join(None)
     wall = time.perf_counter() - t0
     t.wait_views(60)
     return (t.step_count - step0) / wall, len(got)
 
 
 def time_to_quality(name: str, dataset, device: torch.device, budget_s: float, check_every: int = 250) -> dict:
-    """Train default configs until the model's target is met or the budget runs out."""
-    reference = dataset.sample(2000, torch.Generator().manual_seed(11))
-    other = dataset.sample(2000, torch.Generator().manual_seed(12))
-    baseline_mmd = M.mmd(reference, other)
-    targets = {
-        "realnvp": ("KL < 0.1 nats", lambda m: m.get("kl", float("inf")) < 0.1),
-        "nsf": ("KL < 0.1 nats", lambda m: m.get("kl", float("inf")) < 0.1),
-        "wgan_gp": ("all 8 modes covered", lambda m: m.get("modes_covered", 0) >= 8),
-        "ddpm": (f"MMD < 2 x {baseline_mmd:.2g} (true vs true)", lambda m: m.get("mmd", float("inf")) < 2 * baseline_mmd),
-    }
-    label, reached = targets[name]
+    """Train the default config until the model's registered target is met or the budget runs out."""
+    quality = registry.model_spec(name).quality
     t = _fresh(name, dataset, device, 10_000_000)
+    floors = t.floors(2000)
     last = {}
     while t.elapsed < budget_s:
         t.fit(check_every, log_every=check_every)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(5)
-            t.model.eval()
-            last = M.evaluate(t.model, dataset, reference, n=2000, with_kl=name in ("realnvp", "nsf"))
-            t.model.train()
-        if reached(last):
-            return {"model": name, "target": label, "reached": True, "steps": t.step_count, "seconds": t.elapsed, "metrics": last}
-    return {"model": name, "target": label, "reached": False, "steps": t.step_count, "seconds": t.elapsed, "metrics": last}
+        last = t.evaluate(n=2000, model=t.final_model())
+        if quality.reached(last, floors):
+            break
+    return {"model": name, "target": quality.label(last, floors), "reached": quality.reached(last, floors),
+            "steps": t.step_count, "seconds": t.elapsed, "metrics": last}
 
 
 def run_bench(models=None, steps: int = 300, device: str = "auto", quality_budget: float = 240.0,
@@ -176,8 +165,8 @@ def run_bench(models=None, steps: int = 300, device: str = "auto", quality_budge
     if with_quality:
         lines += ["", f"Time-to-quality on {DATASET} (default configs, checked every 250 steps, budget {quality_budget:.0f} s of training each):", "",
                   "| model | target | reached | steps | training seconds | final metrics |", "|---|---|---|---|---|---|"]
-        for name in ("realnvp", "nsf", "wgan_gp", "ddpm"):
-            if models and name not in models:
+        for name in names:
+            if registry.model_spec(name).quality is None:
                 continue
             r = time_to_quality(name, dataset, dev, quality_budget)
             shown = ", ".join(f"{k} {v:.3g}" for k, v in r["metrics"].items() if k in ("kl", "mmd", "modes_covered", "high_quality"))

@@ -20,7 +20,7 @@ from . import checkpoint, registry
 from . import config as C
 from .config import to_dict
 from .errors import LogProbUnavailable, PlaygroundError, TrainingDiverged
-from .trainer import Trainer, finite_or_none, resolve_device
+from .train import Trainer, finite_or_none, resolve_device
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -156,7 +156,8 @@ def cmd_train(args) -> int:
         trainer.fit(log_every=log_every, metrics_every=every, on_log=_progress(train_cfg.steps, args.quiet))
     except TrainingDiverged as e:
         diverged = str(e)
-    final = trainer.evaluate(n=2000, with_kl=model.has_log_prob and dataset.has_density)
+    model = trainer.final_model()  # with its weight average, where the model keeps one
+    final = trainer.evaluate(n=2000, with_kl=model.has_log_prob and dataset.has_density, model=model)
     model.eval()
     with torch.no_grad():
         samples = _sample_chunked(model, args.n_samples)
@@ -175,6 +176,8 @@ def cmd_train(args) -> int:
         "history": trainer.history,
         "metric_history": trainer.metric_history,
         "final": final,
+        "notes": {"kl": f"KL(p_data || q) from the model's log_prob, an {model.density_note}"}
+        if model.density_note and "kl" in final else {},
     }
     with open(out / "metrics.json", "w") as f:
         json.dump(_json_safe(report), f, indent=1)
@@ -218,8 +221,9 @@ def cmd_logprob(args) -> int:
 
     model, meta = checkpoint.load(args.dir)
     if not model.has_log_prob:
+        with_density = [n for n in registry.model_names() if registry.model_spec(n).cls.has_log_prob]
         raise LogProbUnavailable(f"model {meta['model']!r} ({model.family}) has no density, so log-probabilities "
-                                 f"cannot be computed; flows, the VAE and DDPM have one")
+                                 f"cannot be computed; these models have one: {', '.join(with_density)}")
     if model.data_shape == (2,):
         pts = PointsFile.from_path(args.points, min_points=1).points
     else:
@@ -227,12 +231,8 @@ def cmd_logprob(args) -> int:
         pts = pts.reshape(-1, *model.data_shape)
     values = []
     for i in range(0, pts.shape[0], 2048):
-        chunk = pts[i:i + 2048]
-        if model.family == "diffusion":  # the probability-flow ODE needs autograd for the divergence
-            values.append(model.log_prob(chunk).detach())
-        else:
-            with torch.no_grad():
-                values.append(model.log_prob(chunk))
+        with torch.no_grad():  # a model that needs autograd inside log_prob (an ODE's divergence) enables it
+            values.append(model.log_prob(pts[i:i + 2048]))
     np.save(args.out, torch.cat(values).cpu().numpy().astype(np.float64))
     if not model.log_prob_is_exact:
         print(f"note: {meta['model']} log_prob is an estimate (see its documentation)", file=sys.stderr)

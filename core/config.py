@@ -15,14 +15,24 @@ from typing import Any
 
 from .errors import ConfigError
 
+LR_SCHEDULES = ("constant", "cosine", "linear")
 
-def param(default, *, lo=None, hi=None, choices=None, help="", live=False):
+
+def param(default, *, lo=None, hi=None, choices=None, help="", live=False, when=None, variant=False):
     """A config field with its allowed values.
 
     lo/hi: inclusive numeric bounds; choices: allowed values; live: the knob can
-    change while training runs (a learning rate) without rebuilding the model.
+    change while training runs (a learning rate) without rebuilding the model;
+    when: (field, values) if the setting only matters while another field of the
+    same config holds one of `values` (DDIM's eta while sampler is ddim), so
+    that a UI can hide it otherwise; variant: the field tells registered models
+    of one class apart (a GAN's objective), so a UI shows it as the model's
+    name rather than as a knob.
     """
-    meta = {"lo": lo, "hi": hi, "choices": choices, "help": help, "live": live}
+    if when is not None:
+        field, values = when
+        when = (field, tuple(values) if isinstance(values, (tuple, list)) else (values,))
+    meta = {"lo": lo, "hi": hi, "choices": choices, "help": help, "live": live, "when": when, "variant": variant}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -36,6 +46,16 @@ class TrainConfig:
     seed: int = param(0, lo=0, hi=2**31 - 1, help="random seed")
     n_data: int = param(20_000, lo=2, hi=10_000_000, help="size of the training set drawn from a built-in dataset")
     grad_clip: float = param(0.0, lo=0.0, hi=1e6, help="clip the gradient norm (0: off)", live=True)
+    lr_schedule: str = param("constant", choices=LR_SCHEDULES,
+                             help="learning rate over the run: constant, or cosine / linear decay to a tenth by the last step")
+    warmup: int = param(0, lo=0, hi=1_000_000, help="steps of linear warm-up from 0 to the learning rate (0: none)")
+
+
+def relevant(cfg, name: str) -> bool:
+    """Whether setting `name` matters for this config (see param's `when`)."""
+    field = next(f for f in dataclasses.fields(cfg) if f.name == name)
+    when = field.metadata.get("when")
+    return when is None or getattr(cfg, when[0]) in when[1]
 
 
 def describe(cfg) -> dict[str, dict]:

@@ -182,10 +182,16 @@ def histogram_divergences(x: torch.Tensor, y: torch.Tensor, bounds, bins: int = 
     Every sample is counted: points outside `bounds` fall into the edge bins.
     Each bin gets HIST_EPS of probability before renormalising, so a bin one set
     never visits costs a large but finite log-ratio instead of an infinite one.
-    JS is at most log 2. Both are biased upwards by sampling noise (about
-    occupied bins / (2 n) for two sets of n samples of one distribution), so
-    compare with the value for two sets of true samples; 20 x 20 bins keep
-    that floor low for a few thousand samples.
+    JS is at most log 2. Both are biased upwards by sampling noise: for two
+    sets of n and m samples of one distribution over B occupied bins, to
+    second order
+
+        E[KL] ~ (B - 1) (1/n + 1/m) / 2,    E[JS] ~ (B - 1) (1/n + 1/m) / 8,
+
+    (each bin's two frequencies differ by a variance p (1 - p) (1/n + 1/m)),
+    and bins that one set leaves empty add more through HIST_EPS. So compare
+    with the value between two independent sets of true samples of the same
+    sizes (`noise_floor`), never with zero.
     """
     if x.shape[-1] != 2 or y.shape[-1] != 2:
         raise ValueError(f"histogram divergences need 2D points, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
@@ -244,10 +250,17 @@ def evaluate(model, dataset, reference: torch.Tensor, n: int = 2000, with_kl: bo
             out["kl"] = kl_exact(dataset, model, n, generator)
     finally:
         model.train(was_training)
+    out.update(sample_metrics(samples, dataset, reference, ref_terms))
+    return out
+
+
+@torch.no_grad()
+def sample_metrics(samples: torch.Tensor, dataset, reference: torch.Tensor, ref_terms: dict | None = None) -> dict:
+    """The metrics of evaluate() that need only samples (n, *shape): all but kl."""
     x, ref = samples.reshape(samples.shape[0], -1), reference.detach().reshape(reference.shape[0], -1)
-    out["nonfinite"] = float((~torch.isfinite(x).all(dim=1)).double().mean())
+    out = {"nonfinite": float((~torch.isfinite(x).all(dim=1)).double().mean())}
     if _finite(x):
-        y = _flat64(ref)
+        x, y = _flat64(x), _flat64(ref)
         if ref_terms is None or ref_terms["n"] != y.shape[0]:
             ref_terms = reference_terms(y)
         d2_xx, d2_xy = _sq_dists(x, x), _sq_dists(x, y)  # shared by MMD and energy distance
@@ -262,3 +275,18 @@ def evaluate(model, dataset, reference: torch.Tensor, n: int = 2000, with_kl: bo
     if dataset.modes is not None:
         out.update(mode_stats(x, dataset.modes, dataset.mode_std))
     return out
+
+
+FLOOR_METRICS = ("mmd", "energy", "hist_kl", "hist_js")
+
+
+@torch.no_grad()
+def noise_floor(dataset, reference: torch.Tensor, n: int, seed: int, ref_terms: dict | None = None,
+                repeats: int = 3) -> dict:
+    """What a perfect model scores: each sample metric between `reference` and n fresh true
+    samples (the mean of `repeats` independent draws). MMD, energy distance and the histogram
+    divergences are all biased upwards at finite sizes; a model is as good as the data allow
+    when it reaches this floor, not zero."""
+    runs = [sample_metrics(dataset.sample(int(n), torch.Generator().manual_seed(seed + r)), dataset, reference,
+                           ref_terms) for r in range(repeats)]
+    return {k: sum(r[k] for r in runs) / repeats for k in FLOOR_METRICS if k in runs[0]}

@@ -1,38 +1,78 @@
-"""Names -> models and datasets.
+"""Names -> families, models and datasets.
 
-A model or dataset appears in the CLI, the playground's dropdowns and the
-parametrised tests by being registered here once, from its own module.
+A family is one package under core/models/; it registers itself and its
+models there and nowhere else, and everything else (the CLI, the
+playground's dropdowns, the contract tests, the benchmarks) is built from
+what it registered. Nothing here names a family: the packages are found by
+walking core/models/.
+
+    register_family("flow", "Normalizing flows", order=10)     # in core/models/flows/__init__.py
+    register_model("realnvp", RealNVP, FlowConfig, "...")    # the family is RealNVP.family
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from typing import Callable
 
 from . import config as C
 from .errors import ConfigError, DataError
 
-# Modules that register models or datasets when imported.
-_FAMILY_MODULES = (
-    "core.data.toy2d",
-    "core.data.mnist",
-    "core.flows",
-    "core.vae",
-    "core.gan",
-    "core.diffusion",
-)
+
+@dataclasses.dataclass(frozen=True)
+class FamilySpec:
+    name: str
+    title: str
+    order: int  # position in lists and dropdowns
+
+
+@dataclasses.dataclass(frozen=True)
+class Quality:
+    """A target the benchmark trains a model to: `metric` below `threshold` (at least it, with
+    at_least). scale multiplies the threshold: "floor" by the metric's value between two
+    independent sets of true samples of the same sizes (its noise floor), a metric's name
+    by that metric (modes_covered at least 1 x n_modes: every mode)."""
+
+    metric: str
+    threshold: float
+    at_least: bool = False
+    scale: str | None = None
+
+    def target(self, metrics: dict, floors: dict | None = None) -> float | None:
+        if self.scale is None:
+            return self.threshold
+        base = (floors or {}).get(self.metric) if self.scale == "floor" else metrics.get(self.scale)
+        return None if base is None else self.threshold * base
+
+    def label(self, metrics: dict | None = None, floors: dict | None = None) -> str:
+        what = {None: f"{self.threshold:g}", "floor": f"{self.threshold:g} x its floor (true vs true)"}.get(
+            self.scale, f"{self.threshold:g} x {self.scale}")
+        value = self.target(metrics or {}, floors)
+        shown = f" ({value:.3g})" if self.scale is not None and value is not None else ""
+        return f"{self.metric} {'>=' if self.at_least else '<'} {what}{shown}"
+
+    def reached(self, metrics: dict, floors: dict | None = None) -> bool:
+        value, target = metrics.get(self.metric), self.target(metrics, floors)
+        if value is None or target is None:
+            return False
+        return value >= target if self.at_least else value < target
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str
     cls: type
     config_cls: type
     defaults: dict
     summary: str
     train: dict  # TrainConfig defaults that suit this model (lr, steps, batch_size)
+    quality: Quality | None = None  # what `python -m core bench` trains it to, if anything
+
+    @property
+    def family(self) -> str:
+        return self.cls.family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,17 +82,28 @@ class DatasetSpec:
     summary: str
 
 
+FAMILIES: dict[str, FamilySpec] = {}
 MODELS: dict[str, ModelSpec] = {}
 DATASETS: dict[str, DatasetSpec] = {}
 _loaded = False
 
 
-def register_model(name: str, family: str, cls: type, config_cls: type, summary: str,
-                   train: dict | None = None, **defaults) -> None:
-    """Register `cls` under `name`; `defaults` are config overrides for this variant."""
+def register_family(name: str, title: str, order: int) -> None:
+    FAMILIES[name] = FamilySpec(name, title, order)
+
+
+def register_model(name: str, cls: type, config_cls: type, summary: str, train: dict | None = None,
+                   quality: Quality | None = None, **defaults) -> None:
+    """Register `cls` under `name`; `defaults` are config overrides for this variant.
+
+    The family is the class's own `family`, which its package must have registered first.
+    """
+    if cls.family not in FAMILIES:
+        raise ValueError(f"{cls.__name__}.family = {cls.family!r} is not a registered family; "
+                         f"call register_family first")
     C.make(config_cls, defaults)  # registered defaults must themselves be valid
     C.make(C.TrainConfig, train or {})
-    MODELS[name] = ModelSpec(name, family, cls, config_cls, defaults, summary, dict(train or {}))
+    MODELS[name] = ModelSpec(name, cls, config_cls, dict(defaults), summary, dict(train or {}), quality)
 
 
 def register_dataset(name: str, factory: Callable, summary: str) -> None:
@@ -60,27 +111,39 @@ def register_dataset(name: str, factory: Callable, summary: str) -> None:
 
 
 def load_all() -> None:
+    """Import the datasets and every family package under core/models/ (which registers them)."""
     global _loaded
-    if not _loaded:
-        for mod in _FAMILY_MODULES:
-            importlib.import_module(mod)
-        _loaded = True
-
-
-FAMILY_ORDER = ("flow", "vae", "gan", "diffusion")
-
-
-def model_names(family: str | None = None) -> list[str]:
-    """Registered models, grouped by family in a fixed order (whatever was imported first)."""
-    load_all()
-    rank = {f: i for i, f in enumerate(FAMILY_ORDER)}
-    names = sorted(MODELS, key=lambda n: (rank.get(MODELS[n].family, len(rank)), list(MODELS).index(n)))
-    return [n for n in names if family is None or MODELS[n].family == family]
+    if _loaded:
+        return
+    importlib.import_module("core.data")
+    models = importlib.import_module("core.models")
+    for info in pkgutil.iter_modules(models.__path__):
+        if info.ispkg:
+            importlib.import_module(f"core.models.{info.name}")
+    _loaded = True
 
 
 def families() -> list[str]:
+    """Registered families that have at least one model, in their declared order."""
     load_all()
-    return list(dict.fromkeys(MODELS[n].family for n in model_names()))
+    used = {spec.family for spec in MODELS.values()}
+    return [f.name for f in sorted(FAMILIES.values(), key=lambda f: f.order) if f.name in used]
+
+
+def family_spec(name: str) -> FamilySpec:
+    load_all()
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown family {name!r}; valid families: {', '.join(families())}")
+    return FAMILIES[name]
+
+
+def model_names(family: str | None = None) -> list[str]:
+    """Registered models, grouped by family in the families' order, then as registered."""
+    load_all()
+    rank = {f: i for i, f in enumerate(families())}
+    order = list(MODELS)
+    names = sorted(MODELS, key=lambda n: (rank[MODELS[n].family], order.index(n)))
+    return [n for n in names if family is None or MODELS[n].family == family]
 
 
 def dataset_names() -> list[str]:
@@ -108,9 +171,7 @@ def train_config(name: str, overrides: dict | None = None) -> C.TrainConfig:
 
 def build_model(name: str, data_shape: tuple, overrides: dict | None = None):
     """The model `name` for data of `data_shape`, with validated settings."""
-    spec = model_spec(name)
-    cfg = model_config(name, overrides)
-    return spec.cls(tuple(data_shape), cfg)
+    return build_from_config(name, data_shape, model_config(name, overrides))
 
 
 def build_from_config(name: str, data_shape: tuple, cfg):
@@ -128,4 +189,5 @@ def load_dataset(spec: str, **kwargs):
         from .data.files import PointsFile
 
         return PointsFile.from_path(spec)
-    raise DataError(f"unknown dataset {spec!r}; valid datasets: {', '.join(DATASETS)}, or a path to a .csv/.npy file of N x 2 points")
+    raise DataError(f"unknown dataset {spec!r}; valid datasets: {', '.join(DATASETS)}, "
+                    "or a path to a .csv/.npy file of N x 2 points")

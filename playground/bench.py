@@ -26,10 +26,11 @@ import torch
 
 from core import registry
 from core.bench import device_name
-from core.trainer import Trainer, resolve_device
+from core.train import Trainer, resolve_device
 
 from . import app as A
-from .session import SNAPSHOT_INTERVAL, RunManager, Session
+from .runs import RunManager, Session
+from .runs.run import SNAPSHOT_INTERVAL
 
 CASES = (("realnvp", "two_moons"), ("vae", "eight_gaussians"), ("wgan_gp", "twenty_five_gaussians"),
          ("ddpm", "swiss_roll"))

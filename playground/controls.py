@@ -34,6 +34,7 @@ class Knob:
     choices: tuple | None = None
     help: str = ""
     live: bool = False
+    when: tuple | None = None  # (setting, values): shown only while that setting holds one of them
 
     @property
     def slider(self) -> bool:
@@ -67,17 +68,32 @@ def _kind(value) -> str:
 
 
 def knobs_for(model_name: str) -> dict[str, tuple[Knob, object]]:
-    """name -> (knob, default) for the model's config and the trainer, with the model's defaults."""
+    """name -> (knob, default) for the model's config and the trainer, with the model's defaults.
+
+    A setting that tells registered variants apart (a GAN's objective) is the model's name,
+    not a knob, and is left out."""
     out = {}
     for scope, cfg in (("model", registry.model_config(model_name)), ("train", registry.train_config(model_name))):
         for name, m in describe(cfg).items():
-            if scope == "train" and name not in TRAIN_KNOBS:
+            if scope == "train" and name not in TRAIN_KNOBS or m.get("variant"):
                 continue
             value = getattr(cfg, name)
             kind = "choice" if m.get("choices") else _kind(value)
             out[name] = (Knob(name, kind, scope, m.get("lo"), m.get("hi"), tuple(m["choices"]) if m.get("choices") else None,
-                              m.get("help", ""), bool(m.get("live"))), value)
+                              m.get("help", ""), bool(m.get("live")), m.get("when")), value)
     return out
+
+
+def shown(model_name: str, settings: dict | None = None) -> set[str]:
+    """The model's knobs that matter with these settings (DDIM's eta only while sampler is ddim)."""
+    knobs = knobs_for(model_name)
+    values = {name: (settings or {}).get(name, default) for name, (_, default) in knobs.items()}
+    return {name for name, (k, _) in knobs.items() if k.when is None or values.get(k.when[0]) in k.when[1]}
+
+
+def dependents(model_name: str, name: str) -> list[str]:
+    """The model's knobs whose visibility follows the setting `name`."""
+    return [n for n, (k, _) in knobs_for(model_name).items() if k.when is not None and k.when[0] == name]
 
 
 def knob_key(knob: Knob) -> str:
@@ -163,7 +179,8 @@ def decode_query(params: dict) -> tuple[str, str, dict, list[str]]:
 
 def initial_values() -> dict[str, tuple[object, bool]]:
     """knob key -> (value, visible) the page opens with: the default model's, else the first model that has it."""
-    out = {knob_key(k): (d, True) for k, d in knobs_for(DEFAULT_MODEL).values()}
+    visible = shown(DEFAULT_MODEL)
+    out = {knob_key(k): (d, name in visible) for name, (k, d) in knobs_for(DEFAULT_MODEL).items()}
     for model in registry.model_names():
         for k, d in knobs_for(model).values():
             out.setdefault(knob_key(k), (d, False))

@@ -1,8 +1,10 @@
 """Pictures to keep: a PNG of the main view and an animated GIF of a run, drawn with Pillow.
 
-The raster is the family's main panel: the density (flow) or the discriminator
-(GAN) as a background, the data in green and the model's samples in purple, the
-step number in the corner; for digits, a tile of samples. No browser or kaleido
+The raster is the family's main panel, as its view declares it
+(playground.views.ExportPicture): a background (a flow's density, a GAN's
+discriminator; else the true density, faintly), the data in green and the
+model's samples in purple, the step number in the corner; for digits, a tile
+of samples. No browser or kaleido
 is needed, so export works on any server.
 """
 
@@ -14,8 +16,9 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import views_common as V
-from . import views_digits as D
+from . import draw as V
+from .draw import digits as D
+from .views import view_for
 
 SIZE = 480
 MAX_GIF_FRAMES = 60
@@ -49,36 +52,13 @@ def _font(size: int):
 
 
 # ---- what the main panel holds ------------------------------------------------------
-def _samples(family: str, traces: dict) -> np.ndarray | None:
-    if family == "flow":
-        s = V.optional(traces, "inverse_states")
-        return s[-1] if s is not None else None
-    if family == "diffusion":
-        s = V.optional(traces, "trajectory")
-        if s is None:
-            return None
-        t = V.optional(traces, "trajectory_t")
-        return s[0] if t is not None and t.size == s.shape[0] and t[0] < t[-1] else s[-1]
-    return V.optional(traces, "samples")
-
-
 def _background(family: str, traces: dict, ctx: dict) -> tuple[np.ndarray, list] | None:
-    """(G, G) values in [0, 1] and the colour scale, or None for a white background."""
-    if family == "flow" and V.optional(traces, "log_density") is not None:
-        q = np.exp(np.clip(traces["log_density"].astype(np.float64), -80, 80))
-        top = np.nanmax(q)
-        true = ctx.get("true_log_density")
-        if true is not None and np.isfinite(true).any():
-            top = float(np.nanmax(np.exp(np.clip(np.asarray(true, np.float64), -80, 80))))
-        return q / (top if top > 0 else 1.0), V.DENSITY_SCALE
-    if family == "gan":
-        prob = V.optional(traces, "critic_prob")
-        if prob is not None:
-            return prob, V.CRITIC_SCALE
-        raw = V.optional(traces, "critic")
-        if raw is not None:
-            lo, hi = np.nanpercentile(raw, [2, 98])
-            return (raw - lo) / (hi - lo if hi > lo else 1.0), V.CRITIC_SCALE
+    """(G*G,) values in [0, 1] and the colour scale: the view's own, else the true density, faintly."""
+    own = view_for(family).export.background
+    if own is not None:
+        bg = own(traces, ctx)
+        if bg is not None:
+            return bg
     true = ctx.get("true_log_density")
     if true is not None:
         p = np.exp(np.clip(np.asarray(true, np.float64), -80, 80))
@@ -122,7 +102,7 @@ def render_frame(family: str, snapshot: dict, ctx: dict | None = None, size: int
     head = f"{family} · {ctx['dataset']} · step {step}" if ctx.get("dataset") else f"{family} · step {step}"
     with np.errstate(all="ignore"):
         try:
-            samples = _samples(family, traces)
+            samples = view_for(family).export.samples(traces)
             if V.is_image(ctx, snapshot):
                 _digits(img, samples, snapshot, ctx)
             else:

@@ -1,5 +1,9 @@
-"""Datasets: 2D toys with exact densities, files of points, MNIST."""
+"""Datasets: 2D toys with exact densities, files of points, MNIST.
 
-from .base import Dataset
+Importing this package registers the built-in datasets.
+"""
 
-__all__ = ["Dataset"]
+from . import mnist, toy2d  # noqa: F401 - they register their datasets
+from .base import Batch, Dataset, TrainingData
+
+__all__ = ["Batch", "Dataset", "TrainingData"]

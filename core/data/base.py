@@ -1,14 +1,80 @@
-"""What every dataset provides.
+"""What every dataset provides, and the training data a trainer draws batches from.
 
 A dataset draws samples, knows its shape and plotting bounds, and, where one
 exists, evaluates its exact log-density (so a model can be scored by
 KL(p_data || q) = E_p[log p - log q]). Mixture datasets also expose their modes,
 for the modes-covered and high-quality-sample metrics.
+
+`training_data(n, seed, fields)` fixes what a run trains on: the points "x",
+and with them what the model asks for (its `batch_fields`): "label" for a
+classifier or a conditional model. A dataset of two unpaired domains (for a
+CycleGAN) returns two groups; tensors of one group share rows, and each group
+is drawn on its own.
 """
 
 from __future__ import annotations
 
 import torch
+
+from ..errors import ConfigError, DataError
+
+
+class Batch(dict):
+    """The tensors of one training batch by name, when there is more than "x": batch["label"]."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __reduce__(self):
+        return Batch, (dict(self),)
+
+
+class TrainingData:
+    """Groups of named tensors; a batch draws rows of each group independently.
+
+    A model whose batch_fields are just ("x",) gets the tensor itself; any other
+    gets a Batch with every field.
+    """
+
+    def __init__(self, *groups: dict[str, torch.Tensor]):
+        if not groups or any(not g for g in groups):
+            raise DataError("training data needs at least one non-empty group of tensors")
+        names = [k for g in groups for k in g]
+        if len(set(names)) != len(names):
+            raise DataError(f"training data fields must be unique, got {names}")
+        for g in groups:
+            sizes = {k: v.shape[0] for k, v in g.items()}
+            if len(set(sizes.values())) != 1:
+                raise DataError(f"tensors of one group must have the same number of rows, got {sizes}")
+        self.groups = [dict(g) for g in groups]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(k for g in self.groups for k in g)
+
+    @property
+    def x(self) -> torch.Tensor:
+        """The data points (the first field), as the views draw them."""
+        return next(iter(self.groups[0].values()))
+
+    def rows(self) -> int:
+        """Rows of the smallest group: the largest batch every group can fill."""
+        return min(next(iter(g.values())).shape[0] for g in self.groups)
+
+    def to(self, device) -> "TrainingData":
+        return TrainingData(*({k: v.to(device) for k, v in g.items()} for g in self.groups))
+
+    def batch(self, size: int, generator: torch.Generator):
+        """A batch of `size` rows drawn with replacement from each group (indices from generator)."""
+        out = {}
+        for g in self.groups:
+            first = next(iter(g.values()))
+            idx = torch.randint(0, first.shape[0], (size,), generator=generator).to(first.device)
+            out.update({k: v[idx] for k, v in g.items()})
+        return out["x"] if self.fields == ("x",) else Batch(out)
 
 
 class Dataset:
@@ -39,3 +105,19 @@ class Dataset:
         """A fixed training set of n points drawn with `seed`."""
         g = torch.Generator().manual_seed(seed)
         return self.sample(n, g)
+
+    def labelled_training_set(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """training_set(n, seed) and a label per point."""
+        return self.sample_with_labels(n, torch.Generator().manual_seed(seed))
+
+    def training_data(self, n: int, seed: int, fields: tuple = ("x",)) -> TrainingData:
+        """What a run trains on: the fields a model's batch_fields ask for."""
+        fields = tuple(fields)
+        if fields == ("x",):
+            return TrainingData({"x": self.training_set(n, seed)})
+        if fields == ("x", "label"):
+            x, label = self.labelled_training_set(n, seed)
+            if int(label.min()) < 0:
+                raise ConfigError(f"this model trains on labelled data, and {self.name or 'this dataset'} has no labels")
+            return TrainingData({"x": x, "label": label})
+        raise ConfigError(f"dataset {self.name!r} cannot provide the fields {fields}; it has x and label")

@@ -103,11 +103,17 @@ class MNIST(Dataset):
     def sample(self, n, generator=None):
         return self.sample_with_labels(n, generator)[0]
 
+    def _training_rows(self, n, seed):
+        g = torch.Generator().manual_seed(seed)
+        return torch.randperm(self.images.shape[0], generator=g)[: min(int(n), self.images.shape[0])]
+
     def training_set(self, n, seed):
         """min(n, 10000) distinct images, chosen with `seed`."""
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(self.images.shape[0], generator=g)[: min(int(n), self.images.shape[0])]
-        return self.images[idx]
+        return self.images[self._training_rows(n, seed)]
+
+    def labelled_training_set(self, n, seed):
+        idx = self._training_rows(n, seed)
+        return self.images[idx], self.labels[idx]
 
 
 register_dataset("mnist", MNIST, "MNIST digits, the 10,000-image test split (1 x 28 x 28)")

@@ -1,0 +1,249 @@
+"""Denoising diffusion probabilistic model with epsilon prediction.
+
+Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models"
+(https://arxiv.org/abs/2006.11239). Data are noised in closed form,
+
+    x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,   eps ~ N(0, I)   (eq. 4),
+
+and a network eps_theta(x_t, t) learns to recover the noise with the simple loss
+
+    L_simple = E_{t ~ U{1..T}, x_0, eps} || eps - eps_theta(x_t, t) ||^2       (eq. 14),
+
+here averaged over dimensions, so an untrained predictor near 0 scores about 1.
+The network eps_theta(x, t) takes flat data and continuous time t = i/T (the
+time convention of core.dynamics); by default core.nets.TimeMLP.
+Sampling runs the reverse chain with a sampler from samplers.py (ancestral,
+Algorithm 2, or DDIM). Since eps_theta = -sigma_t grad log p_t (Song et al. 2021),
+the model also gives a score field and, through the probability-flow ODE
+(likelihood.py), a density: log_prob is that ODE model's density, an estimate of the
+DDPM's, not an exact likelihood.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from ...config import param
+from ...errors import ConfigError
+from ...model import GenerativeModel, to_numpy
+from ...nets import TimeMLP
+from ...dynamics.schedules import KINDS, NoiseSchedule
+from .likelihood import pf_ode_log_prob
+from .samplers import SAMPLERS, Sampler, make_sampler
+
+
+@dataclasses.dataclass
+class DDPMConfig:
+    T: int = param(100, lo=2, hi=1000, help="diffusion steps T of the chain")
+    schedule: str = param("linear", choices=KINDS, help="noise schedule: linear (Ho et al.) or cosine (Nichol & Dhariwal)")
+    hidden: int = param(128, lo=8, hi=2048, help="width of the noise predictor eps_theta")
+    layers: int = param(3, lo=1, hi=12, help="hidden layers of the noise predictor")
+    sampler: str = param("ancestral", choices=tuple(SAMPLERS), help="reverse sampler: ancestral (Ho et al. Alg. 2) or ddim (Song et al.)", live=True)
+    variance: str = param("beta_tilde", choices=("beta_tilde", "beta"), help="ancestral step variance sigma_t^2: posterior beta_tilde_t or beta_t",
+                          live=True, when=("sampler", "ancestral"))
+    ddim_steps: int = param(50, lo=1, hi=1000, live=True, when=("sampler", "ddim"),
+                            help="DDIM steps S (at most T); with the cosine schedule keep S < T, as S = T starts where alpha_bar_T ~ 1e-7 magnifies eps_theta's errors")
+    eta: float = param(0.0, lo=0.0, hi=1.0, help="DDIM noise: 0 deterministic, 1 the DDPM posterior", live=True,
+                       when=("sampler", "ddim"))
+    ode_steps: int = param(100, lo=4, hi=2000, help="RK4 steps of the probability-flow ODE in log_prob", live=True)
+
+
+class DDPM(GenerativeModel):
+    family = "diffusion"
+    has_log_prob = True
+    log_prob_is_exact = False  # the probability-flow ODE's density, an estimate of the DDPM's
+    density_note = "estimate by the probability-flow ODE"
+
+    ODE_T_EPS = 1e-3          # log_prob integrates from t = ODE_T_EPS (sigma -> 0 at t = 0)
+    EXACT_DIV_MAX_DIM = 16    # above this, Hutchinson's divergence estimator
+    LOG_PROB_CHUNK = 1024     # points per ODE solve
+    TRACE_STEPS = 50          # at most this many reverse steps in traces(), to keep the live view cheap
+    TRACE_MAX_IMAGES = 16     # particles traced for data of more than 16 dimensions
+    TRACE_MAX_POINTS = 300    # particles traced for points: a clear film strip at 60% of 500's cost
+    FORWARD_FRAMES = 6
+
+    FIELD_T = 0.1             # time of the eps/score fields that traces() draws unless told otherwise
+
+    TRACES = {"trajectory": ("S+1", "m", "x"), "trajectory_t": ("S+1",), "forward": ("K", "m", "x"),
+              "forward_t": ("K",), "field_t": (1,)}
+    GRID_TRACES = {"eps_field": ("G", 2), "score_field": ("G", 2)}
+
+    def __init__(self, data_shape: tuple, config: DDPMConfig, net: torch.nn.Module | None = None):
+        """net: eps_theta(x (n, D), t (n,) or (1,)) -> (n, D); by default a TimeMLP of the config's size."""
+        super().__init__(data_shape, config)
+        if net is None:
+            net = TimeMLP(self.dim, config.hidden, config.layers)
+            with torch.no_grad():  # start near eps_theta = 0, where L_simple = E||eps||^2 / D = 1
+                net.out.weight.mul_(0.1)
+                net.out.bias.zero_()
+        self.eps_net = net
+        self._schedule: NoiseSchedule | None = None
+
+    @property
+    def schedule(self) -> NoiseSchedule:
+        """The noise schedule of the current config (rebuilt if T or its kind changed)."""
+        key = (self.config.T, self.config.schedule)
+        if self._schedule is None or (self._schedule.T, self._schedule.kind) != key:
+            self._schedule = NoiseSchedule(*key)
+        return self._schedule
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.eps_net.parameters()).dtype
+
+    # ---- the noise predictor ---------------------------------------------
+    def eps_theta(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """eps_theta(x_t, t) on flat points x_t (n, D) and times t (n,), or (1,) shared, in (0, 1]."""
+        return self.eps_net(x_t, t)
+
+    # ---- training --------------------------------------------------------
+    def q_sample(self, x0: torch.Tensor, t_index, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """x_t ~ q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I), eq. 4.
+
+        x0: (n, *data_shape); t_index: an int or (n,) integers in 0..T (0 returns x0);
+        noise: eps with the shape of x0 (drawn if None).
+        """
+        T = self.schedule.T
+        t_index = torch.as_tensor(t_index, device=x0.device).long()
+        if t_index.dim() == 0:
+            t_index = t_index.expand(x0.shape[0])
+        if t_index.shape != (x0.shape[0],) or t_index.min() < 0 or t_index.max() > T:
+            raise ValueError(f"t_index must be one integer or one per point, each in 0..{T}")
+        if noise is None:
+            noise = torch.randn_like(x0)
+        elif noise.shape != x0.shape:
+            raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
+        return self.unflat(self._q_sample(self.flat(x0), t_index, self.flat(noise)))
+
+    def _q_sample(self, x0: torch.Tensor, t_index: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        s = self.schedule
+        sqrt_ab = s.sqrt_alpha_bar[t_index.cpu()].to(x0)[:, None]              # (n, 1)
+        sqrt_1m_ab = s.sqrt_one_minus_alpha_bar[t_index.cpu()].to(x0)[:, None]  # (n, 1)
+        return sqrt_ab * x0 + sqrt_1m_ab * eps
+
+    def loss(self, x: torch.Tensor) -> dict:
+        x0 = self.flat(x)  # (n, D)
+        T = self.schedule.T
+        t_index = torch.randint(1, T + 1, (x0.shape[0],), device=x0.device)  # t ~ U{1..T}
+        eps = torch.randn_like(x0)
+        x_t = self._q_sample(x0, t_index, eps)
+        mse = ((eps - self.eps_theta(x_t, t_index.to(x0.dtype) / T)) ** 2).mean()  # eq. 14, per dimension
+        return {"loss": mse, "mse": mse.detach()}
+
+    # ---- sampling --------------------------------------------------------
+    def make_sampler(self, sampler: str | None = None, steps: int | None = None) -> Sampler:
+        """The configured sampler, or `sampler` by name; steps: None for the configured count."""
+        name = sampler or self.config.sampler
+        if steps is not None and (int(steps) != steps or steps < 1):
+            raise ConfigError(f"steps={steps} is not allowed; use a whole number of at least 1")
+        if name == "ddim":
+            return make_sampler("ddim", steps or self.config.ddim_steps, self.config.eta)
+        return make_sampler(name, steps, variance=self.config.variance)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        _check_n(n)
+        x_T = torch.randn(n, self.dim, device=self.device, dtype=self._dtype)
+        return self.unflat(self.make_sampler()(self.eps_theta, self.schedule, x_T))
+
+    @torch.no_grad()
+    def reverse_trajectory(self, n: int, sampler: str | None = None, steps: int | None = None,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+        """(S+1, n, *data_shape): n particles from x_T ~ N(0, I) (first) to x_0 (last)."""
+        return self._reverse_trajectory(n, self.make_sampler(sampler, steps), generator)[0]
+
+    def _reverse_trajectory(self, n: int, smp: Sampler, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        _check_n(n)
+        if generator is None:
+            x_T = torch.randn(n, self.dim, device=self.device, dtype=self._dtype)
+        else:
+            x_T = torch.randn(n, self.dim, generator=generator, device=generator.device, dtype=self._dtype).to(self.device)
+        xs = smp(self.eps_theta, self.schedule, x_T, generator=generator, trajectory=True)  # (S+1, n, D)
+        t = smp.times(self.schedule.T).double() / self.schedule.T  # (S+1,) from 1 to 0
+        return xs.reshape(xs.shape[0], n, *self.data_shape), t
+
+    # ---- fields ----------------------------------------------------------
+    @torch.no_grad()
+    def noise_field(self, x: torch.Tensor, t) -> torch.Tensor:
+        """eps_theta(x, t) at points x (n, *data_shape) and a time t in (0, 1] (float or (n,))."""
+        return self.unflat(self.eps_theta(self.flat(x), self._times(x, t)))
+
+    @torch.no_grad()
+    def score_field(self, x: torch.Tensor, t) -> torch.Tensor:
+        """grad_x log p_t(x) ~ -eps_theta(x, t) / sqrt(1 - alpha_bar(t))."""
+        t_vec = self._times(x, t)
+        sigma = self.schedule.sigma_at(t_vec)[:, None]  # (n, 1)
+        return self.unflat(-self.eps_theta(self.flat(x), t_vec) / sigma)
+
+    def fields(self, grid: torch.Tensor, t: float) -> dict[str, np.ndarray]:
+        """{"eps_field", "score_field"}: (G*G, 2) each, at grid points (G*G, 2) and time t."""
+        if self.data_shape != (2,) or grid.dim() != 2 or grid.shape[1] != 2:
+            raise ValueError("fields need 2D data and a grid of shape (G*G, 2)")
+        grid = grid.to(self.device, self._dtype)
+        eps = self.noise_field(grid, t)
+        sigma = self.schedule.sigma_at(self._times(grid, t))[:, None]
+        return {"eps_field": to_numpy(eps), "score_field": to_numpy(-eps / sigma)}
+
+    def _times(self, x: torch.Tensor, t) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        if t.shape != (x.shape[0],) or not bool(((t > 0) & (t <= 1)).all()):
+            raise ValueError(f"t must be a time in (0, 1], one or one per point; got {t.flatten()[:4].tolist()}")
+        return t
+
+    # ---- density ---------------------------------------------------------
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) of the probability-flow ODE (see ode.py), (n, *data_shape) -> (n,).
+
+        Exact divergence up to 16 dimensions; above, Hutchinson's estimator with
+        one Rademacher probe per point (unbiased, but noisy point by point).
+        """
+        if x.dim() < 1 or tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(f"x must have shape (n, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
+        exact = self.dim <= self.EXACT_DIV_MAX_DIM
+        x_flat = self.flat(x).to(self.device, self._dtype)
+        out = [pf_ode_log_prob(self.eps_theta, self.schedule, chunk, steps=self.config.ode_steps,
+                               t_eps=self.ODE_T_EPS, exact=exact)
+               for chunk in x_flat.split(self.LOG_PROB_CHUNK)]
+        return torch.cat(out) if out else x_flat.new_zeros(0)
+
+    # ---- live views ------------------------------------------------------
+    @torch.no_grad()
+    def traces(self, x: torch.Tensor, grid: torch.Tensor | None = None, t: float | None = None) -> dict[str, np.ndarray]:
+        """What the diffusion view draws (m particles: up to 300 of x for D <= 16, else 16).
+
+        "trajectory" (S+1, m, *data_shape), "trajectory_t" (S+1,): m particles from
+        fixed noise (so frames stay put between calls while the model trains) to
+        data, by the configured sampler with at most TRACE_STEPS = 50 steps (ancestral
+        with T > 50: the respaced chain of Nichol & Dhariwal), S+1 <= 51 frames.
+        "forward" (K, m, *data_shape), "forward_t" (K,): x noised by q(x_t | x_0) at
+        K = 6 evenly spaced t from 0 to 1, with fixed noise.
+        "field_t" (1,): the time t of the fields (default FIELD_T = 0.1); for 2D data
+        with a grid, "eps_field" and "score_field" (G*G, 2) at t, as fields(grid, t).
+        """
+        m = min(x.shape[0], self.TRACE_MAX_POINTS if self.dim <= 16 else self.TRACE_MAX_IMAGES)
+        x0 = x[:m].to(self.device, self._dtype)
+        T = self.schedule.T
+        g = torch.Generator().manual_seed(0)
+        steps = min(self.config.ddim_steps if self.config.sampler == "ddim" else T, self.TRACE_STEPS)
+        traj, traj_t = self._reverse_trajectory(m, self.make_sampler(steps=steps), generator=g)
+
+        t_index = torch.linspace(0, T, self.FORWARD_FRAMES).round().long()  # (K,)
+        noise = torch.randn(x0.shape, generator=g).to(x0)
+        forward = torch.stack([self.q_sample(x0, int(i), noise) for i in t_index])
+        out = {"trajectory": to_numpy(traj), "trajectory_t": to_numpy(traj_t),
+               "forward": to_numpy(forward), "forward_t": to_numpy(t_index.double() / T)}
+        field_t = self.FIELD_T if t is None else float(t)
+        out["field_t"] = np.array([field_t], dtype=np.float32)
+        if grid is not None and self.data_shape == (2,):
+            out.update(self.fields(grid, field_t))
+        return out
+
+
+def _check_n(n: int) -> None:
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a whole number of at least 1, got {n}")

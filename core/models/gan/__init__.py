@@ -1,0 +1,37 @@
+"""Generative adversarial networks: a generator, a critic, and seven objectives.
+
+    objectives.py   the objectives as a table of small functions of the critic's outputs
+    gan.py          the players, the alternating phases, gradient penalty, clipping, the views' traces
+"""
+
+from ...registry import Quality, register_family, register_model
+from .gan import BETAS, LOSSES, MMD_SIGMAS, GAN, GANConfig
+
+register_family("gan", "Generative adversarial networks", order=30)
+
+
+_SUMMARIES = {
+    "gan": "GAN (Goodfellow et al. 2014), the original minimax game with the saturating generator loss",
+    "nsgan": "GAN (Goodfellow et al. 2014) with the non-saturating generator loss -log D(G(z))",
+    "lsgan": "Least-squares GAN (Mao et al. 2017), targets a=0, b=1, c=1",
+    "wgan": "Wasserstein GAN (Arjovsky et al. 2017): critic with weight clipping",
+    "wgan_gp": "Wasserstein GAN with gradient penalty (Gulrajani et al. 2017)",
+    "fgan": "f-GAN (Nowozin et al. 2016): variational f-divergence minimisation (Jensen-Shannon by default)",
+    "mmdgan": "MMD GAN (Li et al. 2017): adversarially learned kernel, mixture of RBF bandwidths",
+}
+_DEFAULTS = {
+    "gan": dict(train={"lr": 5e-4, "batch_size": 256, "steps": 5000}),
+    "nsgan": dict(train={"lr": 5e-4, "batch_size": 256, "steps": 5000}),
+    "lsgan": dict(train={"lr": 5e-4, "batch_size": 256, "steps": 5000}),
+    "wgan": dict(n_critic=5, clip=0.01, betas="0.0,0.99", train={"lr": 5e-4, "batch_size": 256, "steps": 5000}),
+    "wgan_gp": dict(n_critic=5, gp_weight=10.0, betas="0.5,0.9", train={"lr": 5e-4, "batch_size": 256, "steps": 5000}),
+    "fgan": dict(divergence="js", train={"lr": 5e-4, "batch_size": 256, "steps": 5000}),
+    "mmdgan": dict(n_critic=5, clip=0.01, betas="0.0,0.99", train={"lr": 5e-4, "batch_size": 256, "steps": 5000}),
+}
+_QUALITY = {"wgan_gp": Quality("modes_covered", 1.0, at_least=True, scale="n_modes")}  # every mode
+for _name in LOSSES:
+    _d = dict(_DEFAULTS[_name])
+    register_model(_name, GAN, GANConfig, _SUMMARIES[_name], train=_d.pop("train"), quality=_QUALITY.get(_name),
+                   loss=_name, **_d)
+
+__all__ = ["BETAS", "LOSSES", "MMD_SIGMAS", "GAN", "GANConfig"]

@@ -1,0 +1,252 @@
+"""The engine: one training step of any model, and what keeps a run honest.
+
+A step runs the model's phases in order (core.model.Phase), each `repeats`
+times on a fresh batch: a gradient phase takes a loss, backpropagates, clips
+and steps its optimiser; an update phase changes the model directly (an EM
+step, a replay buffer). The alternating GAN update (D n_critic times, then G)
+is therefore written once, here.
+
+The step never waits for the device: the loss terms are summed where they
+are computed, and finiteness is tracked there too (which phase first gave a
+non-finite loss, and how many steps were clean before it). `check()` reads
+all of it in one transfer, once per log interval. A non-finite loss then
+stops the run with a message naming the step and what to try, and the
+weights, optimiser state and average from the last check are put back, so
+a GPU can run ahead of the host between checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+from ..config import TrainConfig, validate
+from ..data.base import TrainingData
+from ..errors import ConfigError, TrainingDiverged
+from ..model import GenerativeModel, Phase
+from .optim import EMA, lr_multiplier, make_optimizer, scheduled
+
+
+def initialise(model: GenerativeModel, data: TrainingData, cfg: TrainConfig, device: torch.device,
+               reseed: bool = True) -> torch.Generator:
+    """What a run does before its first step: seed (reseed), move the model, let it see a first
+    batch (ActNorm's data-dependent start). Returns the generator that draws the batches."""
+    if reseed:
+        torch.manual_seed(cfg.seed)
+    batches = torch.Generator().manual_seed(cfg.seed)
+    model.to(device)
+    model.train()
+    model.init_from_data(data.batch(cfg.batch_size, batches))
+    return batches
+
+
+def check_batch_size(cfg: TrainConfig, data: TrainingData) -> None:
+    rows = data.rows()
+    if cfg.batch_size > rows:
+        raise ConfigError(f"batch_size={cfg.batch_size} is larger than the data ({rows} points); "
+                          f"use a batch of at most {rows}")
+
+
+class Engine:
+    """Trains `model` on `data` (already on no particular device) with the settings in `cfg`."""
+
+    def __init__(self, model: GenerativeModel, data: TrainingData, cfg: TrainConfig, device: torch.device):
+        validate(cfg)
+        check_batch_size(cfg, data)
+        self.model, self.cfg, self.device = model, cfg, torch.device(device)
+        self.data = data.to(self.device)
+        self._batches = initialise(model, self.data, cfg, self.device)
+        self.phases: list[Phase] = model.phases(cfg.lr)
+        self.base_lr = {p.name: p.lr for p in self.phases}
+        self.optimizers = {p.name: make_optimizer(p) for p in self.phases if p.is_gradient}
+        decay = model.ema_decay()
+        self.ema = EMA(model, decay) if decay > 0 else None
+        self._scheduled = scheduled(cfg)
+        self.step_count = 0
+        self.status, self.message = "ready", ""
+        self._reset_watch()
+        self._save_good()
+
+    # ---- one step ---------------------------------------------------------
+    def step(self) -> dict[str, torch.Tensor]:
+        """One training step: every phase, each `repeats` times. Returns the loss terms, on the device."""
+        try:
+            return self._step()
+        except TrainingDiverged:
+            raise
+        except Exception:
+            if self._n and not bool(self._ok):  # a non-finite loss already spoilt the weights
+                self._diverged()
+            raise
+
+    def _step(self) -> dict[str, torch.Tensor]:
+        if self._scheduled:
+            m = lr_multiplier(self.step_count, self.cfg)
+            for name, opt in self.optimizers.items():
+                for group in opt.param_groups:
+                    group["lr"] = self.base_lr[name] * m
+        multi = len(self.phases) > 1
+        terms: dict[str, torch.Tensor] = {}
+        for index, phase in enumerate(self.phases):
+            for _ in range(phase.repeats):
+                batch = self.data.batch(self.cfg.batch_size, self._batches)
+                if phase.is_gradient:
+                    out = phase.loss(batch)
+                    self._watch(out["loss"], index)
+                    opt = self.optimizers[phase.name]
+                    opt.zero_grad(set_to_none=True)
+                    out["loss"].backward()
+                    if self.cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(phase.params, self.cfg.grad_clip)
+                    opt.step()
+                    self.model.after_phase(phase.name)
+                else:
+                    with torch.no_grad():
+                        out = phase.update(batch)
+                    if "loss" in out:
+                        self._watch(out["loss"], index)
+            for k, v in out.items():
+                key = (f"loss_{phase.name}" if multi else "loss") if k == "loss" else k
+                terms[key] = torch.as_tensor(v).detach()
+        self._clean += self._ok
+        self.step_count += 1
+        if self.ema is not None:
+            self.ema.update(self.step_count)
+        self._accumulate(terms)
+        return terms
+
+    def _watch(self, loss: torch.Tensor, phase_index: int) -> None:
+        """Remember, on the device, the first non-finite loss since the last check."""
+        first = self._ok & ~torch.isfinite(loss.detach())
+        self._bad_phase = torch.where(first, phase_index, self._bad_phase)
+        self._bad_value = torch.where(first, loss.detach().double(), self._bad_value)
+        self._ok = self._ok & ~first
+
+    def _accumulate(self, terms: dict) -> None:
+        keys = tuple(terms)
+        values = torch.stack([v.reshape(()).to(torch.float64) for v in terms.values()])
+        if keys != self._keys:
+            if self._n:  # the terms changed mid-interval (rare): start a new sum
+                self._done.append((self._keys, self._sum, self._n))
+            self._keys, self._sum, self._n = keys, torch.zeros_like(values), 0
+        self._sum = self._sum + values
+        self._n += 1
+
+    def _reset_watch(self) -> None:
+        dev = self.device
+        self._ok = torch.ones((), dtype=torch.bool, device=dev)
+        self._clean = torch.zeros((), dtype=torch.long, device=dev)  # clean steps since the check
+        self._bad_phase = torch.zeros((), dtype=torch.long, device=dev)
+        self._bad_value = torch.zeros((), dtype=torch.float64, device=dev)
+        self._keys, self._sum, self._n, self._done = (), None, 0, []
+        self._checked_at = self.step_count
+
+    # ---- checks -------------------------------------------------------------
+    def check(self) -> dict[str, float] | None:
+        """The mean loss terms since the last check (None if no step was taken), in one read
+        from the device; raises TrainingDiverged if any loss was not finite."""
+        if not self._n:
+            return None
+        groups = self._done + [(self._keys, self._sum, self._n)]
+        flags = torch.stack([self._ok.double(), self._clean.double(), self._bad_phase.double(), self._bad_value])
+        values = torch.cat([s for _, s, _ in groups] + [flags]).tolist()  # the one host read
+        ok = bool(values[-4])
+        if not ok:
+            self._diverged(values[-4:])
+        means, i = {}, 0
+        for keys, _, n in groups:
+            for k in keys:
+                means[k] = values[i] / n
+                i += 1
+        self._reset_watch()
+        self._save_good()
+        return means
+
+    def _save_good(self) -> None:
+        self._good = {"step": self.step_count,
+                      "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                      "opt": {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()},
+                      "ema": {k: v.clone() for k, v in self.ema.state().items()} if self.ema else None}
+
+    def _diverged(self, flags: list | None = None) -> None:
+        if flags is None:
+            flags = [float(self._ok), float(self._clean), float(self._bad_phase), float(self._bad_value)]
+        _, clean, phase_index, value = flags
+        bad_step = self._checked_at + int(clean) + 1
+        good = self._good
+        self.model.load_state_dict(good["model"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(good["opt"][k])
+        if self.ema is not None:
+            self.ema.load(good["ema"])
+        self.step_count = bad_step - 1  # the steps that gave finite losses
+        multi = len(self.phases) > 1
+        what = f"the {self.phases[int(phase_index)].name} loss" if multi else "the loss"
+        lr = ", ".join(f"{p.name}: {self.base_lr[p.name]:g}" for p in self.phases) if multi \
+            else f"{self.base_lr[self.phases[0].name]:g}"
+        shown = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        self.status = "diverged"
+        self.message = (f"Training stopped at step {bad_step}: {what} became {shown}. "
+                        f"The weights from step {good['step']} were kept. Try a lower learning rate "
+                        f"(now {lr}), gradient clipping, or a smaller model.")
+        self._reset_watch()
+        raise TrainingDiverged(self.message)
+
+    # ---- live settings --------------------------------------------------------
+    def set_lr(self, lr: float, phase: str | None = None) -> None:
+        """Change a learning rate live (all phases, or one by name)."""
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"learning rate must be a positive number, got {lr}")
+        m = lr_multiplier(self.step_count, self.cfg) if self._scheduled else 1.0
+        for p in self.phases:
+            if phase is None or p.name == phase:
+                p.lr = self.base_lr[p.name] = lr
+                for group in self.optimizers[p.name].param_groups if p.name in self.optimizers else ():
+                    group["lr"] = lr * m
+        if phase is None:
+            self.cfg.lr = lr
+
+    def set_live(self, name: str, value) -> None:
+        """Apply a knob marked live while training runs.
+
+        lr: every phase (a phase's own rate lr_<phase>, when set, keeps precedence,
+        as in the model's phases()); lr_<phase>: that phase, 0 meaning "the
+        trainer's lr"; grad_clip: the trainer's; anything else is a model config
+        field that the loss reads at every step (beta, ...).
+        """
+        cfg = self.model.config
+        phases = {p.name for p in self.phases}
+        if name == "lr":
+            for phase in phases:
+                self.set_lr(getattr(cfg, f"lr_{phase.lower()}", 0.0) or float(value), phase=phase)
+            self.cfg.lr = float(value)
+        elif name == "grad_clip":
+            self.cfg.grad_clip = float(value)
+        elif name.startswith("lr_") and name[3:].upper() in phases:
+            setattr(cfg, name, float(value))
+            self.set_lr(float(value) or self.cfg.lr, phase=name[3:].upper())
+        elif hasattr(cfg, name):
+            setattr(cfg, name, value)
+        else:
+            raise ConfigError(f"{name!r} is not a setting of {type(self.model).__name__} or of training")
+
+    def learning_rates(self) -> dict[str, float]:
+        return {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
+
+    # ---- what the views draw ----------------------------------------------------
+    def view_weights(self) -> dict[str, torch.Tensor]:
+        """The state dict the pictures and samples use: the average's weights where there is one."""
+        state = self.model.state_dict()
+        if self.ema is not None:
+            state.update(self.ema.state())
+        return state
+
+    def averaged_model(self) -> GenerativeModel:
+        """The model with view_weights() (itself when there is no average)."""
+        if self.ema is None:
+            return self.model
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.view_weights())
+        return model

@@ -1,0 +1,263 @@
+"""The page's handlers: (session, plain values) -> {output name: value}.
+
+Each can be called without a browser (the tests do). An output name is a
+component's name in the layout, "knob:<key>" for a knob, "control:<name>"
+for a view control, or "slots" for the list of panels in SLOTS order.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+
+from core import registry
+from core.data.files import PointsFile
+
+from .. import presets as P
+from ..controls import (UPLOAD_PREFIX, all_knobs, decode_query, dependents, encode_query, knob_key, knobs_for,
+                        non_default, settings_from, shown)
+from ..draw import charts, empty_figure
+from ..runs import Session, thin
+from ..views import render, view_for
+from .status import (MAX_CHART_POINTS, REDRAW, DEFAULT_REDRAW, control_updates, dataset_choices, family_of,
+                     format_status, knob_updates, model_info, panel_updates, pick_metric, placement)
+
+
+def _fresh_run(session: Session, model: str, dataset: str, knobs: dict) -> dict:
+    """Build a new run from the controls; returns the outputs that show it."""
+    model_s, train_s = settings_from(model, knobs)
+    session.new_run(model, dataset, model_s, train_s)
+    session.chain = []  # a preset's queued runs end when the person takes over
+    query = encode_query(model, dataset, non_default(model, model_s, train_s))
+    empty = empty_figure("the curves appear as it trains")
+    out = {"status": format_status(session), "query": query, "loss_plot": empty, "metrics_plot": empty}
+    out.update(control_updates(family_of(model)))
+    return out
+
+
+def _knobs_from(model: str, settings: dict | None = None) -> dict:
+    """Control values (keyed like the controls) for the model's defaults with `settings` changed."""
+    settings = settings or {}
+    return {knob_key(k): settings.get(name, d) for name, (k, d) in knobs_for(model).items()}
+
+
+def _show(session: Session, model: str, dataset: str, settings: dict | None = None) -> dict:
+    """Every control set to this configuration, and a fresh run built from it."""
+    out = _controls(session, model, dataset, settings)
+    out.update(_fresh_run(session, model, dataset, _knobs_from(model, settings)))
+    return out
+
+
+def _same_settings(run, model: str, dataset: str, knobs: dict) -> bool:
+    model_s, train_s = settings_from(model, knobs)
+    return (run.model_name, run.dataset_name) == (model, dataset) and \
+        non_default(model, model_s, train_s) == non_default(model, run.model_settings, run.train_settings)
+
+
+def on_load(session: Session, request: gr.Request | None = None) -> dict:
+    """Page opened: read the configuration from the URL, build the first run."""
+    params = dict(request.query_params) if request is not None else {}
+    preset = params.get("preset")
+    if preset is not None:
+        if P.find(preset) is not None:
+            return apply_preset(session, preset)
+        msg = f"preset={preset!r} is unknown; valid presets: {', '.join(p['slug'] for p in P.PRESETS)}"
+        gr.Warning(msg)
+        session.notify(f"⚠️ {msg}", seconds=20)
+    model, dataset, settings, problems = decode_query(params)
+    out = _show(session, model, dataset, settings)
+    if problems:
+        msg = "Some settings in the link were not used: " + "; ".join(problems)
+        gr.Warning(msg)
+        session.notify(f"⚠️ {msg}", seconds=20)
+        out["status"] = format_status(session)
+    return out
+
+
+def _controls(session: Session, model: str, dataset: str, settings: dict | None = None) -> dict:
+    """Every control set for this model, dataset and settings."""
+    family = family_of(model)
+    out = {"family": gr.update(value=family), "model": gr.update(choices=registry.model_names(family), value=model,
+                                                                  info=model_info(model)),
+           "dataset": gr.update(choices=dataset_choices(session), value=dataset),
+           "equations": view_for(family).equations}
+    out.update({"knob:" + k: v for k, v in knob_updates(model, settings).items()})
+    out["slots"] = panel_updates(family)
+    return out
+
+
+def on_family(session: Session, family: str, dataset: str) -> dict:
+    """A new family: its first model with default settings, on the same data."""
+    model = registry.model_names(family)[0]
+    return on_model(session, model, dataset)
+
+
+def on_model(session: Session, model: str, dataset: str) -> dict:
+    """A new model: default settings and a fresh run on the same data."""
+    return _show(session, model, dataset)
+
+
+def on_dataset(session: Session, model: str, dataset: str, knobs: dict) -> dict:
+    """New data: a fresh run of the same model and settings."""
+    return _fresh_run(session, model, dataset, knobs)
+
+
+def on_upload(session: Session, model: str, upload, knobs: dict) -> dict:
+    """A .csv/.npy file of points becomes a dataset of this session."""
+    if upload is None:
+        return {}
+    path = upload if isinstance(upload, str) else getattr(upload, "name", str(upload))
+    data = PointsFile.from_path(path)
+    name = UPLOAD_PREFIX + os.path.basename(path)
+    session.uploads[name] = data
+    out = _fresh_run(session, model, name, knobs)
+    out["dataset"] = gr.update(choices=dataset_choices(session), value=name)
+    return out
+
+
+def play(session: Session, model: str, dataset: str, knobs: dict) -> dict:
+    """Start (or resume). A run that has not taken a step picks up changed settings first."""
+    run = session.current
+    out = {}
+    if run is None or (run.step == 0 and run.status == "ready" and not _same_settings(run, model, dataset, knobs)):
+        out = _fresh_run(session, model, dataset, knobs)
+        run = session.current
+    note = run.play()
+    if note:
+        session.notify(note)
+    out["status"] = format_status(session)
+    return out
+
+
+def pause(session: Session) -> dict:
+    """Pause within a step; the run gives its training slot to whoever waits."""
+    if session.current is not None:
+        session.current.pause()
+    return {"status": format_status(session)}
+
+
+def step(session: Session, model: str, dataset: str, knobs: dict) -> dict:
+    """One optimisation step (pausing first if it was training)."""
+    run = session.current
+    out = {}
+    if run is None or run.finished:
+        out = _fresh_run(session, model, dataset, knobs)
+        run = session.current
+    run.step_once(1)
+    out["status"] = format_status(session)
+    return out
+
+
+def reset(session: Session, model: str, dataset: str, knobs: dict) -> dict:
+    """Stop the run (its curves go to Compare) and build a fresh model with the current settings."""
+    return _fresh_run(session, model, dataset, knobs)
+
+
+def on_knob(session: Session, model: str, dataset: str, knobs: dict, key: str) -> dict:
+    """A knob moved: apply it now if it is live, and keep the link in step."""
+    model_s, train_s = settings_from(model, knobs)
+    knob = all_knobs()[key]
+    run = session.current
+    note = ""
+    if knob.live and run is not None and run.model_name == model:
+        run.set_live(knob.name, (model_s if knob.scope == "model" else train_s)[knob.name])
+        note = f"{knob.name} = {knobs[key]} applied to the running model."
+    elif run is not None and run.step > 0:
+        note = f"{knob.name} takes effect when you press Reset."
+    out = {"query": encode_query(model, dataset, non_default(model, model_s, train_s))}
+    follows = dependents(model, knob.name)
+    if follows:  # settings that matter only for some values of this one (DDIM's eta, for sampler)
+        visible = shown(model, {**model_s, **train_s})
+        keys = {name: knob_key(k) for name, (k, _) in knobs_for(model).items()}
+        out.update({"knob:" + keys[name]: gr.update(visible=name in visible) for name in follows})
+    if note:
+        session.notify(note)
+        out["status"] = format_status(session)
+    return out
+
+
+def tick(session: Session, x_axis: str, metric: str) -> dict:
+    """The timer: redraw only what changed since the last tick."""
+    run = session.current
+    out = {}
+    if run is None:
+        return out
+    seq, snap = run.snapshot_now()
+    status = format_status(session)
+    if status != session.shown_status:
+        out["status"] = session.shown_status = status
+    if snap is not None and seq != session.shown_seq:
+        session.shown_seq = seq
+        out.update(_panels(run, snap))
+        if snap.get("status") in ("diverged", "error") and session.warned_run != run.label:
+            session.warned_run = run.label
+            gr.Warning(run.trainer.message or snap.get("message", "training stopped"))
+    hist, mets = run.trainer.history, run.trainer.metric_history
+    if len(hist) != session.shown_history:
+        session.shown_history = len(hist)
+        out["loss_plot"] = charts.loss_figure(thin(hist, MAX_CHART_POINTS), x_axis)
+    if len(mets) != session.shown_metrics:
+        session.shown_metrics = len(mets)
+        out["metrics_plot"] = _metrics_chart(run, mets, metric, x_axis)
+    if run.finished and session.chain and run.status == "done":
+        out.update(_next_in_chain(session))
+    return out
+
+
+def _panels(run, snap: dict) -> dict:
+    if "traces" not in snap:
+        return {}
+    drawn = render(run.family, snap, run.ctx)
+    return {"slots": [drawn.get(key, gr.skip()) if key else gr.skip() for key in placement(run.family)]}
+
+
+def _metrics_chart(run, mets: list[dict], metric: str, x_axis: str):
+    if not mets:
+        return empty_figure("metrics appear about once a second")
+    return charts.metrics_figure({run.label: thin(mets, MAX_CHART_POINTS)}, pick_metric(metric, mets), x_axis,
+                                 floors=run.floors, notes={run.label: run.kl_note})
+
+
+def redraw_charts(session: Session, x_axis: str, metric: str) -> dict:
+    """The axis or the metric changed: draw the charts again now."""
+    session.shown_history = session.shown_metrics = -1
+    return tick(session, x_axis, metric)
+
+
+def set_redraw(redraw: str) -> dict:
+    return {"timer": gr.Timer(value=REDRAW.get(redraw, REDRAW[DEFAULT_REDRAW]))}
+
+
+def on_view_control(session: Session, name: str, value: float) -> dict:
+    """A view control moved (a field's time t): redraw the panels with it from the newest weights."""
+    run = session.current
+    if run is None or name not in {c.name for c in view_for(run.family).controls}:
+        return {}
+    snap = run.set_view_option(name, float(value))
+    if snap is None:
+        return {}
+    session.shown_seq = run.seq
+    return _panels(run, snap)
+
+
+def apply_preset(session: Session, preset: str) -> dict:
+    """One click: model, data and settings of a preset, a fresh run, and what to watch for."""
+    preset = P.find(preset)
+    if preset is None:
+        return {}
+    first = preset["runs"][0] if "runs" in preset else preset
+    out = _show(session, first["model"], first["dataset"], first.get("settings"))
+    session.chain = [dict(r) for r in preset.get("runs", [])[1:]]
+    out["watch"] = f"**{preset['title']}**\n\n{preset['watch']}"
+    out["preset"] = gr.update(value=preset["title"])
+    return out
+
+
+def _next_in_chain(session: Session) -> dict:
+    """A preset with several runs: the next one starts when the previous finishes."""
+    nxt, rest = session.chain[0], session.chain[1:]
+    out = _show(session, nxt["model"], nxt["dataset"], nxt.get("settings"))
+    session.chain = rest
+    session.current.play()
+    return out

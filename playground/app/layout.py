@@ -1,0 +1,209 @@
+"""The page: one Blocks layout, then the event wiring at the bottom.
+
+The family's panels fill six slots (playground.app.status.SLOTS), its view
+controls are sliders under them, and every knob of every registered model is
+one control, shown when the chosen model has it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import gradio as gr
+import torch
+
+from core import registry
+from core.train import warm_up
+
+from .. import presets as P
+from ..controls import DEFAULT_DATASET, DEFAULT_MODEL, Knob, all_knobs, initial_values
+from ..runs import RunManager, Session
+from ..views import all_controls, view_for
+from .handlers import (apply_preset, on_dataset, on_family, on_knob, on_load, on_model, on_upload, on_view_control,
+                       pause, play, redraw_charts, reset, set_redraw, step, tick)
+from .share import close_session, compare, compare_choices, export_gif, export_png, export_weights, run_state
+from .status import DEFAULT_REDRAW, METRIC_CHOICES, REDRAW, SLOTS, dataset_choices, family_of, model_info, placement
+from .wiring import JS_REPLACE_STATE, UI
+
+CSS = """
+#status { min-height: 3.2em; }
+#watch { border-left: 3px solid var(--color-accent); padding-left: 0.6em; }
+"""
+
+INTRO = ("# Generative Playground\n"
+         "Pick a model and a dataset and press **Play**: the model trains here, and every panel redraws "
+         "a few times a second from its current weights. Knobs marked *live* act at once; the others on **Reset**.")
+
+
+def _knob_component(knob: Knob, value, visible: bool):
+    """A control for one knob; `value` is the default model's (or any model's) default."""
+    common = {"label": knob.name, "info": knob.info(), "visible": visible, "interactive": True, "value": value}
+    if knob.kind == "choice":
+        return gr.Dropdown(list(knob.choices), **common)
+    if knob.kind == "bool":
+        return gr.Checkbox(**common)
+    if knob.slider:
+        return gr.Slider(knob.lo, knob.hi, step=1, **common)
+    return gr.Number(precision=0 if knob.kind == "int" else None, **common)
+
+
+# ---------------------------------------------------------------------------
+# The page
+# ---------------------------------------------------------------------------
+def use_one_thread_per_run() -> None:
+    """One torch thread per operation (PLAYGROUND_TORCH_THREADS to change).
+
+    Each run trains in a child process that takes this setting with it, while
+    this process draws every run's pictures and metrics and serves the page;
+    torch's intra-op threads on top of that oversubscribe the cores, and
+    spinning OpenMP threads then starve each other (on a busy 2-core machine,
+    2 intra-op threads trained 25x slower than 1). Small MLPs gain little from
+    intra-op threads anyway.
+    """
+    torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
+
+
+def build_app(manager: RunManager | None = None) -> gr.Blocks:
+    """The Blocks app. One RunManager per process caps the runs training at once."""
+    use_one_thread_per_run()
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo: now, not on a visit
+    threading.Thread(target=warm_up, daemon=True).start()  # the server training processes fork from
+    manager = manager or RunManager()
+    knobs = all_knobs()
+    start = initial_values()
+    ui = UI()
+    ui.knob_keys = list(knobs)
+    view_controls = all_controls()
+    ui.control_names = list(view_controls)
+    families = registry.families()
+    default_family = family_of(DEFAULT_MODEL)
+
+    with gr.Blocks(title="Generative Playground") as demo:
+        session = gr.State(lambda: Session(manager), delete_callback=lambda s: s.close())
+        ui["session"] = session
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("Train"):
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=330):
+                        ui["preset"] = gr.Dropdown([p["title"] for p in P.PRESETS], value=None, label="Presets",
+                                                   info="one click sets model, data and settings")
+                        ui["watch"] = gr.Markdown("", elem_id="watch")
+                        ui["family"] = gr.Dropdown(families, value=default_family, label="Family")
+                        ui["model"] = gr.Dropdown(registry.model_names(default_family), value=DEFAULT_MODEL, label="Model",
+                                                  info=model_info(DEFAULT_MODEL))
+                        ui["dataset"] = gr.Dropdown(dataset_choices(), value=DEFAULT_DATASET, label="Dataset")
+                        ui["upload"] = gr.UploadButton("Upload your own points (.csv or .npy, N x 2)", size="sm",
+                                                       file_types=[".csv", ".npy"])
+                        with gr.Row():
+                            ui["play"] = gr.Button("Play", variant="primary", min_width=60, elem_id="play")
+                            ui["pause"] = gr.Button("Pause", min_width=60, elem_id="pause")
+                            ui["step"] = gr.Button("Step", min_width=60, elem_id="step")
+                            ui["reset"] = gr.Button("Reset", variant="stop", min_width=60, elem_id="reset")
+                        ui["status"] = gr.Markdown("Loading…", elem_id="status")
+                        with gr.Accordion("Model settings", open=True):
+                            for key, knob in knobs.items():
+                                if knob.scope == "model":
+                                    ui["knob:" + key] = _knob_component(knob, *start[key])
+                        with gr.Accordion("Training settings", open=False):
+                            for key, knob in knobs.items():
+                                if knob.scope == "train":
+                                    ui["knob:" + key] = _knob_component(knob, *start[key])
+                        with gr.Accordion("Share and export", open=False):
+                            ui["link"] = gr.Textbox(label="Link to this configuration", buttons=["copy"], interactive=False,
+                                                    elem_id="link")
+                            ui["query"] = gr.Textbox(visible=False)
+                            with gr.Row():
+                                ui["png"] = gr.Button("PNG", min_width=60)
+                                ui["gif"] = gr.Button("GIF", min_width=60)
+                                ui["weights"] = gr.Button("Weights", min_width=60)
+                            ui["export_file"] = gr.File(label="Download", interactive=False, visible=False)
+                    with gr.Column(scale=3):
+                        shown = dict(zip(SLOTS, placement(default_family)))
+                        ui["wide0"] = gr.Plot(show_label=False, visible=shown["wide0"] is not None)
+                        for row in (("slot0", "slot1"), ("slot2", "slot3")):
+                            with gr.Row():
+                                for name in row:
+                                    ui[name] = gr.Plot(show_label=False, visible=shown[name] is not None)
+                        ui["wide1"] = gr.Plot(show_label=False, visible=shown["wide1"] is not None)
+                        mine = {c.name for c in view_for(default_family).controls}
+                        for name, c in view_controls.items():
+                            ui["control:" + name] = gr.Slider(c.lo, c.hi, value=c.default, step=c.step, label=c.label,
+                                                              info=c.info, visible=name in mine)
+                        with gr.Row():
+                            ui["x_axis"] = gr.Radio(["step", "time"], value="step", label="x axis", scale=1)
+                            ui["redraw"] = gr.Radio(list(REDRAW), value=DEFAULT_REDRAW, label="redraw every", scale=1,
+                                                    info="slower suits a slow computer or connection")
+                            ui["metric"] = gr.Dropdown(list(METRIC_CHOICES), value="auto", label="metric", scale=1)
+                        with gr.Row():
+                            ui["loss_plot"] = gr.Plot(show_label=False)
+                            ui["metrics_plot"] = gr.Plot(show_label=False)
+                        with gr.Accordion("Equations", open=False):
+                            ui["equations"] = gr.Markdown(view_for(default_family).equations, latex_delimiters=[
+                                {"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}])
+            with gr.Tab("Compare") as compare_tab:
+                gr.Markdown("Runs you reset or finished in this tab, side by side.")
+                with gr.Row():
+                    ui["compare_runs"] = gr.CheckboxGroup([], label="Runs", scale=3)
+                    ui["compare_metric"] = gr.Dropdown(list(METRIC_CHOICES), value="auto", label="metric", scale=1)
+                    ui["compare_x"] = gr.Radio(["step", "time"], value="step", label="x axis", scale=1)
+                ui["compare_refresh"] = gr.Button("Refresh the list of runs")
+                ui["compare_plot"] = gr.Plot(show_label=False)
+                ui["modes_plot"] = gr.Plot(show_label=False)
+        ui["api_state"] = gr.JSON(visible=False)
+        ui["state_button"] = gr.Button(visible=False)
+        ui["timer"] = timer = gr.Timer(REDRAW[DEFAULT_REDRAW])
+
+        # ---- wiring ----------------------------------------------------------
+        controls = ["family", "model", "dataset", "knobs", "slots", "equations"]
+        view = ["loss_plot", "metrics_plot", "query", "controls"]
+
+        def on(event, fn, inputs, outputs, link=False, api_name=None, extra=None, **kw):
+            callback, ins, outs = ui.bind(fn, inputs, outputs, **(extra or {}))
+            visibility = {"api_name": api_name} if api_name else {"api_visibility": "private"}
+            dep = event(callback, ins, outs, show_progress=kw.pop("show_progress", "hidden"), **visibility, **kw)
+            if link:
+                dep.then(None, [ui["query"]], [ui["link"]], js=JS_REPLACE_STATE, api_visibility="private")
+            return dep
+
+        ctl = ["session", "model", "dataset", "knobs"]
+        on(demo.load, on_load, ["session"], controls + view + ["watch", "preset"], link=True)
+        on(ui["family"].input, on_family, ["session", "family", "dataset"], controls + view, link=True)
+        on(ui["model"].input, on_model, ["session", "model", "dataset"], controls + view, link=True)
+        on(ui["dataset"].input, on_dataset, ctl, view, link=True)
+        on(ui["upload"].upload, on_upload, ["session", "model", "upload", "knobs"], view + ["dataset"], link=True)
+        on(ui["preset"].input, apply_preset, ["session", "preset"], controls + view + ["watch", "preset"], link=True)
+        on(ui["play"].click, play, ctl, view, api_name="play")
+        on(ui["pause"].click, pause, ["session"], [], api_name="pause")
+        on(ui["step"].click, step, ctl, view, api_name="step")
+        on(ui["reset"].click, reset, ctl, view, link=True, api_name="reset")
+        for key in knobs:
+            comp = ui["knob:" + key]
+            events = [comp.release] if isinstance(comp, gr.Slider) else \
+                [comp.blur, comp.submit] if isinstance(comp, gr.Number) else [comp.input]
+            for event in events:
+                on(event, on_knob, ctl, ["query", "knobs"], link=True, extra={"key": key})
+        everything = ["slots", "loss_plot", "metrics_plot"] + controls + view
+        on(timer.tick, tick, ["session", "x_axis", "metric"], everything, concurrency_limit=None, trigger_mode="once")
+        on(ui["redraw"].input, set_redraw, ["redraw"], ["timer"])
+        for comp in (ui["x_axis"], ui["metric"]):
+            on(comp.input, redraw_charts, ["session", "x_axis", "metric"], everything)
+        for name in view_controls:
+            on(ui["control:" + name].release, on_view_control, ["session", "value=control:" + name], ["slots"],
+               extra={"name": name})
+        on(ui["png"].click, export_png, ["session"], ["export_file"], show_progress="minimal")
+        on(ui["gif"].click, export_gif, ["session"], ["export_file"], show_progress="minimal")
+        on(ui["weights"].click, export_weights, ["session"], ["export_file"], show_progress="minimal")
+        on(compare_tab.select, compare_choices, ["session"], ["compare_runs"])
+        on(ui["compare_refresh"].click, compare_choices, ["session"], ["compare_runs"])
+        for event in (ui["compare_runs"].change, ui["compare_metric"].input, ui["compare_x"].input):
+            on(event, compare, ["session", "compare_runs", "compare_metric", "compare_x"], ["compare_plot", "modes_plot"])
+        on(ui["state_button"].click, run_state, ["session"], ["api_state"], api_name="state")
+
+        def on_close(request: gr.Request):
+            close_session(manager, request)
+
+        demo.unload(on_close)
+    demo.queue(default_concurrency_limit=8)
+    return demo

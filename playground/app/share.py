@@ -1,0 +1,94 @@
+"""Handlers for what leaves the page: PNG, GIF and weights exports, the Compare tab, the
+run as plain data for scripts, and a closed tab's slot."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import gradio as gr
+
+from core import checkpoint
+from core.errors import PlaygroundError
+
+from ..controls import UPLOAD_PREFIX
+from ..draw import charts, empty_figure
+from ..export import history_gif, snapshot_png
+from ..runs import RunManager, Session
+from .status import pick_metric
+
+log = logging.getLogger(__name__)
+
+
+def export_png(session: Session) -> dict:
+    run = _need_snapshot(session)
+    path = os.path.join(session.tmpdir(), f"{_slug(run.label)}-step{run.latest['step']}.png")
+    with open(path, "wb") as f:
+        f.write(snapshot_png(run.family, run.latest, run.ctx))
+    return {"export_file": gr.update(value=path, visible=True)}
+
+
+def export_gif(session: Session) -> dict:
+    run = _need_snapshot(session)
+    frames = list(run.frames) or [run.latest]
+    path = os.path.join(session.tmpdir(), f"{_slug(run.label)}-history.gif")
+    with open(path, "wb") as f:
+        f.write(history_gif(frames, run.family, run.ctx))
+    return {"export_file": gr.update(value=path, visible=True)}
+
+
+def export_weights(session: Session) -> dict:
+    """model.safetensors, loadable by `python -m core sample DIR`."""
+    run = session.current
+    if run is None:
+        raise PlaygroundError("Nothing to export yet: press Play first.")
+    folder = os.path.join(session.tmpdir(), f"{_slug(run.label)}-step{run.step}")
+    file = checkpoint.save(folder, run.model_name, run.export_model(), run.train_cfg, dataset=run.dataset_name
+                           if not run.dataset_name.startswith(UPLOAD_PREFIX) else "")
+    return {"export_file": gr.update(value=str(file), visible=True)}
+
+
+def _need_snapshot(session: Session):
+    run = session.current
+    if run is None or run.latest is None or "traces" not in run.latest:
+        raise PlaygroundError("Nothing to export yet: press Play and wait for the first picture.")
+    return run
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
+def compare_choices(session: Session) -> dict:
+    labels = list(session.runs_for_compare())
+    return {"compare_runs": gr.update(choices=labels, value=labels[-4:])}
+
+
+def compare(session: Session, compare_runs: list[str], compare_metric: str, compare_x: str) -> dict:
+    """The chosen runs' metric on one chart, and which modes each covered over time."""
+    runs = session.runs_for_compare()
+    chosen = {label: runs[label].metric_history for label in compare_runs or [] if label in runs}
+    if not chosen:
+        empty = empty_figure("finish or reset a run, then choose it here")
+        return {"compare_plot": empty, "modes_plot": empty}
+    records = [r for h in chosen.values() for r in h]
+    notes = {label: runs[label].kl_note for label in chosen}
+    return {"compare_plot": charts.metrics_figure(chosen, pick_metric(compare_metric, records), compare_x, notes=notes),
+            "modes_plot": charts.modes_timeline(chosen)}
+
+
+def run_state(session: Session) -> dict:
+    """The run as plain data (step, status, queue place): for scripts and tests via the API."""
+    run = session.current
+    if run is None:
+        return {"api_state": {"step": 0, "status": "none", "label": "", "queue": 0}}
+    return {"api_state": {"step": run.step, "status": run.status, "label": run.label, "queue": run.queue_position(),
+            "snapshots": run.seq, "model": run.model_name, "dataset": run.dataset_name,
+            "message": run.trainer.message}}
+
+
+def close_session(manager: RunManager, request: gr.Request) -> None:
+    """The tab closed: free its training slot at once."""
+    if manager is not None and request is not None and request.session_hash:
+        stopped = manager.release_owner(request.session_hash)
+        log.info("session %s closed; stopped %d run(s)", request.session_hash, stopped)

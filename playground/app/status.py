@@ -1,0 +1,115 @@
+"""What the controls and the status line show: pure functions of settings and runs.
+
+Panels and view controls come from the family's view (playground.views), knobs
+from the registry's config metadata (playground.controls); nothing here names
+a family.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from core import registry
+
+from ..controls import all_knobs, knob_key, knobs_for, shown
+from ..draw import empty_figure
+from ..runs import Session
+from ..views import all_controls, view_for
+
+# Places for the family's panels: a full-width one above the 2x2 grid, the grid, a full-width one below.
+SLOTS = ("wide0", "slot0", "slot1", "slot2", "slot3", "wide1")
+REDRAW = {"0.15 s": 0.15, "0.5 s": 0.5, "1 s": 1.0}  # timer periods the page offers
+DEFAULT_REDRAW = "0.15 s"
+MAX_CHART_POINTS = 1000
+METRIC_CHOICES = ("auto", "kl", "mmd", "energy", "hist_kl", "hist_js", "modes_covered", "high_quality")
+
+
+def knob_updates(model_name: str, settings: dict | None = None) -> dict[str, dict]:
+    """gr.update per control: the model's knobs visible with its defaults (or `settings`), the rest hidden."""
+    settings = settings or {}
+    mine = {knob_key(k): (k, settings.get(name, default)) for name, (k, default) in knobs_for(model_name).items()}
+    visible = shown(model_name, settings)
+    out = {}
+    for key in all_knobs():
+        if key not in mine:
+            out[key] = gr.update(visible=False)
+            continue
+        knob, value = mine[key]
+        upd = {"visible": knob.name in visible, "value": value, "info": knob.info()}
+        if knob.choices:
+            upd["choices"] = list(knob.choices)
+        if knob.slider:
+            upd.update(minimum=knob.lo, maximum=knob.hi)
+        out[key] = gr.update(**upd)
+    return out
+
+
+def family_of(model_name: str) -> str:
+    return registry.model_spec(model_name).family
+
+
+def placement(family: str) -> list[str | None]:
+    """The panel key shown in each of SLOTS (None: hidden): wide panels full width, the rest in the grid."""
+    panels = view_for(family).panels
+    wide = [p.key for p in panels if p.wide][:2]
+    grid = [p.key for p in panels if p.key not in wide][:4]
+    return [wide[0] if wide else None, *(grid + [None] * 4)[:4], wide[1] if len(wide) > 1 else None]
+
+
+def panel_updates(family: str) -> list:
+    return [gr.update(visible=key is not None, value=empty_figure("press Play") if key else None)
+            for key in placement(family)]
+
+
+def control_updates(family: str, values: dict | None = None) -> dict[str, dict]:
+    """gr.update per view control ("control:<name>"): the family's shown at its value or default."""
+    mine = {c.name: c for c in view_for(family).controls}
+    values = values or {}
+    return {f"control:{name}": gr.update(visible=name in mine, value=values.get(name, c.default))
+            if name in mine else gr.update(visible=False) for name, c in all_controls().items()}
+
+
+def model_info(model_name: str) -> str:
+    return registry.model_spec(model_name).summary
+
+
+def dataset_choices(session: Session | None = None) -> list[str]:
+    return registry.dataset_names() + (list(session.uploads) if session else [])
+
+
+def format_status(session: Session) -> str:
+    """The status line: step, speed, state, queue place, then any message or note."""
+    run = session.current
+    if run is None:
+        return "Choose a model and a dataset, then press **Play**."
+    status = run.status
+    hist = run.trainer.history
+    rate = 0.0
+    if len(hist) >= 2:
+        a, b = hist[max(0, len(hist) - 20)], hist[-1]
+        if b["time"] > a["time"]:
+            rate = (b["step"] - a["step"]) / (b["time"] - a["time"])
+    parts = [f"**step {run.step:,}** / {run.train_cfg.steps:,}", f"{rate:,.0f} steps/s" if rate else "",
+             f"{run.trainer.elapsed:.1f} s", f"`{status}`", f"device {run.trainer.train_device.type}"]
+    if status == "waiting":
+        total = session.manager.max_runs if session.manager else 0
+        parts.append(f"{total} runs are training; you are **#{run.queue_position()}** in the queue "
+                     "and start on your own when a slot frees")
+    text = " · ".join(p for p in parts if p)
+    msg = run.trainer.message or (run.latest or {}).get("error", "")
+    if msg:
+        text += f"\n\n⚠️ {msg}"
+    elif status == "done":
+        text += "\n\nFinished. Press **Reset** for a fresh model, or raise *steps* and Reset."
+    note = session.note()
+    return text + (f"\n\n{note}" if note else "")
+
+
+def pick_metric(metric: str, records: list[dict]) -> str:
+    if metric != "auto":
+        return metric
+    keys = set().union(*(r.keys() for r in records)) if records else set()
+    for m in ("kl", "mmd", "energy"):
+        if m in keys:
+            return m
+    return "mmd"

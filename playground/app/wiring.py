@@ -1,0 +1,114 @@
+"""Wiring: handlers speak in names, Gradio in components.
+
+`UI` holds the named components and turns a handler into a Gradio callback
+(`bind`): it collects the inputs by name, maps the returned names back to
+components, and turns an error into a warning and a status line, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import gradio as gr
+
+from core.errors import PlaygroundError
+
+from ..runs import Session
+from .status import SLOTS
+
+log = logging.getLogger(__name__)
+
+
+def _friendly(e: Exception) -> str:
+    if isinstance(e, PlaygroundError):
+        return str(e)
+    log.exception("handler failed")
+    return f"Something went wrong ({type(e).__name__}: {e}). The run was left as it was; try Reset."
+
+
+class UI:
+    """Named components, and `bind` to turn a handler into a Gradio callback."""
+
+    def __init__(self):
+        self.c: dict[str, object] = {}
+        self.knob_keys: list[str] = []
+        self.control_names: list[str] = []
+
+    def __setitem__(self, name, comp):
+        self.c[name] = comp
+
+    def __getitem__(self, name):
+        return self.c[name]
+
+    def expand(self, names: list[str]) -> list:
+        comps = []
+        for n in names:
+            if n == "knobs":
+                comps += [self.c["knob:" + k] for k in self.knob_keys]
+            elif n == "controls":
+                comps += [self.c["control:" + k] for k in self.control_names]
+            elif n == "slots":
+                comps += [self.c[name] for name in SLOTS]
+            else:
+                comps.append(self.c[n.rpartition("=")[2]])
+        return comps
+
+    def bind(self, fn, inputs: list[str], outputs: list[str], **extra):
+        """A callback for Gradio: collects inputs by name, maps the returned names to components.
+
+        Errors become a warning and a status line, never a traceback.
+        """
+        outputs = list(dict.fromkeys(list(outputs) + ["status"]))
+        out_comps = list(dict.fromkeys(self.expand(outputs)))
+        n_knobs = len(self.knob_keys)
+        slot_comps = [self.c.get(name) for name in SLOTS]
+        knob_comp = {k: self.c["knob:" + k] for k in self.knob_keys}
+        wants_request = "request" in inspect.signature(fn).parameters
+
+        def callback(request: gr.Request, *values):  # Gradio passes the request first (by annotation)
+            kwargs, i = dict(extra), 0
+            for name in inputs:
+                if name == "knobs":
+                    kwargs["knobs"] = dict(zip(self.knob_keys, values[i:i + n_knobs]))
+                    i += n_knobs
+                else:  # "arg=component" passes a component's value as the handler's `arg`
+                    kwargs[name.partition("=")[0]] = values[i]
+                    i += 1
+            session = kwargs.get("session")
+            if isinstance(session, Session) and request is not None and request.session_hash:
+                session.owner = request.session_hash
+                if session.current is not None:
+                    session.current.owner = request.session_hash
+            if wants_request:
+                kwargs["request"] = request
+            try:
+                result = fn(**kwargs) or {}
+            except Exception as e:  # noqa: BLE001 - shown to the person
+                log.info("%s refused: %s", fn.__name__, e, exc_info=True)
+                msg = _friendly(e)
+                gr.Warning(msg)
+                if isinstance(session, Session):
+                    session.notify(f"⚠️ {msg}")  # stays in the status line for a few seconds
+                result = {"status": f"⚠️ {msg}"}
+            mapped = {}
+            for name, value in result.items():
+                if name == "slots":
+                    mapped.update({c: v for c, v in zip(slot_comps, value)})
+                elif name.startswith("knob:") and name[5:] in knob_comp:
+                    mapped[knob_comp[name[5:]]] = value
+                elif name in self.c and self.c[name] in out_comps:
+                    mapped[self.c[name]] = value
+            # a full list (gr.skip() where nothing changed): an empty dict would read as one value
+            values = [mapped.get(c, gr.skip()) for c in out_comps]
+            return values[0] if len(values) == 1 else values
+
+        return callback, self.expand(inputs), out_comps
+
+
+JS_REPLACE_STATE = """(q) => {
+  const url = window.location.pathname + (q ? "?" + q : "");
+  try { window.history.replaceState(null, "", url); } catch (e) {}
+  return window.location.origin + url;
+}"""

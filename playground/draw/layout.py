@@ -1,0 +1,175 @@
+"""The look of every panel: colours, the template, titles that fit, layouts and axes.
+
+Every view is a pure function of numbers (a snapshot's arrays and a context
+dict) returning a Plotly figure. Figures are built as plain dicts and wrapped
+without Plotly's per-property validation (`VALIDATE = False`): validation costs
+tens of milliseconds a figure, which a view refreshed several times a second
+cannot afford. The tests build every view once with validation switched on.
+
+Conventions: real data is always REAL (green), model samples always GEN
+(purple), as in GAN Lab; axes over the data plane use the dataset's bounds with
+equal aspect, so frames do not jump; `uirevision` keeps a user's zoom across
+updates. Titles are annotations (named "title"), not layout.title, so a host
+page does not widen the top margin for them; they wrap to fit a panel of the
+app, with details on a note line below. Legends sit at the foot of a panel,
+clear of the title however many rows they wrap onto.
+"""
+
+from __future__ import annotations
+
+
+import plotly.graph_objects as go
+
+VALIDATE = False
+
+REAL = "#1b9e77"
+GEN = "#7b3294"
+BASE = "#e66101"  # the base distribution N(0, I) and other references
+NEUTRAL = "#8c8c8c"
+MESH = "rgba(123, 50, 148, 0.55)"
+LABEL_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+                "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
+# Discriminator: purple where it says "generated", white at 1/2, green where it says "real".
+CRITIC_SCALE = [[0.0, "#c2a5cf"], [0.5, "#f7f7f7"], [1.0, "#a6dba0"]]
+DENSITY_SCALE = [[0.0, "#ffffff"], [0.2, "#deebf7"], [0.45, "#9ecae1"], [0.7, "#4292c6"], [1.0, "#08519c"]]
+MAGNITUDE_SCALE = [[0.0, "#ffffff"], [1.0, "#fdd0a2"]]
+DIGIT_SCALE = [[0.0, "#000000"], [1.0, "#ffffff"]]
+
+HEIGHT = 340
+STRIP_HEIGHT = 240
+BASE_BOX = (-3.5, 3.5)  # what a standard normal fills, for base-space panels
+
+_TEMPLATE_SPEC = {"layout": {
+    "font": {"family": "Inter, Helvetica, Arial, sans-serif", "size": 12, "color": "#333"},
+    "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff",
+    # automargin: the ticks and axis title claim their height, and a legend at the foot goes below them
+    "xaxis": {"gridcolor": "#eeeeee", "zerolinecolor": "#dddddd", "linecolor": "#cccccc", "ticks": "",
+              "automargin": True},
+    "yaxis": {"gridcolor": "#eeeeee", "zerolinecolor": "#dddddd", "linecolor": "#cccccc", "ticks": ""},
+    "colorway": [REAL, GEN, BASE, "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f"],
+    "hoverlabel": {"font": {"size": 11}},
+}}
+TEMPLATE = go.layout.Template(_TEMPLATE_SPEC)  # built once: attaching a built template is cheap
+
+
+class Unavailable(Exception):
+    """A view cannot be drawn from these numbers; the message says why, for a person."""
+
+
+# ---- titles that fit ------------------------------------------------------------
+# Gradio caps the page at 1280 px on screens 1280 to 1535 px wide; the plots' column takes 3/4 of it and
+# holds two panels a row, so a panel is 425 px wide there (300 px on a 1024 px screen, 555 px and more on
+# wider ones). A title starts after the 40 px left margin; lines wider than TITLE_ROOM wrap onto the next
+# line instead of running off the panel. Details go on a note line in smaller type.
+PANEL_WIDTH = 425
+TITLE_ROOM = PANEL_WIDTH - 40 - 15  # px, 15 to spare for the estimate's error
+TITLE_SIZE, NOTE_SIZE = 13, 11
+LINE_PX = 17  # Plotly sets the lines of an annotation 1.3 em of its font apart
+TOP_MARGIN = 34  # one line of title 6 px above the plot, with room to spare
+# Widths in em of bold Arial/Helvetica (the title font's fallback), grouped; other ASCII 0.56, the rest
+# (arrows, Greek, maths) 0.75. Within 3% of Chromium's widths for the panels' titles; subscripts over.
+_EM = {**dict.fromkeys(" ,.'|/\\ijlI", 0.28), **dict.fromkeys("()[]{}-:;!*frt`", 0.34),
+       **dict.fromkeys("bdghnopqu?FTZL", 0.61), **dict.fromkeys("ABCDHKNRUVw&EPSXY", 0.71),
+       **dict.fromkeys("GOQ", 0.78), **dict.fromkeys("mM%", 0.87), **dict.fromkeys("W@", 0.96)}
+
+
+def text_width(text: str, size: float = TITLE_SIZE) -> float:
+    """Estimated width in px of `text` in bold Arial at `size` px."""
+    return size * sum(_EM.get(c, 0.56 if c.isascii() else 0.75) for c in text)
+
+
+def _words(text: str) -> list[str]:
+    """Split at spaces outside brackets, so that 'N(0, I)' stays on one line."""
+    words, depth = [""], 0
+    for c in text:
+        depth += (c in "([{") - (c in ")]}")
+        if c == " " and depth <= 0:
+            words.append("")
+        else:
+            words[-1] += c
+    return [w for w in words if w]
+
+
+def wrap(text: str, size: float = TITLE_SIZE, room: float = TITLE_ROOM) -> list[str]:
+    """Greedy lines of at most `room` px (a single word wider than that keeps a line of its own)."""
+    lines: list[str] = []
+    for w in _words(text):
+        if lines and text_width(f"{lines[-1]} {w}", size) <= room:
+            lines[-1] += " " + w
+        else:
+            lines.append(w)
+    return lines
+
+
+def title_lines(title: str, note: str = "") -> list[str]:
+    """The annotation's lines: the title in bold, then the note in smaller grey type, each wrapped to fit."""
+    lines = [f"<b>{line}</b>" for line in wrap(title)]
+    lines += [f"<span style='font-size:{NOTE_SIZE}px;color:#666'>{line}</span>" for line in wrap(note, NOTE_SIZE)]
+    return lines or [""]
+
+
+def title_annotation(title: str, note: str = "") -> dict:
+    return dict(name="title", text="<br>".join(title_lines(title, note)), x=0, y=1, xref="paper", yref="paper",
+                xanchor="left", yanchor="bottom", yshift=6, showarrow=False, font={"size": TITLE_SIZE}, align="left")
+
+
+# ---- figures ----------------------------------------------------------------
+def figure(data: list, layout: dict) -> go.Figure:
+    return go.Figure(data=data, layout=layout, _validate=VALIDATE)
+
+
+def base_layout(title: str, uirevision: str, height: int = HEIGHT, legend: bool = True, note: str = "") -> dict:
+    """The title (and a note under it) above the plot; the legend, if any, at the foot of the panel.
+
+    A horizontal legend wraps onto as many rows as the panel's width needs, which only the browser knows.
+    Anchored to the bottom of the figure (yref "container"), its rows are reserved as bottom margin by
+    Plotly, below the x axis (automargin in TEMPLATE) and the plot area shrinks to make room; placed
+    under the title instead, rows beyond the estimated few grew over it.
+    """
+    rows = len(title_lines(title, note))
+    return dict(
+        template=TEMPLATE, height=height, uirevision=uirevision, hovermode="closest",
+        margin=dict(l=40, r=12, t=TOP_MARGIN + LINE_PX * (rows - 1), b=30), annotations=[title_annotation(title, note)],
+        showlegend=legend,
+        legend=dict(orientation="h", xref="paper", x=0, xanchor="left", yref="container", y=0, yanchor="bottom",
+                    font={"size": 11}, bgcolor="rgba(255,255,255,0)", itemsizing="constant"),
+    )
+
+
+def empty_figure(message: str, title: str = "", height: int = HEIGHT) -> go.Figure:
+    """A blank panel that says what is missing instead of drawing it."""
+    layout = base_layout(title, uirevision="empty", height=height, legend=False)
+    layout["xaxis"] = dict(visible=False, range=[0, 1])
+    layout["yaxis"] = dict(visible=False, range=[0, 1])
+    layout["annotations"].append(dict(name="message", text=str(message), x=0.5, y=0.5, xref="paper", yref="paper",
+                                      showarrow=False, font={"size": 13, "color": "#666"}))
+    return figure([], layout)
+
+
+def plane_axes(layout: dict, box, n: int = 1, ticks: bool = True, label: str = "") -> None:
+    """Fix axis pair n to box = ((x0, x1), (y0, y1)) with equal aspect."""
+    s = "" if n == 1 else str(n)
+    (x0, x1), (y0, y1) = box
+    layout[f"xaxis{s}"] = dict(range=[float(x0), float(x1)], constrain="domain", zeroline=False,
+                               showticklabels=ticks, title=dict(text=label, standoff=4, font={"size": 11}))
+    layout[f"yaxis{s}"] = dict(range=[float(y0), float(y1)], constrain="domain", zeroline=False,
+                               scaleanchor=f"x{s}", scaleratio=1, showticklabels=ticks)
+
+
+def strip_layout(layout: dict, boxes: list, labels: list, gap: float = 0.015, ticks: bool = False) -> list[str]:
+    """Side-by-side plane panels; returns each panel's axis suffix ('', '2', ...)."""
+    k = len(boxes)
+    suffixes = []
+    for i, (box, label) in enumerate(zip(boxes, labels)):
+        plane_axes(layout, box, i + 1, ticks=ticks, label=label)
+        s = "" if i == 0 else str(i + 1)
+        layout[f"xaxis{s}"].update(domain=[i / k + gap, (i + 1) / k - gap], anchor=f"y{s}")
+        layout[f"yaxis{s}"].update(domain=[0.0, 1.0], anchor=f"x{s}")
+        suffixes.append(s)
+    return suffixes
+
+
+def on_axes(trace: dict, s: str) -> dict:
+    """Place a trace on the axis pair with suffix s."""
+    trace["xaxis"], trace["yaxis"] = f"x{s}", f"y{s}"
+    return trace

@@ -1,0 +1,305 @@
+"""One model training on one dataset in a child process, with its live snapshots.
+
+A `Run` keeps the newest snapshot, a bounded list of past ones (for the GIF)
+and the view context (grid, true density, modes) the figures need. Training
+keeps an interpreter of its own (core.train's process transport), so drawing
+the page never slows it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+import time
+
+import numpy as np
+import torch
+
+from core import registry
+from core.config import TrainConfig
+from core.data.base import Dataset
+from core.model import to_numpy
+from core.train import FINISHED, Trainer
+
+from ..views import view_for
+from .manager import RunManager
+
+GRID_RESOLUTION = 60
+SNAPSHOT_INTERVAL = 0.15  # seconds between snapshots, the page's redraw period: a picture for every redraw, and no more
+METRICS_INTERVAL = 1.0  # seconds between metric evaluations
+FRAME_INTERVAL = 1.0  # seconds between frames kept for the GIF (doubles when the list is full)
+MAX_FRAMES = 120
+MAX_HISTORY_POINTS = 2000  # loss and metric records kept per finished run
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def thin(records: list, limit: int) -> list:
+    """At most `limit` records, evenly spaced, always keeping the last one."""
+    if len(records) <= limit:
+        return list(records)
+    stride = -(-len(records) // limit)
+    out = records[::stride]
+    if out[-1] is not records[-1]:
+        out = out[:-1] + [records[-1]]
+    return out
+
+
+def view_context(dataset: Dataset, dataset_name: str, data: torch.Tensor, n: int = 500,
+                 seed: int = 0, n_data: int = 0) -> dict:
+    """What the figures need besides a snapshot: bounds, true density, modes, labels."""
+    ctx = {"bounds": dataset.bounds, "grid_resolution": GRID_RESOLUTION, "dataset": dataset_name,
+           "data_shape": tuple(dataset.shape), "true_log_density": None, "modes": None, "labels": None,
+           "options": {}, "mode_std": dataset.mode_std, "labels_name": dataset.labels_name}
+    if dataset.modes is not None:
+        ctx["modes"] = to_numpy(dataset.modes)
+    if tuple(dataset.shape) != (2,):
+        return ctx
+    from core.data.toy2d import plane_grid
+
+    if dataset.has_density:
+        grid = plane_grid(dataset.bounds, GRID_RESOLUTION, torch.float64)[0]
+        try:
+            ctx["true_log_density"] = dataset.log_prob(grid).detach().cpu().numpy().astype(np.float64)
+        except NotImplementedError:
+            pass
+    # The trainer's points are training_set(n_data, seed); the same draw with labels
+    # gives the labels, when the dataset draws both the same way.
+    try:
+        x, y = dataset.sample_with_labels(n_data, torch.Generator().manual_seed(seed))
+        shown = data[:n].detach().cpu()
+        if x.shape[0] >= shown.shape[0] and torch.allclose(x[: shown.shape[0]].to(shown.dtype), shown):
+            if int(y.min()) >= 0:
+                ctx["labels"] = y[: shown.shape[0]].numpy()
+    except Exception:  # noqa: BLE001 - labels only colour points; without them the view still works
+        pass
+    return ctx
+
+
+class Run:
+    """One model training on one dataset, with its live snapshots."""
+
+    def __init__(self, label: str, model_name: str, dataset_name: str, dataset: Dataset,
+                 model_settings: dict | None = None, train_settings: dict | None = None,
+                 manager: RunManager | None = None, owner: str = "", device: str = "auto",
+                 context_cache: dict | None = None):
+        self.label, self.model_name, self.dataset_name = label, model_name, dataset_name
+        self.model_settings = dict(model_settings or {})
+        self.train_settings = dict(train_settings or {})
+        self.manager, self.owner = manager, owner
+        self.family = registry.model_spec(model_name).family
+        self.train_cfg = registry.train_config(model_name, self.train_settings)
+        torch.manual_seed(self.train_cfg.seed)
+        self.model = registry.build_model(model_name, dataset.shape, self.model_settings)
+        self.trainer = Trainer(self.model, dataset, self.train_cfg, device, transport="process")
+        # the view's controls (a field's time t) start at their defaults and reach the model's traces
+        self.trainer.view_options = {c.name: c.default for c in view_for(self.family).controls}
+        self.dataset = dataset
+        key = (dataset_name, self.train_cfg.seed, self.train_cfg.n_data)
+        if context_cache is not None and key in context_cache:
+            self.ctx = dict(context_cache[key])
+        else:
+            self.ctx = view_context(dataset, dataset_name, self.trainer.data, seed=self.train_cfg.seed,
+                                    n_data=self.train_cfg.n_data)
+            if context_cache is not None:
+                context_cache.clear()  # one entry: bounded memory, and Reset on the same data is instant
+                context_cache[key] = dict(self.ctx)
+        self.ctx["options"] = dict(self.trainer.view_options)
+        self._lock = threading.Lock()
+        self._waiting = False
+        self._started = False
+        self._final = threading.Event()  # the last snapshot of the training thread arrived
+        if manager is not None:
+            manager.track(self)
+        self.latest: dict | None = None
+        self.seq = 0  # bumps with every snapshot; the page redraws when it changes
+        self.frames: list[dict] = []
+        self._frame_interval = FRAME_INTERVAL
+        self._last_frame = -1e9
+        self.created = time.monotonic()
+        # Step 0 is drawn off the request thread so Reset answers at once.
+        self._init_thread = threading.Thread(target=self._initial_snapshot, daemon=True)
+        self._init_thread.start()
+
+    # ---- state ------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        return "waiting" if self._waiting else self.trainer.status
+
+    @property
+    def step(self) -> int:
+        return self.trainer.step_count
+
+    @property
+    def finished(self) -> bool:
+        return self.trainer.status in FINISHED
+
+    @property
+    def floors(self) -> dict:
+        """The sample metrics' noise floors, once the metrics thread has them (core.train.Trainer.floors)."""
+        return self.trainer.floors(compute=False)
+
+    @property
+    def kl_note(self) -> str:
+        """How the model's KL is computed, when it is not exact ("IWAE estimate")."""
+        return self.model.density_note if self.model.live_kl else ""
+
+    def queue_position(self) -> int:
+        return self.manager.position(self) if self.manager else 0
+
+    # ---- control ----------------------------------------------------------
+    def play(self) -> str:
+        """Start or resume; returns a note for the status line ('' when it starts)."""
+        with self._lock:
+            if self.finished:
+                return f"This run is {self.trainer.status}; press Reset to start a new one."
+            if self._waiting or self.trainer.status == "running":
+                return ""
+            self._waiting = True
+        if self.manager is None or self.manager.acquire(self):
+            self.granted()
+        return ""
+
+    def granted(self) -> None:
+        """The manager gave this run a slot: train."""
+        with self._lock:
+            if not self._waiting:  # paused or stopped while it waited
+                give_back = True
+            else:
+                give_back = False
+                self._waiting = False
+                if not self._started:
+                    self._start_trainer(paused=False)
+                else:
+                    self.trainer.resume()
+        if give_back and self.manager:
+            self.manager.release(self)
+
+    def pause(self) -> None:
+        with self._lock:
+            self._waiting = False
+            if self._started:  # pausing a trainer that never started would stall its first start
+                self.trainer.pause()
+        if self.manager:
+            self.manager.release(self)
+
+    def step_once(self, n: int = 1) -> None:
+        """Pause (if training) and take n more steps."""
+        with self._lock:
+            if self.finished:
+                return
+            self._waiting = False
+            if not self._started:
+                self._start_trainer(paused=True)
+            else:
+                self.trainer.pause()
+            self.trainer.step_once(n)
+        if self.manager:
+            self.manager.release(self)
+
+    def _start_trainer(self, paused: bool) -> None:
+        self._started = True
+        self.trainer.start(self._on_snapshot, SNAPSHOT_INTERVAL, METRICS_INTERVAL, paused=paused)
+
+    def stop(self, wait: float = 0.0) -> None:
+        """Stop training; with wait > 0, also wait up to that long for the final snapshot."""
+        with self._lock:
+            self._waiting = False
+            started = self._started
+        # Not under the lock: stopping joins the snapshot worker, whose callback takes it. The
+        # final picture of a stopped run is not waited for unless asked (Reset must be quick).
+        self.trainer.stop(timeout=max(wait, 0.5))
+        if self.manager:
+            self.manager.release(self)
+        if wait > 0:
+            self._init_thread.join(wait)
+            if started:
+                self._final.wait(wait)
+                self.trainer.wait_views(wait)
+
+    def set_live(self, name: str, value) -> None:
+        """Apply a live knob now (core.train.engine.Engine.set_live says how each is applied)."""
+        self.trainer.set_live(name, value)
+        if name in TRAIN_FIELDS:
+            self.train_settings[name] = value
+        else:
+            self.model_settings[name] = value
+
+    def set_view_option(self, name: str, value) -> dict | None:
+        """A view control moved (a field's time t): draw with it from now on, and return a snapshot
+        of the newest weights redrawn with it at once (None before the first picture)."""
+        self.trainer.view_options[name] = value
+        self.ctx["options"] = dict(self.trainer.view_options)
+        with self._lock:
+            latest = self.latest
+        if latest is None or "traces" not in latest:
+            return None
+        with self.trainer.newest() as (model, _):
+            if model is None:
+                return None
+            snap = self.trainer.snapshot(model, with_metrics=False, step=latest["step"], elapsed=latest["time"])
+        snap = dict(latest, traces=snap["traces"])
+        with self._lock:
+            self.latest = snap
+            self.seq += 1
+        return snap
+
+    # ---- snapshots --------------------------------------------------------
+    def _initial_snapshot(self) -> None:
+        try:
+            snap = self.trainer.snapshot(self.trainer.initial_model(), with_metrics=False, step=0, elapsed=0.0)
+        except Exception as e:  # noqa: BLE001 - shown in the status line
+            snap = {"step": 0, "time": 0.0, "error": f"{type(e).__name__}: {e}"}
+        snap.setdefault("final", False)
+        snap["status"] = self.trainer.status
+        with self._lock:
+            if self.latest is None:  # training may already have sent a newer one
+                self._store(snap)
+
+    def _on_snapshot(self, snap: dict) -> None:
+        with self._lock:
+            if "traces" not in snap and self.latest is not None:
+                # the view failed for this copy: keep the last picture, report the error
+                snap = {**self.latest, **snap}
+            self._store(snap)
+        if snap.get("final"):
+            self._final.set()
+            if self.manager:
+                self.manager.release(self)
+
+    def _store(self, snap: dict) -> None:
+        self.latest = snap
+        self.seq += 1
+        now = time.monotonic()
+        if "traces" in snap and (now - self._last_frame >= self._frame_interval or snap.get("final")):
+            frame = dict(snap)
+            if self.frames and "data" in self.frames[0]:
+                frame["data"] = self.frames[0]["data"]  # the same points every time: keep one copy
+            self.frames.append(frame)
+            self._last_frame = now
+            if len(self.frames) > MAX_FRAMES:
+                self.frames = self.frames[::2]
+                self._frame_interval *= 2
+
+    def snapshot_now(self) -> tuple[int, dict | None]:
+        with self._lock:
+            return self.seq, self.latest
+
+    def record(self) -> "RunRecord":
+        return RunRecord(self.label, self.family, self.model_name, self.dataset_name, self.trainer.status,
+                         self.step, thin(self.trainer.history, MAX_HISTORY_POINTS),
+                         thin(self.trainer.metric_history, MAX_HISTORY_POINTS), self.kl_note)
+
+    def export_model(self):
+        """A copy of the newest weights that is safe to save while training goes on."""
+        with self.trainer.newest() as (model, _):
+            return copy.deepcopy(model if model is not None and self._started else self.model)
+
+
+class RunRecord:
+    """What Compare keeps of a finished run: its curves, not its weights."""
+
+    def __init__(self, label, family, model_name, dataset_name, status, step, history, metric_history, kl_note=""):
+        self.label, self.family, self.model_name, self.dataset_name = label, family, model_name, dataset_name
+        self.status, self.step = status, step
+        self.history, self.metric_history, self.kl_note = history, metric_history, kl_note

@@ -1,0 +1,113 @@
+"""What one browser tab holds in gr.State: the current run, the finished ones, uploads.
+
+Finished runs are kept as light `RunRecord`s (their curves, not their
+weights) for the Compare tab. Nothing here imports Gradio; the app turns
+these objects into pages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import time
+
+from core import registry
+from core.data.base import Dataset
+
+from .manager import RunManager
+from .run import Run, RunRecord
+
+MAX_RECORDS = 10  # finished runs a session keeps for Compare
+NOTE_SECONDS = 6.0  # how long a note (a live knob applied, a refusal) stays in the status line
+
+
+class Session:
+    """One browser tab's state: the current run, finished runs, uploads."""
+
+    def __init__(self, manager: RunManager | None = None, device: str | None = None):
+        self.manager = manager
+        self.device = device or os.environ.get("PLAYGROUND_DEVICE", "auto")
+        self.owner = ""
+        self.current: Run | None = None
+        self.records: list[RunRecord] = []
+        self.uploads: dict[str, Dataset] = {}
+        self.shown_seq = -1  # the snapshot the page shows
+        self.shown_history = -1
+        self.shown_metrics = -1
+        self.shown_status = ""
+        self.warned_run = ""  # the run whose divergence was already announced
+        self.chain: list[dict] = []  # runs a preset queued after the current one
+        self._note = ("", 0.0)
+        self._counter = itertools.count(1)
+        self._datasets: dict = {}
+        self._contexts: dict = {}  # the last view context (true density on the grid), reused by Reset
+        self._tmpdir: str | None = None
+
+    def notify(self, text: str, seconds: float = NOTE_SECONDS) -> None:
+        """A message for the status line that outlives the next few redraws."""
+        self._note = (text, time.monotonic() + seconds)
+
+    def note(self) -> str:
+        text, until = self._note
+        return text if time.monotonic() < until else ""
+
+    def __deepcopy__(self, memo):
+        # gr.State deep-copies its initial value; a session is never shared, so it is its own copy.
+        return self
+
+    # ---- runs -------------------------------------------------------------
+    def dataset(self, name: str) -> Dataset:
+        if name in self.uploads:
+            return self.uploads[name]
+        if name not in self._datasets:  # one entry: Reset on the same data (MNIST: seconds to read) is instant
+            self._datasets = {name: registry.load_dataset(name)}
+        return self._datasets[name]
+
+    def new_run(self, model_name: str, dataset_name: str, model_settings: dict | None = None,
+                train_settings: dict | None = None) -> Run:
+        """Stop the current run (keeping its curves) and build a fresh one, not yet training."""
+        dataset = self.dataset(dataset_name)
+        self.retire()  # first, so the old run's thread is not competing while the new one is built
+        label = f"{model_name}@{dataset_name}#{next(self._counter)}"
+        self.current = run = Run(label, model_name, dataset_name, dataset, model_settings, train_settings,
+                                 manager=self.manager, owner=self.owner, device=self.device,
+                                 context_cache=self._contexts)
+        self.shown_seq = self.shown_history = self.shown_metrics = -1
+        self.shown_status = ""
+        return run
+
+    def retire(self) -> None:
+        """Stop the current run; keep its curves for Compare if it took any step."""
+        run, self.current = self.current, None
+        if run is None:
+            return
+        run.stop()
+        if run.step > 0:
+            self.records.append(run.record())
+            self.records = self.records[-MAX_RECORDS:]
+
+    def runs_for_compare(self) -> dict[str, RunRecord]:
+        out = {r.label: r for r in self.records}
+        if self.current is not None and self.current.step > 0:
+            out[self.current.label] = self.current.record()
+        return out
+
+    def tmpdir(self) -> str:
+        if self._tmpdir is None or not os.path.isdir(self._tmpdir):
+            self._tmpdir = tempfile.mkdtemp(prefix="playground-")
+        return self._tmpdir
+
+    def close(self) -> None:
+        """The tab is gone: stop training and free what it held."""
+        if self.current is not None:
+            self.current.stop()
+        self.current = None
+        self.records.clear()
+        self.uploads.clear()
+        self._datasets.clear()
+        self._contexts.clear()
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None

@@ -1,0 +1,181 @@
+"""Normalizing-flow views: space deformed layer by layer, the base, the density.
+
+Trace keys (core.models.flows.base.Flow.traces): forward_states (L+1, n, D) data pulled
+to the base; inverse_states (L+1, n, D) base samples pushed to the data;
+log_dets (L,); for 2D, grid_states (L+1, S*S, 2) an S x S sub-grid of the plane
+grid taken as base points and pushed to the data, and log_density (G*G,).
+
+Index bookkeeping: inverse_states[l] and grid_states[l] live in the space
+h_{L-l} (after l inverse layers from the base), the same space as
+forward_states[L-l].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import draw as V
+from ..draw import digits as D
+from . import ExportPicture, FamilyView, Panel
+
+STRIP_PANELS = 5
+
+
+def _space_label(l_inverse: int, L: int) -> str:
+    h = L - l_inverse
+    if h == 0:
+        return "data x = h₀"
+    if h == L:
+        return f"base z = h{_sub(L)}"
+    return f"h{_sub(h)} (after {h} layer{'s' if h > 1 else ''})"
+
+
+def _sub(k: int) -> str:
+    return str(k).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
+
+
+def layers(snapshot: dict, ctx: dict, uirev: str):
+    tr = snapshot.get("traces", {})
+    inv = V.array(tr, "inverse_states", "the states of samples pushed through the layers")
+    L = inv.shape[0] - 1
+    order = V.pick(L + 1, STRIP_PANELS)[::-1]  # data first (l = L), base last (l = 0)
+    title = "Data ← … ← base: the flow bends the base grid into the data"
+    if V.is_image(ctx, snapshot):
+        lo, hi = D.pixel_range(snapshot)
+        k = min(6, inv.shape[1])
+        imgs = np.stack([D.images(inv[l, :k], ctx, "the states") for l in order], 1)  # (k, panels, H, W)
+        img = D.tile(imgs.reshape(-1, *imgs.shape[2:]), cols=len(order))
+        return D.digits_figure([(img, "columns: " + "  ←  ".join(_space_label(l, L) for l in order))],
+                               "Samples at each layer: data ← … ← base", uirev, lo, hi)
+    fwd = V.optional(tr, "forward_states")
+    grid = V.optional(tr, "grid_states")
+    box = V.bounds_of(ctx, V.data_points(snapshot))
+    boxes = [box if l == L else V.union_box(box) for l in order]
+    layout = V.base_layout(title, uirev, height=V.STRIP_HEIGHT)
+    suffixes = V.strip_layout(layout, boxes, [_space_label(l, L) for l in order])
+    data = []
+    for i, (l, s) in enumerate(zip(order, suffixes)):
+        first = i == 0
+        if grid is not None and grid.shape[0] == inv.shape[0]:
+            g = V.grid_side(grid[l], None)  # a sub-grid of the heatmap's (core.models.flows.base.GRID_LINES)
+            gx, gy = V.mesh(grid[l], g, g)
+            data.append(V.on_axes(V.lines(gx, gy, V.MESH, "base grid", width=0.8, legend=first), s))
+        if fwd is not None and fwd.shape[0] == inv.shape[0]:
+            data.append(V.on_axes(V.scatter(V.points2d(fwd[L - l], "data"), V.REAL, "data", 3, 0.55, first), s))
+        data.append(V.on_axes(V.scatter(V.points2d(inv[l], "samples"), V.GEN, "samples", 3, 0.55, first), s))
+    return V.figure(data, layout)
+
+
+def base(snapshot: dict, ctx: dict, uirev: str):
+    tr = snapshot.get("traces", {})
+    fwd = V.array(tr, "forward_states", "the data pulled back to the base")
+    z = V.points2d(fwd[-1], "the base")
+    zz = fwd[-1].reshape(fwd.shape[1], -1)
+    D = zz.shape[1]
+    second_moment = float(np.nanmean(np.nansum(zz**2, 1)) / D) if np.isfinite(zz).any() else float("nan")
+    dims = "" if D == 2 else f" (first 2 of {D} dims)"
+    title = f"Data pulled back to the base{dims}: E|z|²/D = {second_moment:.2f} (1 for N(0, I))"
+    layout = V.base_layout(title + V.hidden_note(z), uirev)
+    V.plane_axes(layout, (V.BASE_BOX, V.BASE_BOX))
+    data = [V.circles((1.0, 2.0)), V.scatter(z, V.REAL, "data as z = f(x)", 4, 0.6)]
+    return V.figure(data, layout)
+
+
+def density(snapshot: dict, ctx: dict, uirev: str):
+    tr = snapshot.get("traces", {})
+    if V.is_image(ctx, snapshot):
+        inv = V.array(tr, "inverse_states", "samples")
+        lo, hi = D.pixel_range(snapshot)
+        imgs = D.images(inv[-1, :64], ctx, "samples")
+        return D.digits_figure([(D.tile(imgs, 8), f"x = f⁻¹(z), z ~ N(0, I), step {snapshot.get('step', 0)}")],
+                               "Samples", uirev, lo, hi)
+    log_q = V.array(tr, "log_density", "the model's log-density on the grid")
+    g = V.grid_side(log_q, ctx)
+    box = V.bounds_of(ctx, V.data_points(snapshot))
+    q = np.exp(np.clip(log_q, -80, 80)).reshape(g, g)
+    true = ctx.get("true_log_density")
+    p = None
+    if true is not None:
+        t = np.asarray(true, dtype=np.float64)
+        if t.shape == log_q.shape and np.isfinite(t).any():
+            p = np.exp(np.clip(np.nan_to_num(t, nan=-np.inf, neginf=-np.inf), -80, 80)).reshape(g, g)
+    zmax = float(np.nanmax(p)) if p is not None else float(np.nanmax(q))
+    if not np.isfinite(zmax) or zmax <= 0:
+        zmax = 1.0
+    panels = [(q, "model q(x) = N(f(x); 0, I) |det ∂f/∂x|")] + ([(p, "true p(x)")] if p is not None else [])
+    layout = V.base_layout("Model density" + (" vs true density (same colour scale)" if p is not None else ""),
+                           uirev, legend=False)
+    suffixes = V.strip_layout(layout, [box] * len(panels), [label for _, label in panels], ticks=True)
+    data = [V.on_axes(V.heatmap(z, box, V.DENSITY_SCALE, 0.0, zmax, name, hover="density"), s)
+            for (z, name), s in zip(panels, suffixes)]
+    return V.figure(data, layout)
+
+
+def logdet(snapshot: dict, ctx: dict, uirev: str):
+    tr = snapshot.get("traces", {})
+    ld = V.array(tr, "log_dets", "the per-layer log-determinants").reshape(-1)
+    total = float(np.nansum(ld))
+    colors = np.where(ld >= 0, V.BASE, "#4e79a7")
+    layout = V.base_layout(f"Per-layer log|det ∂hₗ/∂hₗ₋₁| on data (mean); sum = {total:.3g}", uirev, legend=False)
+    layout["xaxis"] = dict(title=dict(text="layer l (data → base)", standoff=4))
+    if ld.size <= 20:
+        layout["xaxis"]["dtick"] = 1
+    layout["yaxis"] = dict(title=dict(text="mean log|det|", standoff=4), zeroline=True, zerolinecolor="#999")
+    layout["bargap"] = 0.2
+    bar = dict(type="bar", x=np.arange(1, ld.size + 1), y=ld, marker=dict(color=colors), name="log|det|",
+               hovertemplate="layer %{x}<br>log|det| = %{y:.3g}<extra></extra>")
+    return V.figure([bar], layout)
+
+
+def _export_samples(traces: dict):
+    s = V.optional(traces, "inverse_states")
+    return s[-1] if s is not None else None
+
+
+def _export_density(traces: dict, ctx: dict):
+    """The model's density, on the colour scale of the true one where it is known."""
+    log_q = V.optional(traces, "log_density")
+    if log_q is None:
+        return None
+    q = np.exp(np.clip(log_q.astype(np.float64), -80, 80))
+    top = np.nanmax(q)
+    true = ctx.get("true_log_density")
+    if true is not None and np.isfinite(true).any():
+        top = float(np.nanmax(np.exp(np.clip(np.asarray(true, np.float64), -80, 80))))
+    return q / (top if top > 0 else 1.0), V.DENSITY_SCALE
+
+
+EQUATIONS = r""""
+### Normalizing flow: change of variables
+
+A flow is an invertible map $f = f_L \circ \dots \circ f_1$ from data $x$ to a base point $z$ with
+$z \sim \mathcal{N}(0, I)$. Writing $h_0 = x$ and $h_l = f_l(h_{l-1})$, the density of the data is exact:
+
+$$\log q(x) = \log \mathcal{N}\big(f(x);\, 0, I\big) + \sum_{l=1}^{L} \log \left|\det \frac{\partial h_l}{\partial h_{l-1}}\right|$$
+
+Training maximises the likelihood of the data, i.e. minimises
+
+$$\mathcal{L} = -\,\mathbb{E}_{x \sim p_\text{data}}\big[\log q(x)\big].$$
+
+Sampling runs the stack backwards: $z \sim \mathcal{N}(0, I)$, $x = f^{-1}(z)$.
+
+**What you see**
+- `loss` and `nll` are $-\mathbb{E}[\log q(x)]$ in nats; `log_det` is the mean of $\sum_l \log|\det \partial h_l / \partial h_{l-1}|$.
+- *A flow transforming space*: the base grid pushed through $f^{-1}$ layer by layer; green points are the data at the same stage $h_l$, purple points are samples.
+- *Data pulled back to the base*: $z = f(x)$ for the data; if the flow is right these fill the dashed $1\sigma$/$2\sigma$ circles of $\mathcal{N}(0, I)$.
+- *Model density*: $q(x)$ on the plane beside the true $p(x)$.
+- *Per-layer log-determinant*: each bar is one term of the sum above (how much that layer stretches space).
+"""
+
+VIEW = FamilyView(
+    family="flow",
+    panels=(
+        Panel("flow_layers", "A flow transforming space, layer by layer", layers, wide=True,
+              needs=("inverse_states",)),
+        Panel("flow_base", "Data pulled back to the base", base, needs=("forward_states",)),
+        Panel("flow_density", "Model density vs true density", density, needs=("log_density", "inverse_states")),
+        Panel("flow_logdet", "Per-layer log-determinant", logdet, needs=("log_dets",)),
+    ),
+    equations=EQUATIONS.strip(),
+    export=ExportPicture(_export_samples, _export_density),
+)

@@ -1,0 +1,393 @@
+"""The playground app: knobs from config metadata, the URL, sessions, the run cap, and the page end to end."""
+
+import os
+import socket
+import time
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+
+from core import checkpoint, registry
+from core.errors import ConfigError, TrainingDiverged
+from core.train import Trainer
+from playground import app as A
+from playground import controls as K
+from playground.app import wiring
+from playground.views import view_for
+from playground import presets as P
+from playground.runs import RunManager, Session
+
+TINY = {"layers": 2, "hidden": 16}
+TINY_TRAIN = {"n_data": 512, "batch_size": 64, "steps": 100_000}
+
+
+def wait_for(cond, timeout=20.0, every=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(every)
+    return cond()
+
+
+def tiny_run(session, model="realnvp", dataset="two_moons", **train):
+    return session.new_run(model, dataset, dict(TINY), {**TINY_TRAIN, **train})
+
+
+def knob_values(model="realnvp", **settings):
+    """What the page's controls send: the model's defaults, with `settings` changed."""
+    knobs = K.knobs_for(model)
+    return {K.knob_key(k): settings.get(name, d) for name, (k, d) in knobs.items()}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread_per_run():
+    """As the app runs (build_app sets it): runs, snapshots and metrics are threads of one process."""
+    before = torch.get_num_threads()
+    A.use_one_thread_per_run()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def manager():
+    m = RunManager(1)
+    yield m
+    m.shutdown()
+
+
+# ---- knobs and links ----------------------------------------------------------
+def test_knobs_mirror_each_models_config():
+    """Every config field of every model gets a control of the right kind, range and live flag."""
+    keys = K.all_knobs()
+    for name in registry.model_names():
+        cfg = registry.model_config(name)
+        knobs = K.knobs_for(name)
+        for field, (knob, default) in knobs.items():
+            assert K.knob_key(knob) in keys
+            if knob.scope == "model":
+                assert default == getattr(cfg, field)
+        # the controls' default values rebuild exactly the registered configuration
+        model_s, train_s = K.settings_from(name, knob_values(name))
+        assert registry.model_config(name, model_s) == cfg
+        assert registry.train_config(name, train_s) == registry.train_config(name)
+    lr = K.knobs_for("realnvp")["lr"][0]
+    assert lr.live and "live" in lr.info()
+    assert not K.knobs_for("realnvp")["layers"][0].live and "Reset" in K.knobs_for("realnvp")["layers"][0].info()
+
+
+def test_impossible_settings_are_refused_with_the_allowed_range():
+    key = K.knob_key(K.knobs_for("realnvp")["layers"][0])
+    values = knob_values()
+    with pytest.raises(ConfigError, match="layers=0 is out of range; it must be between 1 and"):
+        K.settings_from("realnvp", {**values, key: 0})
+    with pytest.raises(ConfigError, match="whole number"):
+        K.settings_from("realnvp", {**values, key: 2.5})
+
+
+def test_link_round_trip_keeps_only_changed_settings():
+    q = K.encode_query("realnvp", "eight_gaussians", {"layers": 4, "lr": 0.003})
+    assert q == "model=realnvp&data=eight_gaussians&layers=4&lr=0.003"
+    params = dict(p.split("=") for p in q.split("&"))
+    model, data, settings, problems = K.decode_query(params)
+    assert (model, data, settings, problems) == ("realnvp", "eight_gaussians", {"layers": 4, "lr": 0.003}, [])
+    assert K.non_default("realnvp", {"layers": 4, "hidden": 64}, {"lr": 0.003}) == {"layers": 4, "lr": 0.003}
+
+
+def test_bad_links_fall_back_with_a_reason_for_each_value():
+    model, data, settings, problems = K.decode_query(
+        {"model": "nope", "data": "two_moons", "layers": "999", "colour": "red"})
+    assert model == K.DEFAULT_MODEL and data == "two_moons" and settings == {}
+    text = " | ".join(problems)
+    assert "model='nope' is not a model here" in text and "realnvp" in text
+    assert "layers=999 is out of range" in text
+    assert "'colour' is not a setting of realnvp" in text
+    _, data, _, problems = K.decode_query({"data": "moons", "lr": "fast"})
+    assert data == K.DEFAULT_DATASET
+    assert any("data='moons'" in p for p in problems) and any("lr must be a number" in p for p in problems)
+
+
+def test_strips_get_the_full_width_and_the_rest_the_grid():
+    assert A.placement("flow") == ["flow_layers", "flow_base", "flow_density", "flow_logdet", None, None]
+    assert A.placement("diffusion") == ["diff_forward", "diff_reverse", "diff_field", None, None, "diff_film"]
+    for family in registry.families():
+        shown = [k for k in A.placement(family) if k]
+        assert sorted(shown) == sorted(p.key for p in view_for(family).panels)
+
+
+def test_presets_are_valid_configurations():
+    assert len(P.PRESETS) >= 6
+    titles = {p["title"] for p in P.PRESETS}
+    for needed in ("A GAN collapses onto a few modes", "WGAN-GP keeps every mode", "A flow unfolds the two moons",
+                   "The VAE's latent grid", "Diffusion trajectories", "Likelihood versus sample quality"):
+        assert needed in titles
+    for p in P.PRESETS:
+        assert len(p["watch"].split("\n")) == 2, p["title"]
+        assert P.find(p["slug"]) is p and P.find(p["title"]) is p
+        for run in p.get("runs", [p]):
+            assert run["dataset"] in registry.dataset_names()
+            spec = registry.model_spec(run["model"])
+            assert spec.family == (p["family"] if run is p else spec.family)
+            assert set(run["settings"]) <= set(K.knobs_for(run["model"]))
+            K.settings_from(run["model"], knob_values(run["model"], **run["settings"]))  # ConfigError if impossible
+
+
+# ---- the run manager ----------------------------------------------------------
+class FakeRun:
+    def __init__(self, owner=""):
+        self.owner, self.granted_calls, self.stopped = owner, 0, False
+
+    def granted(self):
+        self.granted_calls += 1
+
+    def stop(self, wait=0.0):
+        self.stopped = True
+        self.manager.release(self)
+
+
+def test_run_manager_caps_queues_in_order_and_frees_on_close():
+    m = RunManager(2)
+    runs = [FakeRun(owner=f"tab{i}") for i in range(5)]
+    for r in runs:
+        r.manager = m
+    assert [m.acquire(r) for r in runs] == [True, True, False, False, False]
+    assert [m.position(r) for r in runs] == [0, 0, 1, 2, 3]
+    assert (m.active, m.waiting) == (2, 3)
+    m.release(runs[0])  # the first waiting run starts, the others move up
+    assert runs[2].granted_calls == 1 and m.holds_slot(runs[2])
+    assert [m.position(r) for r in runs[3:]] == [1, 2]
+    assert m.release_owner("tab4") == 1 and runs[4].stopped and m.position(runs[4]) == 0  # a closed tab leaves the queue
+    assert m.release_owner("tab1") == 1 and runs[3].granted_calls == 1  # its slot goes to the next in line
+    assert (m.active, m.waiting) == (2, 0)
+    assert not runs[0].stopped and runs[2].granted_calls == 1
+    with pytest.raises(ValueError):
+        RunManager(0)
+
+
+def test_over_the_cap_a_session_waits_and_starts_when_a_slot_frees(manager):
+    a, b = Session(manager), Session(manager)
+    a.owner, b.owner = "tab-a", "tab-b"
+    ra, rb = tiny_run(a), tiny_run(b)
+    ra.play()
+    rb.play()
+    assert ra.status == "running" and rb.status == "waiting" and rb.queue_position() == 1
+    assert "#1** in the queue" in A.format_status(b)
+    assert wait_for(lambda: ra.step > 5)
+    time.sleep(0.3)
+    assert rb.step == 0  # waiting means not training
+    ra.pause()  # a paused run gives its slot to the next in line
+    assert wait_for(lambda: rb.status == "running" and rb.step > 5)
+    assert ra.status == "paused"
+    ra.play()
+    assert ra.status == "waiting" and ra.queue_position() == 1
+    manager.release_owner("tab-b")  # b's tab closes: its run stops and a's resumes
+    assert rb.status == "stopped"
+    assert wait_for(lambda: ra.status == "running")
+    a.close()
+    assert (manager.active, manager.waiting) == (0, 0)
+
+
+def test_sessions_are_isolated():
+    m = RunManager(4)
+    try:
+        a, b = Session(m), Session(m)
+        ra, rb = tiny_run(a, seed=1), tiny_run(b, "vae", "eight_gaussians", seed=2)
+        assert ra is not rb and a.current is ra and b.current is rb
+        rb.play()
+        assert wait_for(lambda: rb.step > 10)
+        assert ra.step == 0 and ra.status == "ready"
+        rb.set_live("lr", 0.01)
+        rb.set_live("beta", 2.5)
+        assert wait_for(lambda: rb.trainer.learning_rates() == {"model": 0.01})  # the child says so
+        assert rb.model.config.beta == 2.5
+        assert ra.trainer.learning_rates() == {"model": registry.train_config("realnvp").lr}
+        b.close()
+        assert a.current is ra and a.runs_for_compare() == {}
+    finally:
+        m.shutdown()
+
+
+def test_a_live_knob_acts_on_the_running_model_and_the_others_wait_for_reset(manager):
+    s = Session(manager)
+    tiny_run(s, "vae", "eight_gaussians")
+    s.current.play()
+    knobs = knob_values("vae", **TINY, **TINY_TRAIN)
+    beta, lr, hidden = (K.knob_key(K.knobs_for("vae")[n][0]) for n in ("beta", "lr", "hidden"))
+    out = A.on_knob(s, "vae", "eight_gaussians", {**knobs, beta: 3.0}, beta)
+    assert s.current.model.config.beta == 3.0 and "beta = 3.0 applied" in out["status"]
+    assert "beta=3" in out["query"]
+    A.on_knob(s, "vae", "eight_gaussians", {**knobs, beta: 3.0, lr: 0.02}, lr)
+    assert wait_for(lambda: s.current.trainer.learning_rates() == {"model": 0.02})
+    assert wait_for(lambda: s.current.step > 0)
+    out = A.on_knob(s, "vae", "eight_gaussians", {**knobs, hidden: 32}, hidden)
+    assert s.current.model.config.hidden == TINY["hidden"] and "takes effect when you press Reset" in out["status"]
+    assert "takes effect when you press Reset" in A.format_status(s)  # the note outlives the next redraw
+
+
+def test_pause_and_reset_answer_within_a_second(manager):
+    s = Session(manager)
+    run = tiny_run(s)
+    run.play()
+    assert wait_for(lambda: run.step > 10 and run.seq > 1)
+    t0 = time.perf_counter()
+    run.pause()
+    assert time.perf_counter() - t0 < 1.0
+    time.sleep(0.2)
+    paused_at = run.step
+    time.sleep(0.5)
+    assert run.step == paused_at and run.status == "paused"
+    run.step_once(3)
+    assert wait_for(lambda: run.step == paused_at + 3)
+    run.play()
+    assert wait_for(lambda: run.step > paused_at + 10)
+    t0 = time.perf_counter()
+    out = A.reset(s, "realnvp", "two_moons", knob_values(**TINY, **TINY_TRAIN))
+    took = time.perf_counter() - t0
+    assert run.status == "stopped" and s.current is not run and s.current.step == 0
+    assert "step 0" in out["status"]
+    assert list(s.runs_for_compare()) == [run.label]  # the old run's curves went to Compare
+    assert wait_for(lambda: s.current.latest is not None)  # the fresh model is drawn at step 0
+    s.current.play()
+    assert wait_for(lambda: s.current.step > 10)
+    t0 = time.perf_counter()
+    A.reset(s, "realnvp", "two_moons", knob_values(**TINY, **TINY_TRAIN))
+    assert min(took, time.perf_counter() - t0) < 1.0  # the better of two, against a busy machine's noise
+
+
+def test_tick_redraws_only_new_snapshots_and_reports_divergence(manager):
+    s = Session(manager)
+    run = tiny_run(s)
+    assert wait_for(lambda: run.latest is not None)
+    out = A.tick(s, "step", "auto")
+    assert len(out["slots"]) == len(A.SLOTS) and "loss_plot" in out and "status" in out
+    drawn = [v for v in out["slots"] if v != gr.skip()]
+    assert len(drawn) == len(view_for("flow").panels) == 4  # every flow panel, each in its place
+    assert A.tick(s, "step", "auto") == {}  # nothing new: nothing sent
+
+
+
+def test_a_diverging_run_stops_where_headless_training_does_and_says_so(manager):
+    # A VAE at lr=1 without clipping overflows within a few steps. The run trains in a child
+    # process from the same model and seed, so it must stop at exactly the step a headless
+    # Trainer stops at, with the last good weights and a message on the page.
+    settings = {**TINY_TRAIN, "lr": 1.0, "grad_clip": 0.0}
+    cfg = registry.train_config("vae", settings)
+    torch.manual_seed(cfg.seed)  # as a Run builds its model
+    data = registry.load_dataset("eight_gaussians")
+    headless = Trainer(registry.build_model("vae", data.shape, dict(TINY)), data, cfg, device="cpu")
+    with pytest.raises(TrainingDiverged):
+        headless.fit(200)
+    s = Session(manager)
+    run = tiny_run(s, "vae", "eight_gaussians", lr=1.0, grad_clip=0.0)
+    run.play()
+    assert wait_for(lambda: run.status == "diverged")
+    assert wait_for(lambda: run.latest.get("final", False))
+    out = A.tick(s, "step", "auto")
+    assert f"Training stopped at step {headless.step_count + 1}" in out["status"]
+    assert "lower learning rate" in out["status"]
+    assert run.step == headless.step_count and manager.active == 0  # good weights kept; the slot is free
+
+
+def test_exports_png_gif_and_loadable_weights(manager):
+    s = Session(manager)
+    run = tiny_run(s)
+    run.step_once(30)
+    assert wait_for(lambda: run.step == 30 and run.latest is not None and run.latest["step"] == 30)
+    png = A.export_png(s)["export_file"]["value"]
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    gif = A.export_gif(s)["export_file"]["value"]
+    assert open(gif, "rb").read(6) in (b"GIF89a", b"GIF87a")
+    weights = A.export_weights(s)["export_file"]["value"]
+    model, meta = checkpoint.load(weights)
+    assert meta["model"] == "realnvp" and meta["dataset"] == "two_moons"
+    x = torch.randn(64, 2)
+    run.trainer.latest_model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.log_prob(x), run.trainer.latest_model.log_prob(x), atol=1e-5)
+    folder = s.tmpdir()
+    s.close()
+    assert not os.path.exists(folder)  # a closed tab leaves no files behind
+
+
+def test_errors_reach_the_page_as_a_message_not_a_traceback(tmp_path):
+    bad = tmp_path / "points.csv"
+    bad.write_text("x,y\n1,2\nthree,4\n")
+    with gr.Blocks():
+        ui = wiring.UI()
+        ui["status"] = gr.Markdown()
+        ui["dataset"] = gr.Dropdown()
+        ui["session"], ui["model"], ui["upload"] = gr.State(), gr.Dropdown(), gr.File()
+    callback, _, outs = ui.bind(A.on_upload, ["session", "model", "upload", "knobs"], ["dataset"])
+    s = Session(RunManager(1))
+    result = callback(None, s, "realnvp", str(bad))
+    status = result[outs.index(ui["status"])]
+    assert status.startswith("⚠️") and "points.csv, line 3: 'three' is not a number" in status
+    assert "Traceback" not in status and result[outs.index(ui["dataset"])] == gr.skip()
+    assert s.current is None and s.uploads == {}
+
+
+def test_uploaded_points_become_a_dataset(manager, tmp_path):
+    pts = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32)
+    path = tmp_path / "blob.npy"
+    np.save(path, pts)
+    s = Session(manager)
+    out = A.on_upload(s, "realnvp", str(path), knob_values(batch_size=64))
+    assert s.current.dataset_name == "upload: blob.npy" and "upload: blob.npy" in A.dataset_choices(s)
+    assert "data=" not in out["query"]  # an upload cannot travel in a link
+    np.testing.assert_array_equal(s.current.trainer.data.cpu().numpy(), pts)
+
+
+# ---- the page, driven over HTTP ------------------------------------------------
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_client_plays_pauses_and_resets():
+    from gradio_client import Client
+
+    demo = A.build_app(RunManager(2))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        state = lambda: client.predict(api_name="/state")[0]  # noqa: E731
+        assert state()["status"] == "none"
+        client.predict("realnvp", "two_moons", api_name="/play")
+        assert wait_for(lambda: state()["step"] > 20, timeout=30, every=0.2)
+        s = state()
+        assert s["status"] == "running" and s["label"] == "realnvp@two_moons#1" and s["snapshots"] > 0
+        client.predict(api_name="/pause")
+        time.sleep(0.3)
+        paused = state()
+        time.sleep(0.6)
+        assert state()["step"] == paused["step"] and paused["status"] == "paused"
+        client.predict("realnvp", "two_moons", api_name="/reset")
+        s = state()
+        assert s["step"] == 0 and s["status"] == "ready" and s["label"] == "realnvp@two_moons#2"
+    finally:
+        demo.close()
+
+
+def test_a_preset_sets_everything_and_queues_its_second_run(manager):
+    s = Session(manager)
+    out = A.apply_preset(s, "Likelihood versus sample quality")
+    first, second = P.find("likelihood-vs-quality")["runs"]
+    assert s.current.model_name == first["model"] and s.current.dataset_name == first["dataset"]
+    assert s.current.train_cfg.steps == first["settings"]["steps"]
+    assert out["watch"].startswith("**Likelihood versus sample quality**")
+    assert "model=realnvp" in out["query"] and "steps=1500" in out["query"]
+    assert [c["model"] for c in s.chain] == [second["model"]]
+    # the first run finishes (a short stand-in) and the next tick starts the second, on the same data
+    s.current.trainer.cfg.steps = 5
+    s.current.play()
+    assert wait_for(lambda: s.current.status == "done")
+    out = A.tick(s, "step", "auto")
+    assert s.current.model_name == second["model"] and s.current.dataset_name == first["dataset"]
+    assert s.current.status in ("running", "waiting") and s.chain == []
+    assert out["model"]["value"] == second["model"] and list(s.runs_for_compare())[0].startswith(first["model"])
+    s.close()
+    assert A.apply_preset(s, "no such preset") == {}

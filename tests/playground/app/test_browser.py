@@ -1,0 +1,148 @@
+"""The page in a real browser: pick a preset, Play, watch the plots change, Pause, Reset.
+
+Needs Chromium at /usr/bin/chromium (CI installs it). With PLAYGROUND_SCREENSHOTS=1
+it also writes assets/flow.png, assets/gan.png, assets/vae.png and
+assets/diffusion.png (1400 x 900) for the README.
+"""
+
+import os
+import re
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+ASSETS = Path(__file__).resolve().parents[3] / "assets"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (CI installs it)")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url():
+    from playground.app import CSS, build_app
+    from playground.runs import RunManager
+
+    threads = torch.get_num_threads()
+    manager = RunManager(2)
+    demo = build_app(manager)  # one torch thread per operation, as the app runs
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=CSS)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+    manager.shutdown()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, url):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(url)
+    wait_step(page, lambda s: s == 0, timeout=60)  # the first run is built and shown
+    yield page
+    page.close()
+
+
+def status(page) -> str:
+    return page.locator("#status").inner_text()
+
+
+def step_of(page) -> int | None:
+    m = re.search(r"step ([\d,]+)", status(page))
+    return int(m.group(1).replace(",", "")) if m else None
+
+
+def wait_step(page, cond, timeout=30.0) -> int:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        s = step_of(page)
+        if s is not None and cond(s):
+            return s
+        page.wait_for_timeout(200)
+    raise AssertionError(f"step condition not met within {timeout} s; status: {status(page)!r}")
+
+
+def assert_step_settles(page, quiet=1.5, timeout=15.0, states=("paused",)) -> int:
+    """The shown step stops moving (redraws already on their way may still land first)."""
+    end = time.monotonic() + timeout
+    last, since = step_of(page), time.monotonic()
+    while time.monotonic() < end:
+        page.wait_for_timeout(250)
+        now = step_of(page)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet and any(state in status(page) for state in states):
+            return now
+    raise AssertionError(f"the step kept moving after Pause; status: {status(page)!r}")
+
+
+def choose_preset(page, title: str) -> None:
+    page.get_by_label("Presets").click()
+    page.get_by_role("option", name=title).click()
+    page.locator("#watch").get_by_text(title).wait_for(timeout=30_000)
+
+
+def first_plot_svg(page) -> str:
+    return page.locator(".js-plotly-plot .main-svg").first.inner_html()
+
+
+def test_preset_play_pause_reset(page):
+    choose_preset(page, "A flow unfolds the two moons")
+    assert "RealNVP pulls the two moons" in page.locator("#watch").inner_text()
+    wait_step(page, lambda s: s == 0)
+    assert "model=realnvp" in page.url and "data=two_moons" in page.url  # the link follows the settings
+    before = first_plot_svg(page)
+
+    page.locator("#play").click()
+    s1 = wait_step(page, lambda s: s > 0)
+    wait_step(page, lambda s: s > s1)  # still climbing
+    end = time.monotonic() + 20
+    while first_plot_svg(page) == before and time.monotonic() < end:
+        page.wait_for_timeout(300)
+    assert first_plot_svg(page) != before  # the panels redraw as it trains
+
+    page.locator("#pause").click()
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('paused')", timeout=10_000)
+    assert_step_settles(page)
+
+    page.locator("#reset").click()
+    wait_step(page, lambda s: s == 0, timeout=10)
+    assert "ready" in status(page)
+
+
+SHOTS = [("flow.png", "A flow unfolds the two moons", 30), ("gan.png", "WGAN-GP keeps every mode", 45),
+         ("vae.png", "The VAE's latent grid", 20), ("diffusion.png", "Diffusion trajectories", 20)]
+
+
+@pytest.mark.skipif(os.environ.get("PLAYGROUND_SCREENSHOTS") != "1", reason="set PLAYGROUND_SCREENSHOTS=1 to write assets/*.png")
+@pytest.mark.parametrize("name,title,seconds", SHOTS)
+def test_screenshots(page, name, title, seconds):
+    choose_preset(page, title)
+    page.locator("#play").click()
+    wait_step(page, lambda s: s > 0)
+    page.wait_for_timeout(seconds * 1000)
+    page.locator("#pause").click()
+    assert_step_settles(page, states=("paused", "done"))  # a short preset may finish first
+    page.wait_for_timeout(2000)  # the last picture and metrics land
+    ASSETS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ASSETS / name))

@@ -1,0 +1,48 @@
+"""The diffusion view: the score field and the strips of the forward and reverse processes."""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+from playground import draw as V
+from playground.views import render_panel
+from tests.playground.views.helpers import (BOX, ctx, plane_grid, synthetic, trace)
+
+
+def test_score_field_arrows_point_at_the_data():
+    # The score of N(0, I) is -x: every arrow must point at the origin.
+    grid = plane_grid()
+    snap = synthetic("diffusion")
+    snap["traces"]["score_field"] = -grid
+    fig = render_panel("diffusion", "diff_field", snap, ctx())
+    assert "t = 0.30" in fig.layout.annotations[0].text
+    seg = trace(fig, "score ∇ log p_t(x)", "scatter")
+    xy = np.stack([seg.x, seg.y], 1).reshape(-1, 3, 2)
+    o, d = xy[:, 0].astype(np.float64), (xy[:, 1] - xy[:, 0]).astype(np.float64)
+    assert xy.shape[0] == 15 * 15  # a coarse 15 x 15 subgrid; no grid point sits exactly on the origin
+    cos = (d * -o).sum(1) / (np.linalg.norm(d, axis=1) * np.linalg.norm(o, axis=1))
+    np.testing.assert_allclose(cos, 1.0, atol=1e-5)
+    # Lengths grow as the square root of |score| = |x|, the longest spanning 0.9 of the arrow spacing.
+    r = np.linalg.norm(o, axis=1)
+    spacing = (BOX[0][1] - BOX[0][0]) / 14
+    np.testing.assert_allclose(np.linalg.norm(d, axis=1), 0.9 * spacing * np.sqrt(r / r.max()), rtol=1e-4)
+
+
+def test_diffusion_strips_show_the_requested_times():
+    snap = synthetic("diffusion")
+    fig = render_panel("diffusion", "diff_forward", snap, ctx())
+    labels = [fig.layout[f"xaxis{s}"].title.text for s in ["", "2", "3", "4", "5"]]
+    assert labels == [f"t = {t:.2f}" for t in np.linspace(0, 1, 6)[[0, 1, 2, 4, 5]]]
+    np.testing.assert_array_equal(fig.data[0].x, snap["traces"]["forward"][0][:, 0])
+    fig = render_panel("diffusion", "diff_film", snap, ctx())
+    assert fig.data[-1].marker.color == V.GEN  # the last frame is the samples
+    np.testing.assert_array_equal(fig.data[-1].x, snap["traces"]["trajectory"][-1][:, 0])
+    # A chain given data-first is turned around using its times.
+    rev = {**snap, "traces": {**snap["traces"], "trajectory": snap["traces"]["trajectory"][::-1],
+                              "trajectory_t": snap["traces"]["trajectory_t"][::-1]}}
+    fig = render_panel("diffusion", "diff_reverse", rev, ctx())
+    k = len(trace(fig, "end: samples x₀").x)
+    assert k == 100
+    np.testing.assert_array_equal(trace(fig, "end: samples x₀").x, snap["traces"]["trajectory"][-1][:k, 0])
+    np.testing.assert_array_equal(trace(fig, "start: noise x_T").y, snap["traces"]["trajectory"][0][:k, 1])
