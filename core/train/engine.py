@@ -42,7 +42,12 @@ def initialise(model: GenerativeModel, data: TrainingData, cfg: TrainConfig, dev
     return batches
 
 
-def check_batch_size(cfg: TrainConfig, data: TrainingData) -> None:
+def check_data(cfg: TrainConfig, data: TrainingData, model: GenerativeModel) -> None:
+    """The data hold what the model's batches carry, and enough rows for a batch."""
+    missing = [f for f in model.batch_fields if f not in data.fields]
+    if missing:
+        raise ConfigError(f"{type(model).__name__} trains on batches of {', '.join(model.batch_fields)}, and this "
+                          f"data has no {', '.join(missing)}")
     rows = data.rows()
     if cfg.batch_size > rows:
         raise ConfigError(f"batch_size={cfg.batch_size} is larger than the data ({rows} points); "
@@ -54,7 +59,7 @@ class Engine:
 
     def __init__(self, model: GenerativeModel, data: TrainingData, cfg: TrainConfig, device: torch.device):
         validate(cfg)
-        check_batch_size(cfg, data)
+        check_data(cfg, data, model)
         self.model, self.cfg, self.device = model, cfg, torch.device(device)
         self.data = data.to(self.device)
         self._batches = initialise(model, self.data, cfg, self.device)

@@ -136,5 +136,16 @@ class Runner:
                 raise
         finally:
             if report is not None:
-                report(self.message_for(final=True))
+                report(self._final_message())
         return self.status
+
+    def _final_message(self) -> dict:
+        """The last report; without weights if they cannot be sent (the error says why)."""
+        try:
+            return self.message_for(final=True)
+        except Exception as e:  # noqa: BLE001 - reported to the person, not a traceback
+            if self.status not in ("error", "diverged"):
+                self.status = "error"
+                self.message = f"Training stopped at step {self.engine.step_count}: {type(e).__name__}: {e}"
+            return {"step": self.engine.step_count, "elapsed": self.elapsed, "history": self.history[self._sent:],
+                    "status": self.status, "message": self.message, "lrs": {}, "final": True}

@@ -37,7 +37,7 @@ from ..config import TrainConfig, describe, validate
 from ..data.base import Dataset
 from ..errors import ConfigError
 from ..model import GenerativeModel, to_numpy
-from .engine import Engine, check_batch_size, initialise
+from .engine import Engine, check_data, initialise
 from .runner import FINISHED, Runner
 from .transports import ProcessTransport, ThreadTransport, from_wire
 from .views import Views
@@ -85,7 +85,7 @@ class Trainer:
         self.train_device = resolve_device(device)
         torch.manual_seed(cfg.seed)
         self.training_data = dataset.training_data(cfg.n_data, cfg.seed, model.batch_fields)
-        check_batch_size(cfg, self.training_data)
+        check_data(cfg, self.training_data, model)
         self.data = self.training_data.x  # (N, *shape), on the CPU: what the views draw
         self.reference = dataset.sample(n_reference, torch.Generator().manual_seed(cfg.seed + 1))
         self.n_eval = n_eval
