@@ -55,36 +55,36 @@ class GaussianPath:
         raise NotImplementedError
 
     @staticmethod
-    def _t(t, x: torch.Tensor) -> torch.Tensor:
+    def _times(t, x: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(t, dtype=torch.float64).reshape(-1).to(x.device)
 
     def marginal_sample(self, x_0: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
-        t = self._t(t, x_0)
+        t = self._times(t, x_0)
         return _col(self.alpha(t), x_0) * x_0 + _col(self.sigma(t), x_0) * eps
 
     def x0_from_eps(self, x_t: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
-        t = self._t(t, x_t)
+        t = self._times(t, x_t)
         return (x_t - _col(self.sigma(t), x_t) * eps) / _col(self.alpha(t), x_t)
 
     def eps_from_x0(self, x_t: torch.Tensor, x_0: torch.Tensor, t) -> torch.Tensor:
-        t = self._t(t, x_t)
+        t = self._times(t, x_t)
         return (x_t - _col(self.alpha(t), x_t) * x_0) / _col(self.sigma(t), x_t)
 
     def score_from_eps(self, eps: torch.Tensor, t) -> torch.Tensor:
-        return -eps / _col(self.sigma(self._t(t, eps)), eps)
+        return -eps / _col(self.sigma(self._times(t, eps)), eps)
 
     def eps_from_score(self, score: torch.Tensor, t) -> torch.Tensor:
-        return -score * _col(self.sigma(self._t(t, score)), score)
+        return -score * _col(self.sigma(self._times(t, score)), score)
 
     def velocity_from_eps(self, x_t: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
         """v = d_alpha x_0 + d_sigma eps, with x_0 from eps."""
-        t = self._t(t, x_t)
+        t = self._times(t, x_t)
         x_0 = (x_t - _col(self.sigma(t), x_t) * eps) / _col(self.alpha(t), x_t)
         return _col(self.d_alpha(t), x_t) * x_0 + _col(self.d_sigma(t), x_t) * eps
 
     def eps_from_velocity(self, x_t: torch.Tensor, v: torch.Tensor, t) -> torch.Tensor:
         """Solve v = d_alpha (x_t - sigma eps) / alpha + d_sigma eps for eps."""
-        t = self._t(t, x_t)
+        t = self._times(t, x_t)
         a, s, da, ds = (_col(f(t), x_t) for f in (self.alpha, self.sigma, self.d_alpha, self.d_sigma))
         return (v - da / a * x_t) / (ds - da * s / a)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from core.config import make
-from core.dynamics import NoiseSchedule
+from core.dynamics import LinearPath, NoiseSchedule
 from core.errors import ConfigError
 from core.models.diffusion import DDPMConfig
 
@@ -67,3 +67,53 @@ def test_schedule_refuses_bad_settings():
         make(DDPMConfig, {"eta": 1.5})
     with pytest.raises(ConfigError):
         make(DDPMConfig, {"sampler": "euler"})
+
+
+# ---- the conversions between what a network can predict ------------------------------------
+PATHS = [pytest.param(NoiseSchedule(100, "linear"), id="vp-linear"), pytest.param(NoiseSchedule(100, "cosine"), id="vp-cosine"),
+         pytest.param(LinearPath(), id="straight")]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_eps_x0_score_and_velocity_determine_each_other(path):
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(64, 3, generator=g, dtype=F64), torch.randn(64, 3, generator=g, dtype=F64)
+    t = torch.rand(64, generator=g, dtype=F64) * 0.9 + 0.05
+    x_t = path.marginal_sample(x0, t, eps)
+    assert torch.allclose(path.x0_from_eps(x_t, eps, t), x0, atol=1e-9)
+    assert torch.allclose(path.eps_from_x0(x_t, x0, t), eps, atol=1e-9)
+    assert torch.allclose(path.eps_from_score(path.score_from_eps(eps, t), t), eps, atol=1e-12)
+    v = path.velocity_from_eps(x_t, eps, t)
+    assert torch.allclose(path.eps_from_velocity(x_t, v, t), eps, atol=1e-8)
+    # v is d x_t / dt along the path with x_0 and eps held fixed: central differences
+    h = 1e-6
+    fd = (path.marginal_sample(x0, t + h, eps) - path.marginal_sample(x0, t - h, eps)) / (2 * h)
+    assert torch.allclose(v, fd, rtol=1e-5, atol=1e-6)
+
+
+def test_the_straight_path_is_rectified_flow():
+    path, g = LinearPath(), torch.Generator().manual_seed(1)
+    x0, eps, t = torch.randn(8, 2, generator=g), torch.randn(8, 2, generator=g), torch.rand(8, generator=g)
+    assert torch.allclose(path.marginal_sample(x0, t, eps), (1 - t[:, None]) * x0 + t[:, None] * eps)
+    assert torch.allclose(path.velocity_from_eps(path.marginal_sample(x0, t, eps), eps, t), eps - x0, atol=1e-5)
+
+
+def test_the_vp_velocity_is_the_probability_flow_ode():
+    # Song et al. 2021: dx/dt = -beta/2 (x + score) = -beta/2 (x - eps / sigma) for the VP SDE
+    s, g = NoiseSchedule(100, "linear"), torch.Generator().manual_seed(2)
+    x, eps = torch.randn(16, 2, generator=g, dtype=F64), torch.randn(16, 2, generator=g, dtype=F64)
+    t = torch.rand(16, generator=g, dtype=F64) * 0.9 + 0.05
+    beta, sigma = s.beta_at(t)[:, None], s.sigma_at(t)[:, None]
+    assert torch.allclose(s.velocity_from_eps(x, eps, t), -0.5 * beta * (x - eps / sigma), rtol=1e-9)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_score_of_gaussian_data_from_its_exact_eps(path):
+    # x_0 ~ N(m, s^2): x_t ~ N(alpha m, alpha^2 s^2 + sigma^2), and Tweedie's E[eps | x_t] gives its score
+    m, s2 = 0.7, 0.15**2
+    t = torch.tensor([0.1, 0.4, 0.8], dtype=F64)
+    x = torch.linspace(-2, 2, 5, dtype=F64)[None, :].expand(3, 5)
+    a, sig = path.alpha(t)[:, None], path.sigma(t)[:, None]
+    var = a**2 * s2 + sig**2
+    eps = sig * (x - a * m) / var
+    assert torch.allclose(path.score_from_eps(eps, t), -(x - a * m) / var, rtol=1e-12)
