@@ -90,6 +90,12 @@ class GAN(GenerativeModel):
         d_out = c.features if c.loss == "mmdgan" else 1
         self.G = generator or MLP(c.latent, self.dim, c.hidden, c.layers, "relu")
         self.D = discriminator or MLP(self.dim, d_out, c.hidden, c.layers, "leaky_relu")
+        if discriminator is None and c.loss in ("wgan", "wgan_gp", "mmdgan"):
+            # These objectives see the critic only through differences, D(x) - D(y) (a kernel of
+            # u - v for mmdgan), so its output bias cancels and gets no gradient: fix it at zero.
+            with torch.no_grad():
+                self.D[-1].bias.zero_()
+            self.D[-1].bias.requires_grad_(False)
         if c.loss not in ("gan", "nsgan"):  # only their D is a probability
             self.GRID_TRACES = {"critic": ("G",)}
         self._witness_real: torch.Tensor | None = None  # (m, D) last D step's data, for the mmd witness

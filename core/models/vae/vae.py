@@ -91,8 +91,9 @@ class VAE(GenerativeModel):
         c = config
         self.encoder = encoder or MLP(self.dim, 2 * c.latent, c.hidden, c.layers, c.activation)  # -> [mu, log var]
         self.decoder = decoder or MLP(c.latent, self.dim, c.hidden, c.layers, c.activation)  # -> mean or logits
-        # The decoder's per-dimension log sigma^2 (used only by the gaussian likelihood).
-        self.log_var_x = torch.nn.Parameter(torch.zeros(self.dim))
+        # The decoder's per-dimension log sigma^2: trained with the gaussian likelihood, unused (and
+        # frozen) with the bernoulli one, but kept so that every VAE saves the same tensors.
+        self.log_var_x = torch.nn.Parameter(torch.zeros(self.dim), requires_grad=config.likelihood == "gaussian")
 
     # ---- the model --------------------------------------------------------
     def _encode(self, x: torch.Tensor):
@@ -125,11 +126,15 @@ class VAE(GenerativeModel):
         kl = self._kl(mu, var)  # (n,)
         return {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
 
-    def _check(self, x: torch.Tensor) -> torch.Tensor:
+    def _check(self, x: torch.Tensor, values: bool = True) -> torch.Tensor:
+        """x flattened, after checking its shape and (values) that bernoulli targets are in [0, 1].
+
+        The value check reads the data back from the device, so training checks its data once,
+        in init_from_data, not at every step."""
         if x.ndim < 1 or tuple(x.shape[1:]) != self.data_shape:
             raise DataError(f"expected a batch shaped (n, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
         x = self.flat(x)
-        if self.config.likelihood == "bernoulli" and x.numel() and (x.min() < 0 or x.max() > 1):
+        if values and self.config.likelihood == "bernoulli" and x.numel() and (x.min() < 0 or x.max() > 1):
             why = " (likelihood=auto picks it for images)" if self.auto_likelihood else ""
             raise DataError(f"the bernoulli likelihood{why} needs data in [0, 1]; rescale the data or use "
                             "likelihood=gaussian")
@@ -152,7 +157,7 @@ class VAE(GenerativeModel):
 
     def loss(self, x: torch.Tensor) -> dict:
         """recon + beta * kl, per-example means; "elbo" is the beta = 1 bound."""
-        t = self._terms(self._check(x))
+        t = self._terms(self._check(x, values=False))  # the run's data were checked in init_from_data
         recon, kl = t["recon"].mean(), t["kl"].mean()
         beta = float(self.config.beta)  # read every call: beta is a live knob
         return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "elbo": -(recon + kl)}

@@ -181,7 +181,7 @@ def test_bernoulli_on_image_shaped_data():
     assert shapes == {"z_mean": (10, 3), "z_var": (10, 3), "recon": (10, 16), "latent_grid": (64, 2),
                       "decoded_grid": (64, 16), "samples": (10, 16)}
     with pytest.raises(DataError):
-        m.loss(2 * x)  # outside [0, 1]
+        m.init_from_data(2 * x)  # outside [0, 1]: refused where training starts (the loss does not read values back)
     with pytest.raises(DataError):
         m.loss(x.reshape(10, 16))  # wrong shape
 
@@ -261,13 +261,13 @@ def test_an_explicit_likelihood_wins_over_the_data_shape():
     assert bernoulli_points.config.likelihood == "bernoulli"
     assert bernoulli_points.sample(20).min() >= 0  # decoder means: probabilities
     with pytest.raises(DataError, match=r"needs data in \[0, 1\]"):
-        bernoulli_points.loss(torch.randn(5, 2))
+        bernoulli_points.init_from_data(torch.randn(5, 2))
 
 
 def test_auto_still_refuses_images_outside_the_unit_interval():
     m = build_model("vae", (1, 4, 4), {"hidden": 16})
     with pytest.raises(DataError, match=r"likelihood=auto picks it for images\) needs data in \[0, 1\]"):
-        m.loss(2 * torch.rand(5, 1, 4, 4) - 0.5)
+        m.init_from_data(2 * torch.rand(5, 1, 4, 4) - 0.5)
 
 
 def test_the_choice_auto_made_is_saved_and_reloaded(tmp_path):
