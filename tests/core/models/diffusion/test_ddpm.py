@@ -232,11 +232,13 @@ def test_trajectories_and_traces_shapes():
     x = torch.randn(30, 2)
     grid = torch.stack(torch.meshgrid(torch.linspace(-3, 3, 7), torch.linspace(-3, 3, 7), indexing="ij"), -1).reshape(-1, 2)
     tr = model.traces(x, grid)
-    assert tr["trajectory"].shape == (51, 30, 2) and tr["trajectory_t"].shape == (51,)
-    # at T = 100 the view runs the respaced 50-step ancestral chain from fixed noise
-    expected = model.reverse_trajectory(30, steps=50, generator=torch.Generator().manual_seed(0))
+    assert tr["trajectory"].shape == (101, 30, 2) and tr["trajectory_t"].shape == (101,)
+    # at T = 100 the view runs the whole ancestral chain from fixed noise, as sample() does
+    expected = model.reverse_trajectory(30, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(torch.from_numpy(tr["trajectory"]), expected)
-    assert torch.allclose(torch.from_numpy(tr["trajectory_t"]).double(), model.make_sampler(steps=50).times(100).double() / 100)
+    assert torch.allclose(torch.from_numpy(tr["trajectory_t"]).double(), model.make_sampler().times(100).double() / 100)
+    # a longer chain is respaced to TRACE_STEPS for the view (Nichol & Dhariwal)
+    assert build(T=400).traces(x, None)["trajectory"].shape == (DDPM.TRACE_STEPS + 1, 30, 2)
     assert tr["trajectory_t"][-1] == 0.0 and tr["trajectory_t"][-2] == 0.01
     assert tr["forward"].shape == (6, 30, 2) and tr["forward_t"].shape == (6,)
     assert torch.allclose(torch.from_numpy(tr["forward_t"]).double(), torch.linspace(0, 1, 6, dtype=F64), atol=1e-7)
@@ -305,3 +307,36 @@ def test_one_time_shared_by_every_point_equals_a_time_per_point():
     seen = []
     Ancestral(steps=5)(lambda x, t: seen.append(tuple(t.shape)) or torch.zeros_like(x), model.schedule, x)
     assert seen == [(1,)] * 5
+
+
+class ExactEps(torch.nn.Module):
+    """The exact noise predictor E[eps | x_t] of data N(m, s^2 I), as a network DDPM can take."""
+
+    def __init__(self, schedule, m, s):
+        super().__init__()
+        self.eps = gaussian_oracle(schedule, m, s)
+
+    def forward(self, x, t):
+        return self.eps(x, t)
+
+
+def test_the_default_chain_reproduces_the_spread_of_gaussian_data():
+    # A perfect model of N(m, 0.15^2) must sample N(m, 0.15^2): with the earlier defaults (linear
+    # schedule, beta_tilde) its samples had a standard deviation of 0.127, and the live chain's less.
+    from core import registry
+
+    model = registry.build_model("ddpm", (2,))
+    m, s = torch.tensor([0.5, -1.0]), 0.15
+    model.eps_net = ExactEps(model.schedule, m, s)
+    torch.manual_seed(0)
+    samples = model.sample(40_000)
+    assert torch.allclose(samples.mean(0), m, atol=0.01)
+    assert torch.allclose(samples.std(0), torch.full((2,), s), rtol=0.05), samples.std(0)
+    # the live view's chain: the same sampler and steps as its traces take, with many particles
+    x = m + s * torch.randn(500, 2)
+    tr = model.traces(x, None)
+    steps = tr["trajectory"].shape[0] - 1
+    live = model.reverse_trajectory(40_000, steps=steps, generator=torch.Generator().manual_seed(1))[-1]
+    assert torch.allclose(live.std(0), torch.full((2,), s), rtol=0.05), live.std(0)
+    assert torch.allclose(torch.from_numpy(tr["trajectory"]),
+                          model.reverse_trajectory(300, steps=steps, generator=torch.Generator().manual_seed(0)))
