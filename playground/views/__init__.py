@@ -39,14 +39,18 @@ Builder = Callable[[dict, dict, str], object]  # (snapshot, ctx, uirevision) -> 
 @dataclasses.dataclass(frozen=True)
 class Panel:
     """One figure of a view. data: which data it draws (for the others it says why not);
-    needs: the trace keys it reads."""
+    needs: the trace keys it cannot draw without, the same for every kind of data or
+    {kind: keys} (a density heatmap for points, digit tiles for images)."""
 
     key: str
     title: str
     build: Builder
     wide: bool = False
     data: tuple = DATA_KINDS
-    needs: tuple = ()
+    needs: tuple | dict = ()
+
+    def needs_for(self, kind: str) -> tuple:
+        return tuple(self.needs.get(kind, ())) if isinstance(self.needs, dict) else tuple(self.needs)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -194,10 +194,10 @@ posterior's $\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\beta_
 VIEW = FamilyView(
     family="diffusion",
     panels=(
-        Panel("diff_forward", "Forward process: data to noise", forward, wide=True, needs=("forward", "forward_t")),
-        Panel("diff_reverse", "Reverse process: noise to data", reverse, needs=("trajectory", "trajectory_t")),
-        Panel("diff_field", "Learned field at time t", field, data=("points",), needs=("score_field", "field_t")),
-        Panel("diff_film", "Denoising, frame by frame", film, wide=True, needs=("trajectory", "trajectory_t")),
+        Panel("diff_forward", "Forward process: data to noise", forward, wide=True, needs=("forward",)),
+        Panel("diff_reverse", "Reverse process: noise to data", reverse, needs=("trajectory",)),
+        Panel("diff_field", "Learned field at time t", field, data=("points",), needs=("score_field",)),
+        Panel("diff_film", "Denoising, frame by frame", film, wide=True, needs=("trajectory",)),
     ),
     controls=(Control("t", "diffusion time t of the field panels", 0.01, 1.0, 0.01, 0.1,
                       "0 is data, 1 is noise; the field is recomputed from the newest weights"),),

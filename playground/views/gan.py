@@ -247,9 +247,9 @@ for WGAN-GP); the **generator** minimises $\mathcal{L}_G = -\mathbb{E}_z[D(G(z))
 VIEW = FamilyView(
     family="gan",
     panels=(
-        Panel("gan_critic", "Discriminator, real and generated samples", critic, needs=("samples", "critic_grad")),
+        Panel("gan_critic", "Discriminator, real and generated samples", critic, needs=("samples",)),
         Panel("gan_warp", "Generator: the noise grid warped into data space", warp,
-              needs=("warped_grid", "noise_grid")),
+              needs=("warped_grid",)),
         Panel("gan_optimal", "Learned vs optimal discriminator", optimal, data=("points",), needs=("samples",)),
         Panel("gan_modes", "Generated samples per mode", modes, data=("points",), needs=("samples",)),
     ),

@@ -148,8 +148,8 @@ The loss is $\text{recon} + \beta \cdot \text{KL}$; $\beta = 1$ is the ELBO, $\b
 VIEW = FamilyView(
     family="vae",
     panels=(
-        Panel("vae_manifold", "Decoder manifold", manifold, needs=("decoded_grid", "latent_grid")),
-        Panel("vae_latent", "Latent space", latent, needs=("z_mean", "z_var")),
+        Panel("vae_manifold", "Decoder manifold", manifold, needs=("decoded_grid",)),
+        Panel("vae_latent", "Latent space", latent, needs=("z_mean",)),
         Panel("vae_recon", "Reconstructions", recon, needs=("recon",)),
         Panel("vae_samples", "Samples", samples, needs=("samples",)),
     ),
