@@ -89,8 +89,13 @@ def _allowed(meta: dict) -> str:
 def _print_settings(title: str, cfg) -> None:
     print(title)
     for name, meta in C.describe(cfg).items():
-        live = " (live)" if meta.get("live") else ""
-        print(f"    {name:<16} {str(getattr(cfg, name)):<10} {_allowed(meta):<28} {meta.get('help', '')}{live}")
+        notes = [n for n, on in (("live", meta.get("live")), ("the model's own: choose another model instead",
+                                                               meta.get("variant"))) if on]
+        if meta.get("when"):
+            field, values = meta["when"]
+            notes.append(f"used when {field} is {' or '.join(map(str, values))}")
+        note = f" ({'; '.join(notes)})" if notes else ""
+        print(f"    {name:<16} {str(getattr(cfg, name)):<10} {_allowed(meta):<28} {meta.get('help', '')}{note}")
 
 
 def cmd_list(args) -> int:

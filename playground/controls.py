@@ -20,7 +20,7 @@ from core.errors import ConfigError
 
 DEFAULT_MODEL = "realnvp"
 DEFAULT_DATASET = "two_moons"
-TRAIN_KNOBS = ("lr", "batch_size", "steps", "seed", "grad_clip", "n_data")
+TRAIN_KNOBS = ("lr", "batch_size", "steps", "seed", "grad_clip", "n_data", "lr_schedule", "warmup")
 UPLOAD_PREFIX = "upload: "  # uploaded datasets are named like this; they never travel in a link
 
 
@@ -87,7 +87,8 @@ def knobs_for(model_name: str) -> dict[str, tuple[Knob, object]]:
 def shown(model_name: str, settings: dict | None = None) -> set[str]:
     """The model's knobs that matter with these settings (DDIM's eta only while sampler is ddim)."""
     knobs = knobs_for(model_name)
-    values = {name: (settings or {}).get(name, default) for name, (_, default) in knobs.items()}
+    values = dataclasses.asdict(registry.model_config(model_name))  # a variant's own fields too (a GAN's loss)
+    values.update({name: (settings or {}).get(name, default) for name, (_, default) in knobs.items()})
     return {name for name, (k, _) in knobs.items() if k.when is None or values.get(k.when[0]) in k.when[1]}
 
 

@@ -78,6 +78,38 @@ def test_knobs_mirror_each_models_config():
     assert not K.knobs_for("realnvp")["layers"][0].live and "Reset" in K.knobs_for("realnvp")["layers"][0].info()
 
 
+def test_the_knobs_shown_are_the_models_own():
+    def visible(model, **settings):
+        ups = A.knob_updates(model, settings)
+        keys = {K.knob_key(k): name for name, (k, _) in K.knobs_for(model).items()}
+        return {keys[key] for key, u in ups.items() if key in keys and u.get("visible")}
+
+    nsgan = visible("nsgan")
+    assert {"latent", "hidden", "n_critic", "lr_g", "lr_d", "betas", "lr"} <= nsgan
+    assert not nsgan & {"divergence", "features", "clip", "gp_weight", "loss"}  # not nsgan's
+    assert {"gp_weight"} <= visible("wgan_gp") and "clip" not in visible("wgan_gp")
+    assert {"clip", "features"} <= visible("mmdgan") and "divergence" in visible("fgan")
+    # DDPM's sampler settings follow the sampler
+    assert {"variance"} <= visible("ddpm") and not {"eta", "ddim_steps"} & visible("ddpm")
+    assert {"eta", "ddim_steps"} <= visible("ddpm", sampler="ddim") and "variance" not in visible("ddpm", sampler="ddim")
+
+
+def test_moving_a_knob_shows_the_settings_that_follow_it():
+    s = Session(RunManager(1))
+    try:
+        tiny_run(s, "ddpm", "eight_gaussians")
+        sampler = K.knob_key(K.knobs_for("ddpm")["sampler"][0])
+        eta = K.knob_key(K.knobs_for("ddpm")["eta"][0])
+        variance = K.knob_key(K.knobs_for("ddpm")["variance"][0])
+        out = A.on_knob(s, "ddpm", "eight_gaussians", {**knob_values("ddpm"), sampler: "ddim"}, sampler)
+        assert out["knob:" + eta]["visible"] is True and out["knob:" + variance]["visible"] is False
+        out = A.on_knob(s, "ddpm", "eight_gaussians", knob_values("ddpm"), sampler)
+        assert out["knob:" + eta]["visible"] is False
+        assert not any(k.startswith("knob:") for k in A.on_knob(s, "ddpm", "eight_gaussians", knob_values("ddpm"), eta))
+    finally:
+        s.close()
+
+
 def test_impossible_settings_are_refused_with_the_allowed_range():
     key = K.knob_key(K.knobs_for("realnvp")["layers"][0])
     values = knob_values()
