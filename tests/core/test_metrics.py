@@ -280,3 +280,41 @@ def test_evaluate_with_cached_reference_terms_matches_the_full_estimators():
         half = ref[:200]
         out = M.evaluate(model, d, half, n=300, ref_terms=terms)
         assert out["mmd"] == pytest.approx(M.mmd(pts, half, M.bandwidths_for(half)), rel=1e-6)
+
+
+# ---- the noise floor of the sample metrics ----------------------------------------------------
+class Uniform(Dataset):
+    """Uniform on the box [-4, 4]^2: every bin of a 20 x 20 histogram holds 1/400 of the mass."""
+
+    name, bounds = "uniform", ((-4.0, 4.0), (-4.0, 4.0))
+
+    def sample(self, n, generator=None):
+        return 8 * torch.rand(n, 2, generator=generator, dtype=torch.float64) - 4
+
+
+@pytest.mark.parametrize("n,m", [(20_000, 20_000), (40_000, 10_000)])
+def test_histogram_divergences_of_true_samples_follow_the_second_order_floor(n, m):
+    # E[KL] ~ (B - 1)(1/n + 1/m)/2 and E[JS] ~ (B - 1)(1/n + 1/m)/8 between histograms of two sets
+    # of one distribution (B occupied bins): the old "B / (2n)" was two to four times too small
+    d, B = Uniform(), 400
+    runs = [M.histogram_divergences(d.sample(n, gen(2 * r)), d.sample(m, gen(2 * r + 1)), d.bounds) for r in range(12)]
+    kl = sum(r["hist_kl"] for r in runs) / len(runs)
+    js = sum(r["hist_js"] for r in runs) / len(runs)
+    assert kl == pytest.approx((B - 1) * (1 / n + 1 / m) / 2, rel=0.1)
+    assert js == pytest.approx((B - 1) * (1 / n + 1 / m) / 8, rel=0.1)
+    assert kl > 2 * B / (2 * max(n, m))
+
+
+def test_the_noise_floor_is_what_a_perfect_model_scores():
+    d = T.eight_gaussians()
+    ref = d.sample(2000, gen(30))
+    floor = M.noise_floor(d, ref, 1000, seed=40)
+    assert set(floor) == {"mmd", "energy", "hist_kl", "hist_js"} and all(v > 0 for v in floor.values())
+    by_hand = [M.sample_metrics(d.sample(1000, gen(40 + r)), d, ref) for r in range(3)]
+    assert floor["hist_kl"] == pytest.approx(sum(r["hist_kl"] for r in by_hand) / 3)
+    torch.manual_seed(1)
+    perfect = M.evaluate(Stub(d), d, ref, n=1000, with_kl=False)
+    for k in floor:  # a perfect model lands at its floor, not at zero
+        assert 0.4 * floor[k] < perfect[k] < 2.5 * floor[k], k
+    collapsed = M.evaluate(Stub(Gaussian((0.0, 0.0), 0.5)), d, ref, n=1000, with_kl=False)
+    assert all(collapsed[k] > 5 * floor[k] for k in floor)

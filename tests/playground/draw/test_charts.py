@@ -60,3 +60,16 @@ def test_elbo_figure_band_is_recon_plus_kl():
     assert neg_elbo.fill == "tonexty"
     np.testing.assert_allclose(kl.y, [r["kl"] for r in HISTORY])
     assert message(charts.elbo_figure([{"step": 1, "loss": 1.0}]))
+
+
+def test_metrics_figure_draws_the_noise_floor_and_names_estimates():
+    fig = charts.metrics_figure(RUNS, "kl", floors={"kl": 0.05, "mmd": 0.001}, notes={"run B": "IWAE estimate"})
+    floor = trace(fig, "true vs true samples")
+    assert list(floor.y) == [0.05, 0.05] and floor.line.dash == "dash"
+    assert floor.x[0] == 100 and floor.x[1] == 800  # across every run's steps
+    assert [t.name for t in fig.data[:2]] == ["run A", "run B (IWAE estimate)"]
+    assert "two sets of true samples" in fig.layout.annotations[0].text
+    plain = charts.metrics_figure(RUNS, "kl")
+    assert [t.name for t in plain.data] == ["run A", "run B"]  # no floor known: no line
+    mmd_runs = {"a": [{"step": 1, "time": 1.0, "mmd": 0.01}]}
+    assert "(IWAE" not in charts.metrics_figure(mmd_runs, "mmd", notes={"a": "IWAE estimate"}).data[0].name
