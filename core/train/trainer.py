@@ -18,28 +18,24 @@ The process that draws never builds an engine of its own.
 from __future__ import annotations
 
 import atexit
-import collections
-import contextlib
 import copy
-import dataclasses
-import inspect
 import math
 import pickle
-import threading
 import weakref
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .. import metrics as M
 from ..config import TrainConfig, describe, validate
 from ..data.base import Dataset
 from ..errors import ConfigError
 from ..model import GenerativeModel, to_numpy
-from .engine import Engine, check_data, initialise
+from .engine import Engine, check_data
 from .runner import FINISHED, Runner
-from .transports import ProcessTransport, ThreadTransport, from_wire
+from .scoring import Scoring, traced
+from .spares import Spares
+from .transports import ProcessTransport, ThreadTransport
 from .views import Views
 
 TRANSPORTS = ("thread", "process")
@@ -73,7 +69,6 @@ class Trainer:
     # After a picture that took d seconds the next waits PICTURE_REST x d: a thread shares the
     # interpreter with training, a child process leaves it alone (rest for the page's sake only).
     PICTURE_RESTS = {"thread": 1.0, "process": 0.25}
-    SPARES = 4  # models to load reported weights into: the newest, one held by metrics, one by the page, one to draw
 
     def __init__(self, model: GenerativeModel, dataset: Dataset, cfg: TrainConfig, device: str = "auto",
                  transport: str = "thread", n_reference: int = 2000, n_eval: int = 1000):
@@ -87,11 +82,10 @@ class Trainer:
         self.training_data = dataset.training_data(cfg.n_data, cfg.seed, model.batch_fields)
         check_data(cfg, self.training_data, model)
         self.data = self.training_data.x  # (N, *shape), on the CPU: what the views draw
-        self.reference = dataset.sample(n_reference, torch.Generator().manual_seed(cfg.seed + 1))
-        self.n_eval = n_eval
-        # A copy of the untrained model: spares for pictures are made from it, and it takes the
-        # live settings, so every picture is drawn with the config of the moment.
-        self._template = copy.deepcopy(model)
+        self.scoring = Scoring(dataset, n_reference, n_eval, cfg.seed)
+        # Pictures are drawn from copies of the untrained model, which take the live settings.
+        self.pictures = Spares(copy.deepcopy(model))
+        self._template = self.pictures.template
         # Headless training and the thread transport train here; the child process has its own.
         self._engine = Engine(model, self.training_data, copy.copy(cfg), self.train_device) \
             if transport == "thread" else None
@@ -100,17 +94,10 @@ class Trainer:
         self.metric_history: list[dict] = []
         self.status, self.message = "ready", ""
         self.view_options: dict = {}  # the views' controls (a time t for a field)
-        self.latest_model: GenerativeModel | None = None  # the newest picture's model: read it via newest()
-        self.latest_at: tuple[int, float] = (0, 0.0)
         self.latest_metrics: dict = {}
         self.reported_lrs: dict[str, float] = {}
         self._transport = None
         self._views: Views | None = None
-        self._latest_lock = threading.Lock()
-        self._leases: collections.Counter = collections.Counter()  # id(model) -> holders
-        self._spares: list[GenerativeModel] = []
-        self._ref_terms: dict | None = None
-        self._floors: dict[int, dict] = {}
 
     # ---- headless ---------------------------------------------------------------
     @property
@@ -273,117 +260,51 @@ class Trainer:
     def running(self) -> bool:
         return self._transport is not None and self._transport.alive
 
-    # ---- the models pictures are drawn from ----------------------------------------------
+    # ---- the models pictures are drawn from (core.train.spares) ----------------------------
     def initial_model(self) -> GenerativeModel:
         """The model as it starts training (after its data-dependent start), to draw step 0."""
-        model = copy.deepcopy(self._template)
-        initialise(model, self.training_data, self.cfg, torch.device("cpu"), reseed=False)
-        return model
+        return self.pictures.initial(self.training_data, self.cfg)
 
-    @contextlib.contextmanager
     def newest(self):
-        """(model, (step, elapsed)) the live views last drew, held for the block: nothing
-        loads other weights into that model while you read it. model is None before the
-        first picture."""
-        with self._latest_lock:
-            model, at = self.latest_model, self.latest_at
-            if model is not None:
-                self._leases[id(model)] += 1
-        try:
-            yield model, at
-        finally:
-            if model is not None:
-                with self._latest_lock:
-                    self._leases[id(model)] -= 1
-                    if not self._leases[id(model)]:
-                        del self._leases[id(model)]
+        """(model, (step, elapsed)) the views last drew, held for the block (Spares.newest)."""
+        return self.pictures.newest()
+
+    @property
+    def latest_model(self) -> GenerativeModel | None:
+        return self.pictures.latest_model
+
+    @property
+    def latest_at(self) -> tuple[int, float]:
+        return self.pictures.latest_at
 
     def _publish(self, model: GenerativeModel, at: tuple[int, float]) -> None:
-        with self._latest_lock:
-            self.latest_model, self.latest_at = model, at
+        self.pictures.publish(model, at)
 
     def _materialize(self, state) -> GenerativeModel:
-        """A model with the reported weights to draw from: a spare that nobody holds (see newest)
-        and that is not the newest picture's, else a fresh copy of the template. Copying a model
-        takes about as long as drawing a small one."""
-        if isinstance(state, GenerativeModel):
-            return state
-        weights, view_state = state if isinstance(state, tuple) else (state, {})
-        with self._latest_lock:
-            free = [m for m in self._spares if m is not self.latest_model and not self._leases[id(m)]]
-        if free:
-            model = free[0]
-            for f in dataclasses.fields(model.config):  # the live config (beta, the sampler, ...)
-                setattr(model.config, f.name, copy.deepcopy(getattr(self._template.config, f.name)))
-        else:
-            model = copy.deepcopy(self._template)
-            if len(self._spares) < self.SPARES:
-                self._spares.append(model)
-        model.load_state_dict(from_wire(weights))
-        if view_state:
-            model.load_view_state(from_wire(view_state))
-        return model
+        return self.pictures.materialize(state)
 
-    # ---- evaluation and snapshots ---------------------------------------------------------
+    # ---- evaluation and snapshots (core.train.scoring) -----------------------------------------
     def evaluate(self, n: int | None = None, with_kl: bool | None = None, model: GenerativeModel | None = None) -> dict:
         """Metrics against the data; deterministic and leaves the training RNG untouched."""
-        model = model or self.model
-        if with_kl is None:
-            with_kl = model.live_kl
-        if self._ref_terms is None:
-            self._ref_terms = M.reference_terms(self.reference)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.cfg.seed + 2)
-            out = M.evaluate(model, self.dataset, self.reference, n=n or self.n_eval, with_kl=with_kl,
-                             ref_terms=self._ref_terms)
-        return out
+        return self.scoring.evaluate(model or self.model, n, with_kl)
 
     def floors(self, n: int | None = None, compute: bool = True) -> dict:
-        """Each sample metric between the reference and n independent true samples (n_eval by
-        default): its noise floor, what a perfect model scores at the sizes evaluate(n) compares.
-        Computed once per n ({} if not yet, with compute False)."""
-        n = n or self.n_eval
-        if n not in self._floors:
-            if not compute:
-                return {}
-            if self._ref_terms is None:
-                self._ref_terms = M.reference_terms(self.reference)
-            self._floors[n] = M.noise_floor(self.dataset, self.reference, n, self.cfg.seed + 4,
-                                            ref_terms=self._ref_terms)
-        return self._floors[n]
-
-    def _trace_options(self, model: GenerativeModel) -> dict:
-        params = inspect.signature(model.traces).parameters
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            return dict(self.view_options)
-        return {k: v for k, v in self.view_options.items() if k in params}
+        """The sample metrics' noise floors at the sizes evaluate(n) compares (Scoring.floors)."""
+        return self.scoring.floors(n, compute)
 
     def snapshot(self, model: GenerativeModel | None = None, n: int = 500, grid_resolution: int = 60,
                  with_metrics: bool = True, step: int | None = None, elapsed: float | None = None) -> dict:
-        """Everything a live view draws at this moment."""
+        """Everything a live view draws at this moment: the model's traces with the view's options,
+        the data, the run's step, time, status and newest loss record, and metrics if asked."""
         model = model or self.model
-        x = self.data[:n]
-        grid = None
-        if tuple(self.dataset.shape) == (2,) and self.dataset.bounds is not None:
-            from ..data.toy2d import plane_grid
-
-            grid = plane_grid(self.dataset.bounds, grid_resolution)[0].to(model.device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.cfg.seed + 3)
-            was_training = model.training
-            model.eval()
-            try:
-                traces = model.traces(x.to(model.device), grid, **self._trace_options(model))
-            finally:
-                model.train(was_training)
         snap = {
             "step": self.step_count if step is None else step,
             "time": self.elapsed if elapsed is None else elapsed,
             "status": self.status,
             "message": self.message,
             "terms": dict(self.history[-1]) if self.history else {},
-            "traces": traces,
-            "data": to_numpy(x),
+            "traces": traced(model, self.dataset, self.data[:n], self.view_options, self.cfg.seed + 3, grid_resolution),
+            "data": to_numpy(self.data[:n]),
         }
         if with_metrics:
             snap["metrics"] = self.evaluate(model=model)

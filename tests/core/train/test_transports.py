@@ -208,6 +208,6 @@ def test_pictures_reuse_spare_models_but_never_the_newest_or_a_held_one():
     assert torch.equal(weights(m3), first + 3) and torch.equal(weights(m4), first + 4)
     trainer._publish(m4, (4, 0.4))
     again = trainer._materialize(states[1])
-    assert again is m1 and len(trainer._spares) == 3  # no new copy while spares are free
+    assert again is m1 and len(trainer.pictures.models) == 3  # no new copy while spares are free
     trainer._publish(again, (5, 0.5))
     assert trainer._materialize(states[2]) is m2  # released, the held one is a spare again
