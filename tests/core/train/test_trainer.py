@@ -8,47 +8,11 @@ import torch
 
 from core import registry
 from core.config import TrainConfig, make
-from core.data.base import Dataset
 from core.errors import ConfigError, TrainingDiverged
-from core.model import GenerativeModel, Phase
+from core.model import Phase
 from core.train import Trainer
-
-
-class Gauss1(Dataset):
-    name, shape, has_density = "g", (2,), True
-
-    def sample(self, n, generator=None):
-        return torch.randn(n, 2, generator=generator) * 0.5 + 1.0
-
-    def log_prob(self, x):
-        return torch.distributions.Normal(1.0, 0.5).log_prob(x).sum(1)
-
-
-class MeanModel(GenerativeModel):
-    """A Gaussian with a learned mean; its loss turns NaN at step `nan_at` (if set)."""
-
-    family = "flow"
-    has_log_prob = True
-    log_prob_is_exact = True
-
-    def __init__(self, nan_at=None):
-        super().__init__((2,), None)
-        self.mu = torch.nn.Parameter(torch.zeros(2))
-        self.calls = 0
-        self.nan_at = nan_at
-
-    def log_prob(self, x):
-        return torch.distributions.Normal(self.mu, 0.5).log_prob(x).sum(1)
-
-    def loss(self, x):
-        self.calls += 1
-        nll = -self.log_prob(x).mean()
-        if self.nan_at is not None and self.calls >= self.nan_at:
-            nll = nll * float("nan")
-        return {"loss": nll, "nll": nll}
-
-    def sample(self, n):
-        return self.mu + 0.5 * torch.randn(n, 2)
+from tests.fakes import Gauss2D as Gauss1
+from tests.fakes import MeanModel
 
 
 class TwoPlayer(MeanModel):
