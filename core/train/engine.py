@@ -6,13 +6,14 @@ and steps its optimiser; an update phase changes the model directly (an EM
 step, a replay buffer). The alternating GAN update (D n_critic times, then G)
 is therefore written once, here.
 
-The step never waits for the device: the loss terms are summed where they
-are computed, and finiteness is tracked there too (which phase first gave a
-non-finite loss, and how many steps were clean before it). `check()` reads
-all of it in one transfer, once per log interval. A non-finite loss then
-stops the run with a message naming the step and what to try, and the
-weights, optimiser state and average from the last check are put back, so
-a GPU can run ahead of the host between checks.
+The step never waits for the device, and adds no work of its own to it: it
+keeps references to the loss terms it computed (detached, on the device).
+`check()`, once per log interval, stacks them, tests every loss for
+finiteness and sums every term there, and reads the lot in one transfer. A
+non-finite loss then stops the run with a message naming the step and phase
+where it first appeared and what to try, and the weights, optimiser state and
+average from the last check are put back; so a GPU can run ahead of the host
+between checks.
 """
 
 from __future__ import annotations
@@ -82,8 +83,7 @@ class Engine:
         except TrainingDiverged:
             raise
         except Exception:
-            if self._n and not bool(self._ok):  # a non-finite loss already spoilt the weights
-                self._diverged()
+            self._raise_if_diverged()  # a non-finite loss spoils the weights, and then anything may raise
             raise
 
     def _step(self) -> dict[str, torch.Tensor]:
@@ -99,7 +99,6 @@ class Engine:
                 batch = self.data.batch(self.cfg.batch_size, self._batches)
                 if phase.is_gradient:
                     out = phase.loss(batch)
-                    self._watch(out["loss"], index)
                     opt = self.optimizers[phase.name]
                     opt.zero_grad(set_to_none=True)
                     out["loss"].backward()
@@ -110,64 +109,48 @@ class Engine:
                 else:
                     with torch.no_grad():
                         out = phase.update(batch)
-                    if "loss" in out:
-                        self._watch(out["loss"], index)
+                if "loss" in out:
+                    self._losses.append((self.step_count + 1, index, out["loss"].detach()))
             for k, v in out.items():
                 key = (f"loss_{phase.name}" if multi else "loss") if k == "loss" else k
-                terms[key] = torch.as_tensor(v).detach()
-        self._clean += self._ok
+                terms[key] = torch.as_tensor(v, device=self.device).detach()
         self.step_count += 1
         if self.ema is not None:
             self.ema.update(self.step_count)
-        self._accumulate(terms)
+        self._terms.append(terms)
         return terms
 
-    def _watch(self, loss: torch.Tensor, phase_index: int) -> None:
-        """Remember, on the device, the first non-finite loss since the last check."""
-        first = self._ok & ~torch.isfinite(loss.detach())
-        self._bad_phase = torch.where(first, phase_index, self._bad_phase)
-        self._bad_value = torch.where(first, loss.detach().double(), self._bad_value)
-        self._ok = self._ok & ~first
-
-    def _accumulate(self, terms: dict) -> None:
-        keys = tuple(terms)
-        values = torch.stack([v.reshape(()).to(torch.float64) for v in terms.values()])
-        if keys != self._keys:
-            if self._n:  # the terms changed mid-interval (rare): start a new sum
-                self._done.append((self._keys, self._sum, self._n))
-            self._keys, self._sum, self._n = keys, torch.zeros_like(values), 0
-        self._sum = self._sum + values
-        self._n += 1
-
     def _reset_watch(self) -> None:
-        dev = self.device
-        self._ok = torch.ones((), dtype=torch.bool, device=dev)
-        self._clean = torch.zeros((), dtype=torch.long, device=dev)  # clean steps since the check
-        self._bad_phase = torch.zeros((), dtype=torch.long, device=dev)
-        self._bad_value = torch.zeros((), dtype=torch.float64, device=dev)
-        self._keys, self._sum, self._n, self._done = (), None, 0, []
-        self._checked_at = self.step_count
+        self._losses: list[tuple[int, int, torch.Tensor]] = []  # (step, phase index, loss) since the check
+        self._terms: list[dict[str, torch.Tensor]] = []  # each step's terms since the check
 
     # ---- checks -------------------------------------------------------------
     def check(self) -> dict[str, float] | None:
         """The mean loss terms since the last check (None if no step was taken), in one read
         from the device; raises TrainingDiverged if any loss was not finite."""
-        if not self._n:
+        if not self._terms:
             return None
-        groups = self._done + [(self._keys, self._sum, self._n)]
-        flags = torch.stack([self._ok.double(), self._clean.double(), self._bad_phase.double(), self._bad_value])
-        values = torch.cat([s for _, s, _ in groups] + [flags]).tolist()  # the one host read
-        ok = bool(values[-4])
-        if not ok:
-            self._diverged(values[-4:])
-        means, i = {}, 0
-        for keys, _, n in groups:
-            for k in keys:
-                means[k] = values[i] / n
-                i += 1
+        keys = list(dict.fromkeys(k for terms in self._terms for k in terms))
+        counts = [sum(k in terms for terms in self._terms) for k in keys]
+        sums = [torch.stack([terms[k].reshape(()).double() for terms in self._terms if k in terms]).sum() for k in keys]
+        losses = [loss.reshape(()).double() for _, _, loss in self._losses]
+        values = torch.stack(sums + losses).tolist()  # the one read from the device
+        self._raise_if_diverged(values[len(keys):])
+        means = {k: total / n for k, total, n in zip(keys, values, counts)}
         self._reset_watch()
         self._save_good()
         return means
+
+    def _raise_if_diverged(self, losses: list[float] | None = None) -> None:
+        """Divergence handling: at the first non-finite loss since the last check (if any), put the
+        last good state back and raise TrainingDiverged with a message that says what to try."""
+        if losses is None:
+            losses = torch.stack([loss.reshape(()).double() for _, _, loss in self._losses]).tolist() \
+                if self._losses else []
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        if bad is not None:
+            step, phase_index, _ = self._losses[bad]
+            self._diverged(step, phase_index, losses[bad])
 
     def _save_good(self) -> None:
         self._good = {"step": self.step_count,
@@ -175,11 +158,7 @@ class Engine:
                       "opt": {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()},
                       "ema": {k: v.clone() for k, v in self.ema.state().items()} if self.ema else None}
 
-    def _diverged(self, flags: list | None = None) -> None:
-        if flags is None:
-            flags = [float(self._ok), float(self._clean), float(self._bad_phase), float(self._bad_value)]
-        _, clean, phase_index, value = flags
-        bad_step = self._checked_at + int(clean) + 1
+    def _diverged(self, bad_step: int, phase_index: int, value: float) -> None:
         good = self._good
         self.model.load_state_dict(good["model"])
         for k, o in self.optimizers.items():
@@ -188,7 +167,7 @@ class Engine:
             self.ema.load(good["ema"])
         self.step_count = bad_step - 1  # the steps that gave finite losses
         multi = len(self.phases) > 1
-        what = f"the {self.phases[int(phase_index)].name} loss" if multi else "the loss"
+        what = f"the {self.phases[phase_index].name} loss" if multi else "the loss"
         lr = ", ".join(f"{p.name}: {self.base_lr[p.name]:g}" for p in self.phases) if multi \
             else f"{self.base_lr[self.phases[0].name]:g}"
         shown = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
