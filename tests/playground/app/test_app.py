@@ -149,6 +149,28 @@ def test_strips_get_the_full_width_and_the_rest_the_grid():
         assert sorted(shown) == sorted(p.key for p in view_for(family).panels)
 
 
+def test_a_views_time_slider_is_a_control_its_family_declares():
+    ups = A.control_updates("diffusion")
+    assert ups["control:t"]["visible"] is True and ups["control:t"]["value"] == 0.1
+    assert A.control_updates("flow")["control:t"]["visible"] is False
+    s = Session(RunManager(1))
+    try:
+        run = tiny_run(s, "ddpm", "eight_gaussians")
+        assert run.trainer.view_options == {"t": 0.1}  # the control's default reaches the traces from the start
+        run.step_once(3)
+        assert wait_for(lambda: run.latest is not None and run.latest.get("step") == 3 and run.trainer.latest_model)
+        out = A.on_view_control(s, "t", 0.5)
+        assert run.trainer.view_options == {"t": 0.5} and run.latest["traces"]["field_t"].tolist() == [0.5]
+        field = out["slots"][A.SLOTS.index("slot1")]  # the field panel, redrawn at once from the newest weights
+        assert "t = 0.50" in field.layout.annotations[0].text
+        assert A.on_view_control(s, "sigma", 0.3) == {}  # not this family's control
+        tiny_run(s, "realnvp")
+        assert A.on_view_control(s, "t", 0.3) == {} and s.current.trainer.view_options == {}
+    finally:
+        s.close()
+        s.manager.shutdown()
+
+
 def test_presets_are_valid_configurations():
     assert len(P.PRESETS) >= 6
     titles = {p["title"] for p in P.PRESETS}
