@@ -127,7 +127,7 @@ def test_log_dets_equal_slogdet_of_the_autograd_jacobian(name):
 @pytest.mark.parametrize("name", FLOW_NAMES)
 def test_density_integrates_to_one(name):
     flow = make_flow(name)
-    grid, step = plane_grid(-8.0, 8.0, 201)
+    grid, step = plane_grid(-8.0, 8.0, 401)  # step 0.04: fine enough for the sharpest perturbed spline
     with torch.no_grad():
         mass = flow.log_prob(grid).exp().sum().item() * step**2
         # what the box leaves out, estimated from samples, so the check cannot be passed by a leak
