@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import torch
 
@@ -158,3 +159,13 @@ class Unpaired(GenerativeModel):
 
     def sample(self, n):
         return torch.zeros(n, 2)
+
+
+def wait_for(cond, timeout: float = 30.0, every: float = 0.02) -> bool:
+    """Poll cond() until it holds (True) or the timeout passes (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(every)
+    return bool(cond())

@@ -3,7 +3,6 @@ optimiser, steps that are not gradient steps, a learning-rate schedule, a weight
 batches of several tensors, and a small piece of state that travels with the weights."""
 
 import math
-import time
 
 import pytest
 import torch
@@ -13,7 +12,8 @@ from core.errors import ConfigError, TrainingDiverged
 from core.model import VIEW_STATE_MAX_ELEMENTS, Phase
 from core.train import Engine, Trainer
 from core.train.optim import EMA, lr_multiplier
-from tests.fakes import Gauss2D, Labelled, MeanModel, RunningMean, TinyImages, ToyConfig, TwoDomains, Unpaired
+from tests.fakes import (Gauss2D, Labelled, MeanModel, RunningMean, TinyImages, ToyConfig, TwoDomains, Unpaired,
+                         wait_for)
 
 
 def cfg(**kw):
@@ -23,15 +23,6 @@ def cfg(**kw):
 def engine(model, dataset=None, **kw):
     data = (dataset or Gauss2D()).training_data(512, 0, model.batch_fields)
     return Engine(model, data, cfg(**kw), torch.device("cpu"))
-
-
-def wait_for(cond, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 # ---- optimisers -----------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""Runs and sessions: the cap on concurrent training and its queue, isolation, live knobs, Pause and Reset."""
+
+import time
+
+import pytest
+
+from core import registry
+from playground import app as A
+from playground import controls as K
+from playground.runs import RunManager, Session
+from tests.fakes import wait_for
+from tests.playground.tiny import TINY, TINY_TRAIN, knob_values, tiny_run
+
+
+# ---- the run manager ----------------------------------------------------------
+class FakeRun:
+    def __init__(self, owner=""):
+        self.owner, self.granted_calls, self.stopped = owner, 0, False
+
+    def granted(self):
+        self.granted_calls += 1
+
+    def stop(self, wait=0.0):
+        self.stopped = True
+        self.manager.release(self)
+
+
+def test_run_manager_caps_queues_in_order_and_frees_on_close():
+    m = RunManager(2)
+    runs = [FakeRun(owner=f"tab{i}") for i in range(5)]
+    for r in runs:
+        r.manager = m
+    assert [m.acquire(r) for r in runs] == [True, True, False, False, False]
+    assert [m.position(r) for r in runs] == [0, 0, 1, 2, 3]
+    assert (m.active, m.waiting) == (2, 3)
+    m.release(runs[0])  # the first waiting run starts, the others move up
+    assert runs[2].granted_calls == 1 and m.holds_slot(runs[2])
+    assert [m.position(r) for r in runs[3:]] == [1, 2]
+    assert m.release_owner("tab4") == 1 and runs[4].stopped and m.position(runs[4]) == 0  # a closed tab leaves the queue
+    assert m.release_owner("tab1") == 1 and runs[3].granted_calls == 1  # its slot goes to the next in line
+    assert (m.active, m.waiting) == (2, 0)
+    assert not runs[0].stopped and runs[2].granted_calls == 1
+    with pytest.raises(ValueError):
+        RunManager(0)
+
+
+def test_over_the_cap_a_session_waits_and_starts_when_a_slot_frees(manager):
+    a, b = Session(manager), Session(manager)
+    a.owner, b.owner = "tab-a", "tab-b"
+    ra, rb = tiny_run(a), tiny_run(b)
+    ra.play()
+    rb.play()
+    assert ra.status == "running" and rb.status == "waiting" and rb.queue_position() == 1
+    assert "#1** in the queue" in A.format_status(b)
+    assert wait_for(lambda: ra.step > 5)
+    time.sleep(0.3)
+    assert rb.step == 0  # waiting means not training
+    ra.pause()  # a paused run gives its slot to the next in line
+    assert wait_for(lambda: rb.status == "running" and rb.step > 5)
+    assert ra.status == "paused"
+    ra.play()
+    assert ra.status == "waiting" and ra.queue_position() == 1
+    manager.release_owner("tab-b")  # b's tab closes: its run stops and a's resumes
+    assert rb.status == "stopped"
+    assert wait_for(lambda: ra.status == "running")
+    a.close()
+    assert (manager.active, manager.waiting) == (0, 0)
+
+
+def test_sessions_are_isolated():
+    m = RunManager(4)
+    try:
+        a, b = Session(m), Session(m)
+        ra, rb = tiny_run(a, seed=1), tiny_run(b, "vae", "eight_gaussians", seed=2)
+        assert ra is not rb and a.current is ra and b.current is rb
+        rb.play()
+        assert wait_for(lambda: rb.step > 10)
+        assert ra.step == 0 and ra.status == "ready"
+        rb.set_live("lr", 0.01)
+        rb.set_live("beta", 2.5)
+        assert wait_for(lambda: rb.trainer.learning_rates() == {"model": 0.01})  # the child says so
+        assert rb.model.config.beta == 2.5
+        assert ra.trainer.learning_rates() == {"model": registry.train_config("realnvp").lr}
+        b.close()
+        assert a.current is ra and a.runs_for_compare() == {}
+    finally:
+        m.shutdown()
+
+
+def test_a_live_knob_acts_on_the_running_model_and_the_others_wait_for_reset(manager):
+    s = Session(manager)
+    tiny_run(s, "vae", "eight_gaussians")
+    s.current.play()
+    knobs = knob_values("vae", **TINY, **TINY_TRAIN)
+    beta, lr, hidden = (K.knob_key(K.knobs_for("vae")[n][0]) for n in ("beta", "lr", "hidden"))
+    out = A.on_knob(s, "vae", "eight_gaussians", {**knobs, beta: 3.0}, beta)
+    assert s.current.model.config.beta == 3.0 and "beta = 3.0 applied" in out["status"]
+    assert "beta=3" in out["query"]
+    A.on_knob(s, "vae", "eight_gaussians", {**knobs, beta: 3.0, lr: 0.02}, lr)
+    assert wait_for(lambda: s.current.trainer.learning_rates() == {"model": 0.02})
+    assert wait_for(lambda: s.current.step > 0)
+    out = A.on_knob(s, "vae", "eight_gaussians", {**knobs, hidden: 32}, hidden)
+    assert s.current.model.config.hidden == TINY["hidden"] and "takes effect when you press Reset" in out["status"]
+    assert "takes effect when you press Reset" in A.format_status(s)  # the note outlives the next redraw
+
+
+def test_pause_and_reset_answer_within_a_second(manager):
+    s = Session(manager)
+    run = tiny_run(s)
+    run.play()
+    assert wait_for(lambda: run.step > 10 and run.seq > 1)
+    t0 = time.perf_counter()
+    run.pause()
+    assert time.perf_counter() - t0 < 1.0
+    time.sleep(0.2)
+    paused_at = run.step
+    time.sleep(0.5)
+    assert run.step == paused_at and run.status == "paused"
+    run.step_once(3)
+    assert wait_for(lambda: run.step == paused_at + 3)
+    run.play()
+    assert wait_for(lambda: run.step > paused_at + 10)
+    t0 = time.perf_counter()
+    out = A.reset(s, "realnvp", "two_moons", knob_values(**TINY, **TINY_TRAIN))
+    took = time.perf_counter() - t0
+    assert run.status == "stopped" and s.current is not run and s.current.step == 0
+    assert "step 0" in out["status"]
+    assert list(s.runs_for_compare()) == [run.label]  # the old run's curves went to Compare
+    assert wait_for(lambda: s.current.latest is not None)  # the fresh model is drawn at step 0
+    s.current.play()
+    assert wait_for(lambda: s.current.step > 10)
+    t0 = time.perf_counter()
+    A.reset(s, "realnvp", "two_moons", knob_values(**TINY, **TINY_TRAIN))
+    assert min(took, time.perf_counter() - t0) < 1.0  # the better of two, against a busy machine's noise
