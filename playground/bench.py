@@ -31,9 +31,19 @@ from core.train import Trainer, resolve_device
 from . import app as A
 from .runs import RunManager, Session
 from .runs.run import SNAPSHOT_INTERVAL
+from .views import view_for
 
-CASES = (("realnvp", "two_moons"), ("vae", "eight_gaussians"), ("wgan_gp", "twenty_five_gaussians"),
-         ("ddpm", "swiss_roll"))
+
+
+def default_cases() -> list[tuple[str, str]]:
+    """One (model, dataset) per registered family: its view's showcase, else its first model on two_moons."""
+    cases = []
+    for family in registry.families():
+        showcase = view_for(family).showcase
+        cases.append(tuple(showcase) if showcase else (registry.model_names(family)[0], "two_moons"))
+    return cases
+
+
 TICK = A.REDRAW[A.DEFAULT_REDRAW]
 
 
@@ -130,7 +140,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     A.use_one_thread_per_run()  # as the app runs
     device = resolve_device(args.device)
-    cases = [tuple(c.split("@", 1)) for c in args.models] if args.models else CASES
+    cases = [tuple(c.split("@", 1)) for c in args.models] if args.models else default_cases()
     print(f"## Playground: the cost of watching\n\nDevice: {device_name(device)}. Redraw every {TICK} s, "
           f"snapshots every {SNAPSHOT_INTERVAL} s, {args.seconds:g} s per measurement, "
           f"medians of {max(1, args.repeats)} rounds.\n")

@@ -87,6 +87,9 @@ class FamilyView:
     equations: str = ""
     controls: tuple = ()
     export: ExportPicture = ExportPicture(_samples_trace)
+    # (model, dataset) that `python -m playground.bench` watches for this family;
+    # empty: the family's first registered model on two_moons
+    showcase: tuple = ()
 
     def panel(self, key: str) -> Panel | None:
         return next((p for p in self.panels if p.key == key), None)

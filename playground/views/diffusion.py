@@ -203,4 +203,5 @@ VIEW = FamilyView(
                       "0 is data, 1 is noise; the field is recomputed from the newest weights"),),
     equations=EQUATIONS.strip(),
     export=ExportPicture(_export_samples),
+    showcase=("ddpm", "swiss_roll"),
 )

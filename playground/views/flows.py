@@ -179,4 +179,5 @@ VIEW = FamilyView(
     ),
     equations=EQUATIONS.strip(),
     export=ExportPicture(_export_samples, _export_density),
+    showcase=("realnvp", "two_moons"),
 )

@@ -255,4 +255,5 @@ VIEW = FamilyView(
     ),
     equations=EQUATIONS.strip(),
     export=ExportPicture(lambda traces: V.optional(traces, "samples"), _export_critic),
+    showcase=("wgan_gp", "twenty_five_gaussians"),
 )

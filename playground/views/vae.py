@@ -154,4 +154,5 @@ VIEW = FamilyView(
         Panel("vae_samples", "Samples", samples, needs=("samples",)),
     ),
     equations=EQUATIONS.strip(),
+    showcase=("vae", "eight_gaussians"),
 )

@@ -63,6 +63,17 @@ def test_every_family_with_models_has_a_view():
     assert set(registry.families()) <= set(all_views())
 
 
+def test_a_views_showcase_is_one_of_its_models_on_a_registered_dataset():
+    from playground.bench import default_cases
+
+    for view in all_views().values():
+        if view.showcase:
+            model, dataset = view.showcase
+            assert registry.model_spec(model).family == view.family, view.family
+            assert dataset in registry.dataset_names(), view.family
+    assert [registry.model_spec(m).family for m, _ in default_cases()] == registry.families()
+
+
 @pytest.mark.parametrize("name,kind", list(cases()))
 def test_panels_read_only_traces_the_model_declares(name, kind):
     model_cls = registry.model_spec(name).cls
