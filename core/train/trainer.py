@@ -240,14 +240,16 @@ class Trainer:
         if self._transport is not None:
             self._transport.send("step", int(n))
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, wait_views: bool = True) -> None:
+        """End training (up to `timeout` for the process or thread to end); with wait_views, also
+        wait for the picture and metrics threads, which otherwise finish in the background."""
         self._stopping = True
         if self._transport is not None:
             self._transport.send("stop")
             self._transport.join(timeout)
             if self._transport.alive:  # a step that does not end (a huge batch): end the process
                 self._transport.kill()
-        if self._views:
+        if self._views and wait_views:
             self._views.join(timeout)
         if self.status in ("running", "paused", "ready"):
             self.status = "stopped"

@@ -250,8 +250,8 @@ def test_trajectories_and_traces_shapes():
     sigma = float(model.schedule.sigma_at(torch.tensor(0.5)))
     assert torch.allclose(torch.from_numpy(f["score_field"]), -torch.from_numpy(f["eps_field"]) / sigma, rtol=1e-5)
     assert not (f["eps_field"] == tr["eps_field"]).all()  # field_t matters
-    many = model.traces(torch.randn(500, 2), None)  # the live view traces at most 300 particles of 500 points
-    assert many["trajectory"].shape[1] == model.TRACE_MAX_POINTS == 300 and many["forward"].shape[1] == 300
+    many = model.traces(torch.randn(500, 2), None)  # the live view traces at most 150 particles of 500 points
+    assert many["trajectory"].shape[1] == model.TRACE_MAX_POINTS == 150 and many["forward"].shape[1] == 150
     with pytest.raises(ValueError):
         model.fields(grid, 0.0)
 
@@ -339,4 +339,4 @@ def test_the_default_chain_reproduces_the_spread_of_gaussian_data():
     live = model.reverse_trajectory(40_000, steps=steps, generator=torch.Generator().manual_seed(1))[-1]
     assert torch.allclose(live.std(0), torch.full((2,), s), rtol=0.05), live.std(0)
     assert torch.allclose(torch.from_numpy(tr["trajectory"]),
-                          model.reverse_trajectory(300, steps=steps, generator=torch.Generator().manual_seed(0)))
+                          model.reverse_trajectory(model.TRACE_MAX_POINTS, steps=steps, generator=torch.Generator().manual_seed(0)))
