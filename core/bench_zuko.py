@@ -31,7 +31,7 @@ import time
 import torch
 
 from . import registry
-from .bench import device_name
+from .bench import _sync, device_name
 
 PAIRS = (("nsf", "NSF"), ("realnvp", "RealNVP"))
 BATCH, LR, N_TRAIN, N_HELD_OUT = 512, 1e-3, 20_000, 20_000
@@ -96,11 +96,6 @@ def train_side_by_side(flows: dict, data: torch.Tensor, steps: int, rounds: int,
             for label, (log_prob, _, _) in state.items():
                 kls[label][done] = kl_exact(log_prob, *held_out)
     return rates, kls
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _quartiles(values: list[float]) -> tuple[float, float, float]:

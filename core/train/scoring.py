@@ -49,16 +49,13 @@ class Scoring:
         # the same data drawn with the same seed: the same reference, whatever object holds it
         digest = hashlib.sha1(self.reference.detach().cpu().numpy().tobytes()).hexdigest()
         self._shared = _shared_for((getattr(dataset, "name", ""), digest, seed))
-        self._ref_terms: dict | None = None
         self._floors: dict[int, dict] = self._shared["floors"]
 
     @property
     def ref_terms(self) -> dict:
-        if self._ref_terms is None:
-            if self._shared["ref_terms"] is None:
-                self._shared["ref_terms"] = M.reference_terms(self.reference)
-            self._ref_terms = self._shared["ref_terms"]
-        return self._ref_terms
+        if self._shared["ref_terms"] is None:
+            self._shared["ref_terms"] = M.reference_terms(self.reference)
+        return self._shared["ref_terms"]
 
     def evaluate(self, model: GenerativeModel, n: int | None = None, with_kl: bool | None = None) -> dict:
         """core.metrics.evaluate on n samples (n_eval by default); KL where the model scores it live."""

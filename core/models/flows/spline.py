@@ -39,7 +39,6 @@ import torch.nn.functional as F
 from .elementwise import ElementwiseMap
 
 MIN_BIN_SIZE = 1e-3  # the floor of every width and height, as a fraction of 2B
-MIN_BIN_WIDTH = MIN_BIN_HEIGHT = MIN_BIN_SIZE
 MIN_DERIVATIVE = 1e-3
 # softplus(0 + _DERIVATIVE_OFFSET) + MIN_DERIVATIVE = 1: zero parameters give unit slopes.
 _DERIVATIVE_OFFSET = math.log(math.expm1(1.0 - MIN_DERIVATIVE))
