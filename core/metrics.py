@@ -10,6 +10,8 @@
   histograms on a grid (what GAN Lab shows).
 - mode_stats: modes covered and fraction of high-quality samples for mixtures
   of Gaussians (as in Srivastava et al. 2017, VEEGAN).
+- score_error: for a model that learns a score, its relative Fisher divergence
+  from the data's exact score at the noise levels it learns.
 
 Torch tensors in, python floats out. Sample metrics of a set holding NaN or inf
 are reported as nan rather than raised: a diverging model is something to show.
@@ -29,6 +31,7 @@ BANDWIDTHS_2D = (0.1, 0.2, 0.5, 1.0, 2.0)
 # For other data (flattened images): multiples of the median pairwise distance.
 MEDIAN_MULTIPLES = (0.5, 1.0, 2.0)
 HIST_EPS = 1e-6  # probability added to every histogram bin before renormalising
+SCORE_ERROR_POINTS = 1000  # points per noise level for score_error in evaluate()
 COVERAGE_FRACTION = 0.2  # a mode is covered by >= 20% of the n/K samples uniform coverage gives it
 
 
@@ -62,6 +65,38 @@ def kl_exact(dataset, model, n: int, generator: torch.Generator | None = None) -
     log_q = torch.cat([model.log_prob(chunk.to(device)).detach().to("cpu", torch.float64)
                        for chunk in x.split(1024)])
     return float((log_p - log_q).mean())
+
+
+def score_error(dataset, model, n: int, generator: torch.Generator | None = None) -> float:
+    """The learned score against the exact one, a relative Fisher divergence averaged over the
+    model's score_levels (alpha, sigma):
+
+        E_{x ~ p} |s_theta(x) - grad log p(x)|^2 / E_{x ~ p} |grad log p(x)|^2,   p = law(alpha X + sigma eps),
+
+    by Monte Carlo over n points x = alpha x_0 + sigma eps, x_0 from the data. 0 is the exact
+    score, 1 as far off as the zero field. Points where the exact score is undefined are left out.
+    """
+    levels = model.score_levels()
+    if not levels:
+        raise ValueError(f"{type(model).__name__} declares no score levels")
+    if not getattr(dataset, "has_score", False):
+        raise DataError(f"dataset {dataset.name!r} has no known score, so the score error cannot be computed")
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None else torch.float32
+    errors = []
+    for alpha, sigma in levels:
+        x0 = dataset.sample(int(n), generator).to(torch.float64)
+        eps = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
+        x = alpha * x0 + sigma * eps
+        exact = dataset.path_score(x, alpha, sigma).reshape(x.shape[0], -1)
+        learned = model.score_at(x.to(model.device, dtype), alpha, sigma).detach().to("cpu", torch.float64)
+        learned = learned.reshape(x.shape[0], -1)
+        ok = torch.isfinite(exact).all(1)
+        if not bool(ok.any()):
+            continue
+        num = ((learned[ok] - exact[ok]) ** 2).sum(1).mean()
+        errors.append(float(num / (exact[ok] ** 2).sum(1).mean().clamp_min(1e-12)))
+    return sum(errors) / len(errors) if errors else math.nan
 
 
 def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -236,6 +271,7 @@ def evaluate(model, dataset, reference: torch.Tensor, n: int = 2000, with_kl: bo
       mmd, energy                always (on flattened samples)
       hist_kl, hist_js           2D data: KL(H_data || H_model) and JS over dataset.bounds
       modes_covered, n_modes, high_quality   datasets with modes
+      score_error                models that declare score_levels, on data with a known score
       nonfinite                  fraction of model samples that are NaN or inf
     Sample metrics are nan when any model sample is non-finite. The model is put
     in eval mode for the duration and restored after. ref_terms: reference_terms(reference),
@@ -248,6 +284,8 @@ def evaluate(model, dataset, reference: torch.Tensor, n: int = 2000, with_kl: bo
         out = {}
         if with_kl and dataset.has_density and getattr(model, "has_log_prob", False):
             out["kl"] = kl_exact(dataset, model, n, generator)
+        if getattr(dataset, "has_score", False) and hasattr(model, "score_levels") and model.score_levels():
+            out["score_error"] = score_error(dataset, model, min(int(n), SCORE_ERROR_POINTS), generator)
     finally:
         model.train(was_training)
     out.update(sample_metrics(samples, dataset, reference, ref_terms))

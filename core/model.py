@@ -25,7 +25,11 @@ What the trainer used to infer from a family's name, a model declares:
 `density_note` (how its log_prob is computed, shown beside its KL),
 `ema_decay()` (an exponential moving average of the weights that pictures
 and samples use), `view_state()` (a small piece of state beside the weights
-that the pictures need) and `batch_fields` (what a batch carries).
+that the pictures need) and `batch_fields` (what a batch carries), with
+`own_data(n, seed)` for fields it draws itself (a CycleGAN's source domain).
+A model that learns a score declares `score_levels()`, the noise levels it
+learns it at, and `score_at(x, alpha, sigma)`; its score is then compared
+with the data's exact score while it trains (core.metrics.score_error).
 """
 
 from __future__ import annotations
@@ -141,6 +145,21 @@ class GenerativeModel(nn.Module):
 
     def load_view_state(self, state: dict[str, torch.Tensor]) -> None:
         """Take a view_state() from the model that trains."""
+
+    def own_data(self, n: int, seed: int) -> dict[str, torch.Tensor]:
+        """Fields of batch_fields the model draws itself, n rows each, as one group of the
+        training data beside the dataset's (a CycleGAN's source domain); {} for none."""
+        return {}
+
+    # ---- scores ---------------------------------------------------------
+    def score_levels(self) -> list[tuple[float, float]]:
+        """(alpha, sigma) of each noised law alpha X + sigma eps (X ~ data) whose score
+        grad log p the model learns, where its score_at is compared with the exact one; [] for none."""
+        return []
+
+    def score_at(self, x: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
+        """The model's estimate of the score of alpha X + sigma eps at x: (n, *shape) -> (n, *shape)."""
+        raise NotImplementedError(f"{type(self).__name__} learns no score")
 
     # ---- sampling and density ------------------------------------------
     def sample(self, n: int) -> torch.Tensor:

@@ -87,6 +87,8 @@ class Dataset:
     # Axis-aligned box that holds (almost) all the mass: ((xmin, xmax), (ymin, ymax)).
     bounds: tuple = ((-4.0, 4.0), (-4.0, 4.0))
     labels_name: str | None = None
+    # The data blurred by Gaussian noise has a known density and score (noised_log_prob, score).
+    has_score: bool = False
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, *shape) samples; deterministic given the generator."""
@@ -100,6 +102,32 @@ class Dataset:
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log-density at x: (n, *shape) -> (n,)."""
         raise NotImplementedError(f"dataset {self.name!r} has no known density")
+
+    def noised_log_prob(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        """log p_sigma(x), the exact log-density of X + sigma eps (X ~ data, eps ~ N(0, I)):
+        (n, *shape) -> (n,) in float64, differentiable in x. sigma = 0 is log_prob."""
+        raise NotImplementedError(f"dataset {self.name!r} has no known noised density")
+
+    def score(self, x: torch.Tensor, sigma: float = 0.0) -> torch.Tensor:
+        """The exact score grad_x log p_sigma(x) of the data blurred by N(0, sigma^2 I):
+        (n, *shape) -> (n, *shape) in float64, by autograd of noised_log_prob."""
+        if sigma < 0:
+            raise ValueError(f"sigma must be at least 0, got {sigma}")
+        x64 = x.detach().to("cpu", torch.float64).requires_grad_(True)
+        with torch.enable_grad():
+            log_p = self.noised_log_prob(x64, float(sigma))
+            if not log_p.requires_grad:  # a density flat where x lies (checkerboard's squares)
+                return torch.where(torch.isfinite(log_p)[:, None], torch.zeros_like(x64), torch.nan).detach()
+            (grad,) = torch.autograd.grad(log_p.sum(), x64)
+        return grad
+
+    def path_score(self, x: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
+        """The exact score of the law of alpha X + sigma eps at x (a point of a Gaussian path,
+        core.dynamics.schedules): its density is p_{sigma/alpha}(x / alpha) / alpha^D, so the
+        score is grad log p_{sigma/alpha}(x / alpha) / alpha."""
+        if alpha <= 0:
+            raise ValueError(f"alpha must be positive, got {alpha}")
+        return self.score(x.detach().to(torch.float64) / alpha, sigma / alpha) / alpha
 
     def training_set(self, n: int, seed: int) -> torch.Tensor:
         """A fixed training set of n points drawn with `seed`."""

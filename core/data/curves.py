@@ -42,6 +42,7 @@ class CurvePlusNoise(Dataset):
     """
 
     has_density = True
+    has_score = True
     arm_weights: tuple = (1.0,)
     s_range: tuple = (0.0, 1.0)
 
@@ -122,10 +123,17 @@ class CurvePlusNoise(Dataset):
         """(1) by quadrature along the curve: (n, 2) -> (n,)."""
         check_points(x)
         centres, log_a = self.quadrature_nodes()
-        return mixture_log_prob(x, centres, log_a, self.sigma).to(x.dtype)
+        return mixture_log_prob(x.detach(), centres, log_a, self.sigma).to(x.dtype)
 
     def log_prob(self, x):
         return self.log_prob_quadrature(x)
+
+    def noised_log_prob(self, x, sigma):
+        """(1) with the noise widened to sigma_data^2 + sigma^2, by the same quadrature (whose
+        cells, sized for the data's own noise, only get finer relative to the wider kernel)."""
+        check_points(x)
+        centres, log_a = self.quadrature_nodes()
+        return mixture_log_prob(x, centres, log_a, math.sqrt(self.sigma**2 + sigma**2))
 
 
 class TwoMoons(CurvePlusNoise):
@@ -228,14 +236,18 @@ class Rings(CurvePlusNoise):
         return r[:, None] * torch.stack([torch.cos(s), torch.sin(s)], dim=1)
 
     def log_prob(self, x):
+        return self.noised_log_prob(x.detach(), 0.0).to(x.dtype)
+
+    def noised_log_prob(self, x, sigma):
+        """The Rician mixture with sigma_data^2 + sigma^2 in place of sigma_data^2."""
         check_points(x)
-        rho = x.detach().to("cpu", torch.float64).norm(dim=1, keepdim=True)  # (n, 1)
+        rho = x.to("cpu", torch.float64).norm(dim=1, keepdim=True)  # (n, 1)
         r = torch.tensor(self.radii, dtype=torch.float64)  # (K,)
-        s2 = self.sigma**2
+        s2 = self.sigma**2 + sigma**2
         log_pk = (-math.log(2 * math.pi * s2) - (rho - r) ** 2 / (2 * s2)
                   + torch.log(torch.special.i0e(rho * r / s2)))  # (n, K)
         log_pi = torch.log(r / r.sum())
-        return torch.logsumexp(log_pk + log_pi, dim=1).to(x.dtype)
+        return torch.logsumexp(log_pk + log_pi, dim=1)
 
 
 class Pinwheel(CurvePlusNoise):

@@ -20,9 +20,10 @@ def mixture_log_prob(x: torch.Tensor, centres: torch.Tensor, log_weights: torch.
                      sigma: float) -> torch.Tensor:
     """log sum_j a_j N(x; c_j, sigma^2 I) for 2D x (n, 2), centres (M, 2), log a (M,).
 
-    Computed in float64, in blocks of points so memory stays bounded.
+    Computed in float64, in blocks of points so memory stays bounded; differentiable in x
+    (the data's exact score is its gradient).
     """
-    x64 = x.detach().to("cpu", torch.float64)
+    x64 = x.to("cpu", torch.float64)
     centres, log_weights = centres.to(torch.float64), log_weights.to(torch.float64)
     out = torch.empty(x64.shape[0], dtype=torch.float64)
     block = max(1, _CHUNK // centres.shape[0])
@@ -48,6 +49,7 @@ class GaussianMixture(Dataset):
     """Equal-weight mixture of isotropic Gaussians N(mu_k, std^2 I)."""
 
     has_density = True
+    has_score = True
     labels_name = "component"
 
     def __init__(self, name: str, modes: torch.Tensor, std: float, bounds: tuple):
@@ -67,10 +69,14 @@ class GaussianMixture(Dataset):
         return self.sample_with_labels(n, generator)[0]
 
     def log_prob(self, x):
+        return self.noised_log_prob(x.detach(), 0.0).to(x.dtype)
+
+    def noised_log_prob(self, x, sigma):
+        """The mixture with every component widened: std^2 + sigma^2."""
         check_points(x)
         K = self.modes.shape[0]
         log_w = torch.full((K,), -math.log(K), dtype=torch.float64)
-        return mixture_log_prob(x, self.modes, log_w, self.mode_std).to(x.dtype)
+        return mixture_log_prob(x, self.modes, log_w, math.sqrt(self.mode_std**2 + sigma**2))
 
 
 def eight_gaussians() -> GaussianMixture:

@@ -63,11 +63,18 @@ def plane_grid(bounds, resolution: int, dtype: torch.dtype = torch.float32):
 class Checkerboard(Dataset):
     """Uniform on the 8 squares [i-2, i-1] x [j-2, j-1] with i + j even, i, j in 0..3.
 
-    p(x) = 1/8 on those squares and 0 elsewhere (log p = -inf).
+    p(x) = 1/8 on those squares and 0 elsewhere (log p = -inf). Blurred by N(0, sigma^2 I),
+    each square is a product of two blurred unit intervals, so
+
+        p_sigma(x) = 1/8 sum_squares prod_d [Phi((x_d - a_d) / sigma) - Phi((x_d - a_d - 1) / sigma)],
+
+    with a the square's lower-left corner: a smooth density with an exact score for sigma > 0.
+    At sigma = 0 the score is 0 on the squares and undefined (NaN) off them.
     """
 
     name = "checkerboard"
     has_density = True
+    has_score = True
     labels_name = "square"
     bounds = ((-2.5, 2.5), (-2.5, 2.5))
 
@@ -92,6 +99,24 @@ class Checkerboard(Dataset):
         out = torch.full((x64.shape[0],), -math.inf, dtype=torch.float64)
         out[inside] = -math.log(8.0)
         return out.to(x.dtype)
+
+    def noised_log_prob(self, x, sigma):
+        if sigma == 0:
+            return self.log_prob(x.detach().to(torch.float64))
+        check_points(x)
+        x64 = x.to("cpu", torch.float64)
+        u = (x64[:, None, :] - self.corners[None]) / sigma  # (n, 8, 2)
+        log_box = _log_ndtr_diff(u - 1 / sigma, u).sum(-1)  # (n, 8): log prod_d [Phi(u_d) - Phi(u_d - 1/sigma)]
+        return torch.logsumexp(log_box, dim=1) - math.log(8.0)
+
+
+def _log_ndtr_diff(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """log(Phi(hi) - Phi(lo)) for lo < hi, accurate in both tails: above 0 it is written as
+    Phi(-lo) - Phi(-hi), so neither term rounds to 1."""
+    flip = lo > 0
+    a, b = torch.where(flip, -hi, lo), torch.where(flip, -lo, hi)  # log(Phi(b) - Phi(a)), a < b, a <= 0
+    log_b, log_a = torch.special.log_ndtr(b), torch.special.log_ndtr(a)
+    return log_b + torch.log1p(-torch.exp(log_a - log_b))
 
 
 register_dataset("eight_gaussians", eight_gaussians, "8 Gaussians on a circle (radius 2.83, std 0.35)")

@@ -43,6 +43,15 @@ def initialise(model: GenerativeModel, data: TrainingData, cfg: TrainConfig, dev
     return batches
 
 
+def training_data_for(model: GenerativeModel, dataset, n: int, seed: int) -> TrainingData:
+    """What `model` trains on: the dataset's fields of its batch_fields, and beside them, as a
+    group of its own, the fields the model draws itself (own_data)."""
+    own = model.own_data(n, seed)
+    fields = tuple(f for f in model.batch_fields if f not in own) or ("x",)
+    data = dataset.training_data(n, seed, fields)
+    return TrainingData(*data.groups, own) if own else data
+
+
 def check_data(cfg: TrainConfig, data: TrainingData, model: GenerativeModel) -> None:
     """The data hold what the model's batches carry, and enough rows for a batch."""
     missing = [f for f in model.batch_fields if f not in data.fields]

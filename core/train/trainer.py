@@ -31,7 +31,7 @@ from ..config import TrainConfig, describe, validate
 from ..data.base import Dataset
 from ..errors import ConfigError
 from ..model import GenerativeModel, to_numpy
-from .engine import Engine, check_data
+from .engine import Engine, check_data, training_data_for
 from .runner import FINISHED, Runner
 from .scoring import Scoring, traced
 from .spares import Spares
@@ -79,7 +79,7 @@ class Trainer:
         self.PICTURE_REST = self.PICTURE_RESTS[transport]
         self.train_device = resolve_device(device)
         torch.manual_seed(cfg.seed)
-        self.training_data = dataset.training_data(cfg.n_data, cfg.seed, model.batch_fields)
+        self.training_data = training_data_for(model, dataset, cfg.n_data, cfg.seed)
         check_data(cfg, self.training_data, model)
         self.data = self.training_data.x  # (N, *shape), on the CPU: what the views draw
         self.scoring = Scoring(dataset, n_reference, n_eval, cfg.seed)

@@ -21,7 +21,7 @@ SLOTS = ("wide0", "slot0", "slot1", "slot2", "slot3", "wide1")
 REDRAW = {"0.15 s": 0.15, "0.5 s": 0.5, "1 s": 1.0}  # timer periods the page offers
 DEFAULT_REDRAW = "0.15 s"
 MAX_CHART_POINTS = 1000
-METRIC_CHOICES = ("auto", "kl", "mmd", "energy", "hist_kl", "hist_js", "modes_covered", "high_quality")
+METRIC_CHOICES = ("auto", "kl", "mmd", "energy", "hist_kl", "hist_js", "modes_covered", "high_quality", "score_error")
 
 
 def knob_updates(model_name: str, settings: dict | None = None) -> dict[str, dict]:

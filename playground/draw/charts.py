@@ -23,6 +23,7 @@ METRIC_LABELS = {
     "hist_js": "JS divergence between 2D histograms (lower is better)",
     "modes_covered": "modes covered",
     "high_quality": "fraction of high-quality samples",
+    "score_error": "score error: relative Fisher divergence to the exact score (lower is better)",
 }
 _PALETTE = ("#333333", V.GEN, V.REAL, V.BASE, "#4e79a7", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 

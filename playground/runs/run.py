@@ -112,6 +112,7 @@ class Run:
         if manager is not None:
             manager.track(self)
         self.latest: dict | None = None
+        self._true_scores: dict[tuple, np.ndarray | None] = {}  # (alpha, sigma) -> exact score on the grid
         self.seq = 0  # bumps with every snapshot; the page redraws when it changes
         self.frames: list[dict] = []
         self._frame_interval = FRAME_INTERVAL
@@ -269,6 +270,7 @@ class Run:
                 self.manager.release(self)
 
     def _store(self, snap: dict) -> None:
+        self._attach_true_score(snap)
         self.latest = snap
         self.seq += 1
         now = time.monotonic()
@@ -281,6 +283,29 @@ class Run:
             if len(self.frames) > MAX_FRAMES:
                 self.frames = self.frames[::2]
                 self._frame_interval *= 2
+
+    def _attach_true_score(self, snap: dict) -> None:
+        """snap["true_score_field"]: the data's exact score on the plane grid at the (alpha, sigma)
+        of the field the model drew (traces' "field_level"), cached per level."""
+        level = (snap.get("traces") or {}).get("field_level")
+        if level is None or not getattr(self.dataset, "has_score", False) or tuple(self.dataset.shape) != (2,):
+            return
+        key = tuple(round(float(v), 6) for v in np.asarray(level).reshape(-1)[:2])
+        if len(key) != 2 or not all(np.isfinite(key)) or key[0] <= 0 or key[1] < 0:
+            return
+        cache = self._true_scores
+        if key not in cache:
+            if len(cache) >= 16:  # a slider sweeps levels: keep the memory bounded
+                cache.clear()
+            from core.data.toy2d import plane_grid
+
+            grid = plane_grid(self.dataset.bounds, self.ctx.get("grid_resolution", GRID_RESOLUTION), torch.float64)[0]
+            try:
+                cache[key] = self.dataset.path_score(grid, *key).numpy().astype(np.float32)
+            except (NotImplementedError, ValueError):
+                cache[key] = None
+        if cache[key] is not None:
+            snap["true_score_field"] = cache[key]
 
     def snapshot_now(self) -> tuple[int, dict | None]:
         with self._lock:

@@ -170,6 +170,23 @@ def test_two_domains_are_drawn_independently():
     assert int(batch.b.max()) < 1000 + 256  # b is its own, smaller set
 
 
+class DrawsItsOwnDomain(Unpaired):
+    """Unpaired, but b comes from the model itself (a CycleGAN's source domain), not the dataset."""
+
+    def own_data(self, n, seed):
+        return {"b": 1000.0 + torch.arange(n // 4, dtype=torch.float32)[:, None].expand(n // 4, 2).clone()}
+
+
+def test_fields_a_model_draws_itself_join_the_dataset_s_as_their_own_group():
+    model = DrawsItsOwnDomain()
+    t = Trainer(model, Gauss2D(), cfg(steps=1), device="cpu")
+    assert t.training_data.fields == ("x", "b") and len(t.training_data.groups) == 2
+    t.fit(1)
+    (batch,) = model.batches
+    assert batch.x.shape == (32, 2) and bool((batch.b >= 1000).all()) and int(batch.b.max()) < 1000 + 128
+    assert abs(float(batch.x.mean()) - 1.0) < 0.3  # x is Gauss2D's, centred on (1, 1)
+
+
 def test_data_without_what_the_model_needs_is_refused():
     with pytest.raises(ConfigError, match="no label"):
         Trainer(Labelled((2,)), TwoDomains(), cfg(), device="cpu")

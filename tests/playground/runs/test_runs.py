@@ -132,3 +132,27 @@ def test_pause_and_reset_answer_within_a_second(manager):
     t0 = time.perf_counter()
     A.reset(s, "realnvp", "two_moons", knob_values(**TINY, **TINY_TRAIN))
     assert min(took, time.perf_counter() - t0) < 1.0  # the better of two, against a busy machine's noise
+
+
+def test_a_drawn_field_level_brings_the_exact_score_of_the_data_on_the_plane():
+    import types
+
+    import torch
+
+    import numpy as np
+
+    from core import registry
+    from core.data.toy2d import plane_grid
+    from playground.runs.run import Run
+
+    ds = registry.load_dataset("eight_gaussians")
+    host = types.SimpleNamespace(dataset=ds, ctx={"grid_resolution": 12}, _true_scores={})
+    snap = {"traces": {"field_level": np.array([0.8, 0.5], dtype=np.float32)}}
+    Run._attach_true_score(host, snap)
+    grid = plane_grid(ds.bounds, 12, torch.float64)[0]
+    assert snap["true_score_field"].shape == (144, 2)
+    np.testing.assert_allclose(snap["true_score_field"], ds.path_score(grid, 0.8, 0.5).numpy(), rtol=1e-5, atol=1e-5)
+    assert list(host._true_scores) == [(0.8, 0.5)]  # cached per level
+    for bad in ({"traces": {}}, {"traces": {"field_level": np.array([0.0, 0.5])}}, {}):
+        Run._attach_true_score(host, bad)
+        assert "true_score_field" not in bad
