@@ -48,6 +48,11 @@ def synthetic(family: str, seed: int = 0, d: int = 2) -> dict:
               "field_t": np.array([0.3], dtype=np.float32)}
         if d == 2:
             tr["eps_field"], tr["score_field"] = f32(G * G, 2), f32(G * G, 2)
+    elif family == "continuous":
+        tr = {"paths": f32(31, n, d), "paths_t": np.linspace(1, 0, 31).astype(np.float32),
+              "straightness": np.array([0.25], dtype=np.float32), "field_t": np.array([0.3], dtype=np.float32)}
+        if d == 2:
+            tr["velocity_field"] = f32(G * G, 2)
     else:
         raise ValueError(family)
     if d != 2:  # digits in [0, 1]

@@ -125,7 +125,7 @@ def test_inf_and_partial_nan_are_drawn_with_a_note():
 def test_equations_cover_every_family_and_name_the_terms():
     assert set(EQUATIONS) == set(PANELS)
     terms = {"flow": ["nll", "log_det"], "gan": ["loss_D", "loss_G"], "vae": ["recon", "kl", "elbo"],
-             "diffusion": ["loss"]}
+             "diffusion": ["loss"], "continuous": ["loss", "cfm", "pair_cost", "nll", "kinetic"]}
     for family, text in EQUATIONS.items():
         assert text.count("$$") >= 2 and text.count("$$") % 2 == 0, family
         assert text.count("$") % 2 == 0, family
