@@ -17,6 +17,7 @@ from core import registry
 from core.train import warm_up
 
 from .. import presets as P
+from ..concepts import concepts_tab
 from ..controls import DEFAULT_DATASET, DEFAULT_MODEL, Knob, all_knobs, initial_values
 from ..runs import RunManager, Session
 from ..views import all_controls, view_for
@@ -151,6 +152,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                 ui["compare_refresh"] = gr.Button("Refresh the list of runs")
                 ui["compare_plot"] = gr.Plot(show_label=False)
                 ui["modes_plot"] = gr.Plot(show_label=False)
+            concepts_tab()
         ui["api_state"] = gr.JSON(visible=False)
         ui["state_button"] = gr.Button(visible=False)
         ui["timer"] = timer = gr.Timer(REDRAW[DEFAULT_REDRAW])
