@@ -34,8 +34,7 @@ For $q_\mu = \mathcal{N}(\mu, s^2)$ and an objective $f$, the gradient $\nabla_\
 unbiased Monte Carlo estimates from $n$ samples. The **score function** (REINFORCE, Williams 1992) needs only
 values of $f$, with an optional baseline $b$:
 
-$$\hat g_\text{SF} = \frac1n \sum_{i=1}^n \big(f(z_i) - b\big)\, \nabla_\mu \log q_\mu(z_i)
- = \frac1n \sum_i \big(f(z_i) - b\big) \frac{z_i - \mu}{s^2}, \qquad z_i \sim q_\mu.$$
+$$\hat g_\text{SF} = \frac1n \sum_{i=1}^n \big(f(z_i) - b\big)\, \nabla_\mu \log q_\mu(z_i) = \frac1n \sum_i \big(f(z_i) - b\big) \frac{z_i - \mu}{s^2}, \qquad z_i \sim q_\mu.$$
 
 The **pathwise** estimate (reparameterisation, Kingma & Welling 2014) writes $z = \mu + s\,\epsilon$ and
 differentiates through $f$:
@@ -44,8 +43,7 @@ $$\hat g_\text{RP} = \frac1n \sum_{i=1}^n f'(\mu + s\,\epsilon_i), \qquad \epsil
 
 For $f(z) = z^2$ the Gaussian moments $\mathbb{E}\epsilon^2 = 1$, $\mathbb{E}\epsilon^4 = 3$, $\mathbb{E}\epsilon^6 = 15$ give
 
-$$\operatorname{Var}\hat g_\text{RP} = \frac{4 s^2}{n}, \qquad
-\operatorname{Var}\hat g_\text{SF} = \frac1n\Big(\frac{\mu^4}{s^2} + 14\mu^2 + 15 s^2\Big),$$
+$$\operatorname{Var}\hat g_\text{RP} = \frac{4 s^2}{n}, \qquad \operatorname{Var}\hat g_\text{SF} = \frac1n\Big(\frac{\mu^4}{s^2} + 14\mu^2 + 15 s^2\Big),$$
 
 and $\frac1n(8\mu^2 + 10 s^2)$ with the baseline $b = \mathbb{E}_q f = \mu^2 + s^2$. **Left:** the variance of
 each estimator over repeated draws (dots) against the closed form (lines) as $n$ grows: both fall as $1/n$,
@@ -58,13 +56,11 @@ LIKELIHOOD_EQUATIONS = r"""
 
 Take the true density $p$ of a dataset and mix it with noise $u$ (here uniform on the plotted box):
 
-$$q(x) = w\, p(x) + (1 - w)\, u(x) \;\ge\; w\, p(x)
-\quad\Longrightarrow\quad \log q(x) \ge \log p(x) - \log\tfrac1w \;\text{ at every } x.$$
+$$q(x) = w\, p(x) + (1 - w)\, u(x) \;\ge\; w\, p(x) \quad\Longrightarrow\quad \log q(x) \ge \log p(x) - \log\tfrac1w \;\text{ at every } x.$$
 
 Averaged over the data, the log-likelihood of $q$ is at most $\log\frac1w$ below the truth's:
 
-$$0 \le \mathrm{KL}(p \,\|\, q) = \mathbb{E}_p[\log p(x) - \log q(x)] \le \log\tfrac1w
-\qquad (w = 0.01:\ \log 100 \approx 4.61 \text{ nats}),$$
+$$0 \le \mathrm{KL}(p \,\|\, q) = \mathbb{E}_p[\log p(x) - \log q(x)] \le \log\tfrac1w \qquad (w = 0.01:\ \log 100 \approx 4.61 \text{ nats}),$$
 
 yet a fraction $1 - w$ of its samples are noise. For images, whose log-likelihoods run to thousands of nats,
 4.61 nats is lost in the digits. **Left:** samples of $q$: the few drawn from $p$ and the many drawn from the
@@ -78,8 +74,7 @@ CLASSIFIER_EQUATIONS = r"""
 **Logistic regression** models $p(y \mid x) = \sigma(w^\top x + b)$ and minimises the conditional negative
 log-likelihood (with a small ridge $\lambda = 10^{-2}$, which keeps separable training sets finite) by Newton's method:
 
-$$\min_{w, b}\; -\sum_i \big[y_i \log \sigma(a_i) + (1 - y_i)\log(1 - \sigma(a_i))\big] + \tfrac\lambda2 \lVert w\rVert^2,
-\qquad a_i = w^\top x_i + b.$$
+$$\min_{w, b}\; -\sum_i \big[y_i \log \sigma(a_i) + (1 - y_i)\log(1 - \sigma(a_i))\big] + \tfrac\lambda2 \lVert w\rVert^2, \qquad a_i = w^\top x_i + b.$$
 
 **Gaussian naive Bayes** models the joint $p(x, y) = \pi_y \prod_j \mathcal{N}(x_j; \mu_{yj}, \sigma_j^2)$ and
 maximises its likelihood in closed form (class frequencies, class means, pooled within-class variances);
@@ -88,8 +83,7 @@ Bayes' rule then gives linear log-odds, $w_j = (\mu_{1j} - \mu_{0j})/\sigma_j^2$
 The *correlated Gaussians* have classes $\mathcal{N}(\pm(\tfrac32, 0), \Sigma)$ with
 $\Sigma = \begin{pmatrix}1 & \rho\\ \rho & 1\end{pmatrix}$: naive Bayes ignores $\rho$ and converges to the wrong
 line, while the best rule $w^\star = \Sigma^{-1}(\mu_1 - \mu_0)$ is one logistic regression can reach. The error of
-a line is exact for them: $\tfrac12\Phi\big(-\tfrac{w^\top\mu_1 + b}{\sqrt{w^\top\Sigma w}}\big) +
-\tfrac12\Phi\big(\tfrac{w^\top\mu_0 + b}{\sqrt{w^\top\Sigma w}}\big)$. **Left:** one training set and both
+a line is exact for them: $\tfrac12\Phi\big(-\tfrac{w^\top\mu_1 + b}{\sqrt{w^\top\Sigma w}}\big) + \tfrac12\Phi\big(\tfrac{w^\top\mu_0 + b}{\sqrt{w^\top\Sigma w}}\big)$. **Left:** one training set and both
 fitted lines (and the best one, dashed). **Right:** test error against training points per class, averaged
 over repeated training sets: naive Bayes gets to its asymptote sooner, logistic regression to a lower one.
 """
@@ -248,13 +242,13 @@ def on_likelihood(dataset: str, w: float):
 
 @lru_cache(maxsize=16)
 def _curves(source: str, rho: float) -> CL.ClassifierCurves:
-    return CL.classifier_curves(source, rho)
+    return CL.classifier_curves(source, rho, repeats=30)
 
 
 def on_classifiers(source: str, rho: float, per_class: int):
     try:
         rules = CL.decision_rules(source, float(rho), int(per_class))
-        curves = _curves(source, round(float(rho), 3))
+        curves = _curves(source, round(float(rho), 3) if source == "correlated Gaussians" else 0.0)
     except Exception as e:  # noqa: BLE001
         return _failed(e, 2)
     best = "" if curves.bayes_error is None else f" (the best possible: {curves.bayes_error:.3f})"
