@@ -174,6 +174,7 @@ class ClassifierCurves:
     err_nb: np.ndarray  # (K,) of naive Bayes
     se_lr: np.ndarray  # (K,) standard errors of those averages
     se_nb: np.ndarray
+    se_diff: np.ndarray  # (K,) standard error of the mean of err_lr - err_nb, paired by training set
     bayes_error: float | None  # the best possible error (known for the Gaussians)
     repeats: int
 
@@ -233,9 +234,10 @@ def classifier_curves(source: str = "correlated Gaussians", rho: float = 0.3, si
         errors[0, k] = error(*logistic_regression(x, y))
         errors[1, k] = error(*naive_bayes(x, y)[:2])
     mean, se = errors.mean(-1), errors.std(-1, ddof=1) / math.sqrt(repeats)
+    se_diff = (errors[0] - errors[1]).std(-1, ddof=1) / math.sqrt(repeats)
     bayes = data.bayes_error() if isinstance(data, GaussianClasses) else None
     return ClassifierCurves(source=source, sizes=sizes, err_lr=mean[0], err_nb=mean[1], se_lr=se[0], se_nb=se[1],
-                            bayes_error=bayes, repeats=int(repeats))
+                            se_diff=se_diff, bayes_error=bayes, repeats=int(repeats))
 
 
 def decision_rules(source: str = "correlated Gaussians", rho: float = 0.3, per_class: int = 10, test: int = 400,
