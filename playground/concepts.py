@@ -26,6 +26,7 @@ from . import draw as V
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 LR_COLOR, NB_COLOR, BAYES_COLOR = "#4e79a7", "#e15759", V.NEUTRAL
 SF_COLOR, RP_COLOR = V.GEN, V.REAL
+CLASS_COLORS = (V.LABEL_COLORS[1], V.LABEL_COLORS[3])  # orange and teal, clear of both lines
 
 GRADIENT_EQUATIONS = r"""
 ### Two ways to differentiate an expectation
@@ -179,10 +180,10 @@ def classifier_plane_figure(r: CL.DecisionRules):
     V.plane_axes(layout, r.bounds)
     data = []
     for c in (0, 1):
-        data.append(V.scatter(r.x_test[r.y_test == c], V.LABEL_COLORS[c + 3], f"class {c} (test)", size=3,
+        data.append(V.scatter(r.x_test[r.y_test == c], CLASS_COLORS[c], f"class {c} (test)", size=3,
                               opacity=0.25, legend=False))
     for c in (0, 1):
-        data.append(V.scatter(r.x_train[r.y_train == c], V.LABEL_COLORS[c + 3], f"class {c}", size=8, opacity=1.0,
+        data.append(V.scatter(r.x_train[r.y_train == c], CLASS_COLORS[c], f"class {c}", size=8, opacity=1.0,
                               symbol="circle" if c == 0 else "diamond"))
     rules = [("logistic regression", r.rule_lr, LR_COLOR, "solid"), ("naive Bayes", r.rule_nb, NB_COLOR, "solid")]
     if r.rule_bayes is not None:

@@ -62,8 +62,12 @@ class GaussianClasses:
     def sigma(self) -> np.ndarray:
         return np.array([[1.0, self.rho], [self.rho, 1.0]])
 
-    def sample(self, per_class: int, rng: np.random.Generator, lead: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
-        """(*lead, 2 per_class, 2) points, the first half of class 0, and their (2 per_class,) labels."""
+    def sample(self, per_class: int, rng: np.random.Generator, lead: tuple = (),
+               held_out: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(*lead, 2 per_class, 2) points, the first half of class 0, and their (2 per_class,) labels.
+
+        held_out changes nothing here: every draw is fresh, so a test set never meets a training set.
+        """
         chol = np.linalg.cholesky(self.sigma)
         eps = rng.standard_normal((*lead, 2, per_class, 2))
         x = self.mu[:, None, :] + eps @ chol.T  # (*lead, 2, per_class, 2)
@@ -87,24 +91,27 @@ class GaussianClasses:
 class MoonClasses:
     """The two moons of core's two_moons dataset, a moon per class.
 
-    Training and test sets are drawn without replacement from one fixed pool of labelled points of the dataset
-    (POOL per moon), so that a knob's change redraws nothing slow.
+    Training and test sets are drawn without replacement from a fixed pool of labelled points of the dataset
+    (POOL per moon), so that a knob's change redraws nothing slow; test sets come from a held-out part of it
+    (HELD per moon) that no training set draws from.
     """
 
-    POOL = 20000
+    POOL, HELD = 20000, 2000
 
     def __init__(self):
         dataset = registry.load_dataset("two_moons")
         self.bounds = tuple(tuple(float(v) for v in pair) for pair in dataset.bounds)
         x, k = dataset.sample_with_labels(3 * self.POOL, torch.Generator().manual_seed(0))
         x, k = x.to(torch.float64).numpy(), k.numpy()
-        self.pool = [x[k == c][:self.POOL] for c in (0, 1)]
+        self.pool = [x[k == c][:self.POOL] for c in (0, 1)]  # (POOL, 2) each, the last HELD held out
 
-    def sample(self, per_class: int, rng: np.random.Generator, lead: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, per_class: int, rng: np.random.Generator, lead: tuple = (),
+               held_out: bool = False) -> tuple[np.ndarray, np.ndarray]:
         count = int(np.prod(lead, dtype=np.int64)) * per_class
-        if count > self.POOL:
-            raise ConfigError(f"asked for {count} points of each moon; at most {self.POOL} are drawn")
-        by_class = [pool[rng.permutation(self.POOL)[:count]].reshape(*lead, per_class, 2) for pool in self.pool]
+        lo, hi = (self.POOL - self.HELD, self.POOL) if held_out else (0, self.POOL - self.HELD)
+        if count > hi - lo:
+            raise ConfigError(f"asked for {count} points of each moon; at most {hi - lo} are drawn at once")
+        by_class = [pool[lo + rng.permutation(hi - lo)[:count]].reshape(*lead, per_class, 2) for pool in self.pool]
         return np.concatenate(by_class, axis=-2), np.repeat([0.0, 1.0], per_class)
 
 
@@ -226,7 +233,7 @@ def classifier_curves(source: str = "correlated Gaussians", rho: float = 0.3, si
         raise ConfigError("need at least 2 repeats and at least 2 training points per class "
                           f"(got repeats={repeats}, sizes={tuple(sizes)})")
     rng = np.random.default_rng(seed)
-    error = _error_of(data, *data.sample(test // 2, rng))
+    error = _error_of(data, *data.sample(test // 2, rng, held_out=True))
     sizes = np.asarray(sizes, dtype=np.int64)
     errors = np.empty((2, len(sizes), int(repeats)))
     for k, m in enumerate(sizes):
@@ -247,7 +254,7 @@ def decision_rules(source: str = "correlated Gaussians", rho: float = 0.3, per_c
     if int(per_class) < 2:
         raise ConfigError(f"need at least 2 training points per class, got {per_class}")
     rng = np.random.default_rng(seed)
-    x_test, y_test = data.sample(test // 2, rng)
+    x_test, y_test = data.sample(test // 2, rng, held_out=True)
     x, y = data.sample(int(per_class), rng)
     w_lr, b_lr = logistic_regression(x, y)
     w_nb, b_nb, _ = naive_bayes(x, y)

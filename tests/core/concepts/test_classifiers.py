@@ -93,6 +93,9 @@ def test_two_moons_classes_are_its_labelled_moons():
     assert x.shape == (3, 100, 2) and np.array_equal(y, np.repeat([0.0, 1.0], 50))
     # moon 0 is the upper arc (mean y > 0), moon 1 the lower one, in core's two_moons
     assert (x[:, :50, 1].mean() > 0.3) and (x[:, 50:, 1].mean() < -0.3)
+    test, _ = moons.sample(1000, np.random.default_rng(1), held_out=True)
+    train, _ = moons.sample(18000 // 3, np.random.default_rng(2), lead=(3,))
+    assert not set(map(tuple, test.reshape(-1, 2))) & set(map(tuple, train.reshape(-1, 2)))  # no test point trained on
     r = C.decision_rules("two_moons", per_class=200, test=2000)
     assert r.rule_bayes is None and max(r.err_lr, r.err_nb) < 0.2
 
