@@ -1,0 +1,235 @@
+"""An energy-based model trained by contrastive divergence with a replay buffer.
+
+Du & Mordatch 2019, "Implicit Generation and Modeling with Energy-Based Models"
+(https://arxiv.org/abs/1903.08689). An energy E_theta(x) (a smooth MLP) defines
+
+    p_theta(x) = exp(-E_theta(x)) / Z_theta,
+
+whose log-likelihood gradient is a difference of two expectations,
+
+    -grad_theta log p_theta(x) = grad_theta E_theta(x) - E_{x- ~ p_theta}[grad_theta E_theta(x-)],
+
+so the loss minimised is the contrastive divergence with their small energy regulariser,
+
+    L = E_data[E(x+)] - E[E(x-)] + alpha (E_data[E(x+)^2] + E[E(x-)^2]),
+
+where the negatives x- are drawn from p_theta by K steps of Langevin dynamics
+(core.dynamics.langevin with grad log p = -grad E), each chain started from a
+replay buffer of past negatives with probability 1 - reinit and from fresh
+uniform noise over the data box otherwise (Du & Mordatch take 5%). The chain
+is x_{k+1} = x_k - (eps / 2) grad E(x_k) + s sqrt(eps) z_k: s = noise_scale = 1
+is Langevin for p_theta itself, s < 1 a cooler chain (the shared sampler runs it
+as Langevin for exp(-E / s^2) with step s^2 eps). Negatives are clipped to the
+box and written back into the buffer, a persistent tensor, so checkpoints keep it.
+
+For 2D points the normaliser is a midpoint rule on a grid of cells over the box
+(the first batch's extent, padded by `pad` times its width on each side):
+
+    log Z ~ logsumexp_j(-E(c_j)) + log |cell|,   log p(x) = -E(x) - log Z.
+
+Points outside the box get the same formula, since the energy is defined
+everywhere; the mass outside the box is left out of Z, so log_prob is an
+estimate ("grid normalisation"), not exact. sample() draws from that same grid
+density: a cell by its weight, then a point uniformly inside it, which unlike a
+long Langevin run from noise gives every mode its weight (Langevin chains
+rarely cross between modes); sampler = langevin runs the chain instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numpy as np
+import torch
+
+from ...config import param
+from ...dynamics import langevin
+from ...errors import ConfigError
+from ...model import GenerativeModel, to_numpy
+from ...nets import MLP
+
+ACTIVATIONS = ("silu", "elu", "tanh")  # smooth, so that grad_x E is continuous for Langevin
+SAMPLERS = ("grid", "langevin")
+
+
+@dataclasses.dataclass
+class EBMConfig:
+    hidden: int = param(128, lo=8, hi=2048, help="width of the energy network E_theta")
+    layers: int = param(3, lo=1, hi=12, help="hidden layers of the energy network")
+    activation: str = param("silu", choices=ACTIVATIONS, help="a smooth activation, so Langevin's grad E is continuous")
+    langevin_steps: int = param(20, lo=1, hi=1000, help="Langevin steps K per negative batch", live=True)
+    step_size: float = param(0.01, lo=1e-6, hi=1.0, help="Langevin step eps: x - (eps/2) grad E + s sqrt(eps) z", live=True)
+    noise_scale: float = param(1.0, lo=0.01, hi=1.0, help="Langevin noise s (1: the chain of exp(-E); below 1 cooler)", live=True)
+    buffer_size: int = param(8192, lo=64, hi=65536, help="negatives kept in the replay buffer")
+    reinit: float = param(0.05, lo=0.0, hi=1.0, help="chance a chain starts from fresh uniform noise, not the buffer", live=True)
+    alpha: float = param(0.01, lo=0.0, hi=10.0, help="energy regulariser alpha (E_data^2 + E_model^2)", live=True)
+    pad: float = param(0.25, lo=0.0, hi=2.0, help="box padding on each side, as a fraction of the first batch's extent")
+    grid_size: int = param(128, lo=16, hi=1024, help="cells per side of the grid that normalises the density", live=True)
+    sampler: str = param("grid", choices=SAMPLERS, help="sample(): from the grid density, or Langevin from uniform noise", live=True)
+    sample_steps: int = param(500, lo=1, hi=100_000, help="Langevin steps of sample() from uniform noise", live=True,
+                              when=("sampler", "langevin"))
+
+
+class EBM(GenerativeModel):
+    family = "ebm"
+    has_log_prob = True
+    log_prob_is_exact = False  # the normaliser is a quadrature over a box
+    live_kl = True
+    density_note = "estimate by grid normalisation"
+    data_kinds = ("points",)  # the density is normalised on a plane grid
+
+    TRACE_PARTICLES = 100
+    TRACE_STEPS = 100   # at most this many Langevin frames in traces()
+    TRACE_BUFFER = 1000  # buffer points sent to the view
+
+    TRACES = {"chains": ("K+1", "m", "D"), "buffer": ("B", "D"), "box": (2, "D"), "log_z": (1,)}
+    GRID_TRACES = {"energy": ("G",), "log_density": ("G",)}
+
+    def __init__(self, data_shape: tuple, config: EBMConfig, net: torch.nn.Module | None = None):
+        """net: E_theta, x (n, 2) -> (n, 1); by default an MLP of the config's size."""
+        super().__init__(data_shape, config)
+        if self.data_shape != (2,):
+            raise ConfigError(f"ebm is built for 2D points (its density is normalised on a plane grid); "
+                              f"got data of shape {self.data_shape}. Choose a 2D dataset.")
+        self.energy_net = net if net is not None else MLP(self.dim, 1, config.hidden, config.layers, config.activation)
+        # the box (lo, hi) of the grid and of fresh noise, set from the first batch; then the replay buffer
+        self.register_buffer("box", torch.tensor([[-4.0] * self.dim, [4.0] * self.dim]))
+        self.register_buffer("replay", self._uniform(config.buffer_size))
+
+    # ---- the energy ----------------------------------------------------------
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """E_theta(x): (n, 2) -> (n,)."""
+        return self.energy_net(x).squeeze(-1)
+
+    def grad_log_p(self, x: torch.Tensor) -> torch.Tensor:
+        """-grad_x E_theta(x): (n, 2) -> (n, 2), with no gradient reaching the weights."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.energy(x).sum(), x)
+        return -g
+
+    def score_levels(self) -> list[tuple[float, float]]:
+        return [(1.0, 0.0)]  # the energy models the data themselves
+
+    def score_at(self, x: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
+        if (alpha, sigma) != (1.0, 0.0):
+            raise ValueError(f"an EBM learns the score of the data only (alpha 1, sigma 0), not ({alpha}, {sigma})")
+        return self.grad_log_p(x)
+
+    # ---- Langevin --------------------------------------------------------------
+    def _uniform(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n points uniform over the box, (n, 2)."""
+        lo, hi = self.box
+        u = torch.rand(n, self.dim, generator=generator, dtype=lo.dtype,
+                       device=generator.device if generator is not None else lo.device)
+        return lo + (hi - lo) * u.to(lo.device)
+
+    def run_langevin(self, x: torch.Tensor, n_steps: int, generator: torch.Generator | None = None,
+                     return_intermediates: bool = False) -> torch.Tensor:
+        """The configured chain x_{k+1} = x_k - (eps/2) grad E + s sqrt(eps) z from x (n, 2), clipped to the box."""
+        s2 = self.config.noise_scale ** 2
+        lo, hi = self.box
+
+        def score(y):  # Langevin for exp(-E / s^2), run with step s^2 eps
+            return self.grad_log_p(y.clamp(lo, hi)) / s2
+
+        out = langevin(score, x, s2 * self.config.step_size, n_steps, generator, return_intermediates)
+        return out.clamp(lo, hi)
+
+    def negatives(self, n: int) -> torch.Tensor:
+        """n negatives x- by Langevin from the replay buffer (fresh noise with chance reinit); they
+        replace the buffer entries they started from."""
+        idx = torch.randint(0, self.replay.shape[0], (n,), device=self.replay.device)
+        fresh = torch.rand(n, 1, device=self.replay.device) < self.config.reinit
+        x0 = torch.where(fresh, self._uniform(n), self.replay[idx])
+        x_neg = self.run_langevin(x0, self.config.langevin_steps).detach()
+        with torch.no_grad():
+            self.replay[idx] = x_neg
+        return x_neg
+
+    # ---- training ----------------------------------------------------------------
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """The box: the batch's extent padded by `pad` times its width on each side; a fresh buffer in it."""
+        x = self.flat(x).detach().to(self.box)
+        lo, hi = x.min(0).values, x.max(0).values
+        width = (hi - lo).clamp_min(1e-3)
+        with torch.no_grad():
+            self.box.copy_(torch.stack([lo - self.config.pad * width, hi + self.config.pad * width]))
+            self.replay.copy_(self._uniform(self.replay.shape[0]))
+
+    def loss(self, x: torch.Tensor) -> dict:
+        x_pos = self.flat(x)                                    # (n, 2)
+        x_neg = self.negatives(x_pos.shape[0])                  # (n, 2)
+        e_pos, e_neg = self.energy(x_pos), self.energy(x_neg)  # (n,) each
+        cd = e_pos.mean() - e_neg.mean()
+        reg = self.config.alpha * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
+        return {"loss": cd + reg, "cd": cd.detach(), "E_data": e_pos.mean().detach(),
+                "E_model": e_neg.mean().detach()}
+
+    # ---- density -------------------------------------------------------------------
+    def cells(self, grid_size: int | None = None) -> tuple[torch.Tensor, float]:
+        """Centres (g*g, 2) of the g x g cells over the box and log of one cell's area."""
+        g = int(grid_size or self.config.grid_size)
+        lo, hi = self.box.double()
+        h = (hi - lo) / g                                                  # (2,) cell sides
+        axes = [lo[d] + h[d] * (torch.arange(g, dtype=torch.float64, device=lo.device) + 0.5) for d in range(2)]
+        yy, xx = torch.meshgrid(axes[1], axes[0], indexing="ij")
+        centres = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)  # (g*g, 2)
+        return centres, float(torch.log(h).sum())
+
+    def log_z(self) -> torch.Tensor:
+        """log Z ~ logsumexp(-E(cells)) + log |cell| (float64 scalar)."""
+        centres, log_cell = self.cells()
+        with torch.no_grad():
+            neg_e = -self.energy(centres.to(self.box)).double()
+        return torch.logsumexp(neg_e, 0) + log_cell
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) = -E(x) - log Z by grid normalisation, (n, 2) -> (n,) float64; the same
+        formula outside the box."""
+        if x.dim() != 2 or tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(f"x must have shape (n, 2), got {tuple(x.shape)}")
+        with torch.no_grad():
+            neg_e = -self.energy(x.to(self.box)).double()
+        return neg_e - self.log_z()
+
+    # ---- sampling ----------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        if int(n) != n or n < 1:
+            raise ValueError(f"n must be a whole number of at least 1, got {n}")
+        if self.config.sampler == "langevin":
+            return self.run_langevin(self._uniform(int(n)), self.config.sample_steps)
+        centres, _ = self.cells()
+        weights = torch.softmax(-self.energy(centres.to(self.box)).double(), 0)
+        pick = torch.multinomial(weights, int(n), replacement=True)
+        lo, hi = self.box
+        h = (hi - lo) / self.config.grid_size
+        jitter = torch.rand(int(n), 2, device=self.box.device, dtype=self.box.dtype) - 0.5
+        return centres[pick].to(self.box) + jitter * h
+
+    # ---- live views ---------------------------------------------------------------------
+    def traces(self, x: torch.Tensor, grid: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+        """What the EBM view draws.
+
+        "chains" (K+1, m, 2): m = 100 particles, from the first buffer entries (and fresh uniform
+        noise for a `reinit` share of them), over min(K, TRACE_STEPS) Langevin steps of the
+        training chain, with fixed noise so that frames stay put between calls.
+        "buffer" (B, 2): up to 1000 replay-buffer points; "box" (2, 2): the grid's box;
+        "log_z" (1,): its log Z. With a plane grid (G*G, 2): "energy" E(grid) and "log_density"
+        -E - log Z (G*G,).
+        """
+        g = torch.Generator().manual_seed(0)
+        m = min(self.TRACE_PARTICLES, self.replay.shape[0])
+        k_fresh = int(round(self.config.reinit * m))
+        x0 = torch.cat([self._uniform(k_fresh, g), self.replay[k_fresh:m]])
+        chains = self.run_langevin(x0, min(self.config.langevin_steps, self.TRACE_STEPS), g, return_intermediates=True)
+        log_z = self.log_z()
+        out = {"chains": to_numpy(chains), "buffer": to_numpy(self.replay[: self.TRACE_BUFFER]),
+               "box": to_numpy(self.box), "log_z": np.array([float(log_z)], dtype=np.float32)}
+        if grid is not None:
+            grid = grid.to(self.box)
+            with torch.no_grad():
+                e = self.energy(grid)
+            out.update({"energy": to_numpy(e), "log_density": to_numpy(-e.double() - log_z)})
+        return out
+
