@@ -35,7 +35,8 @@ def synthetic(family: str, seed: int = 0, d: int = 2) -> dict:
             tr["log_density"] = (-0.5 * (grid**2).sum(1) - math.log(2 * math.pi)).astype(np.float32)
     elif family == "gan":
         tr = {"samples": f32(n, d), "noise_grid": plane_grid(((-2, 2), (-2, 2)), M), "warped_grid": f32(M * M, d),
-              "critic_grad": f32(n, d)}
+              "critic_grad": f32(n, d), "source": f32(n, d), "back": f32(n, d), "round_trip": f32(n, d),
+              "cycle_error": np.float32(0.4), "codes": f32(n, 2), "prior": f32(n, 2), "reconstructions": f32(n, d)}
         if d == 2:
             tr["critic"] = f32(G * G)
             tr["critic_prob"] = rng.random(G * G).astype(np.float32)
@@ -53,6 +54,12 @@ def synthetic(family: str, seed: int = 0, d: int = 2) -> dict:
               "straightness": np.array([0.25], dtype=np.float32), "field_t": np.array([0.3], dtype=np.float32)}
         if d == 2:
             tr["velocity_field"] = f32(G * G, 2)
+    elif family == "ebm":
+        tr = {"chains": f32(21, 100, d), "buffer": f32(n, d), "box": np.array([[-4, -3], [4, 3]], np.float32),
+              "log_z": np.array([1.5], dtype=np.float32)}
+        if d == 2:
+            tr["energy"] = (0.5 * (grid**2).sum(1)).astype(np.float32)
+            tr["log_density"] = (-0.5 * (grid**2).sum(1) - math.log(2 * math.pi)).astype(np.float32)
     else:
         raise ValueError(family)
     if d != 2:  # digits in [0, 1]
