@@ -104,7 +104,7 @@ class DrawnPoints(Dataset):
         return base64.urlsafe_b64encode(zlib.compress(head + body, 9)).decode("ascii").rstrip("=")
 
     @classmethod
-    def decode(cls, code: str, name: str = "drawn") -> "DrawnPoints":
+    def decode(cls, code: str, name: str = "drawn") -> DrawnPoints:
         """The drawing `encode` wrote; a damaged or foreign string is refused with the reason."""
         if not isinstance(code, str) or not code.strip():
             raise DataError("the drawing is empty; draw some points, or copy the whole link again")

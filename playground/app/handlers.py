@@ -8,11 +8,14 @@ for a view control, or "slots" for the list of panels in SLOTS order.
 from __future__ import annotations
 
 import os
+import urllib.parse
 
 import gradio as gr
 
 from core import registry
+from core.data.drawn import DrawnPoints
 from core.data.files import PointsFile
+from core.errors import DataError
 
 from .. import presets as P
 from ..controls import (UPLOAD_PREFIX, all_knobs, decode_query, dependents, encode_query, knob_key, knobs_for,
@@ -20,6 +23,7 @@ from ..controls import (UPLOAD_PREFIX, all_knobs, decode_query, dependents, enco
 from ..draw import charts, empty_figure
 from ..runs import Session, thin
 from ..views import render, view_for
+from . import drawing as D
 from .status import (MAX_CHART_POINTS, REDRAW, DEFAULT_REDRAW, control_updates, dataset_choices, family_of,
                      format_status, knob_updates, model_info, panel_updates, pick_metric, placement)
 
@@ -29,11 +33,21 @@ def _fresh_run(session: Session, model: str, dataset: str, knobs: dict) -> dict:
     model_s, train_s = settings_from(model, knobs)
     session.new_run(model, dataset, model_s, train_s)
     session.chain = []  # a preset's queued runs end when the person takes over
-    query = encode_query(model, dataset, non_default(model, model_s, train_s))
+    query = _query(session, model, dataset, non_default(model, model_s, train_s))
     empty = empty_figure("the curves appear as it trains")
     out = {"status": format_status(session), "query": query, "loss_plot": empty, "metrics_plot": empty}
     out.update(control_updates(family_of(model)))
     return out
+
+
+def _query(session: Session, model: str, dataset: str, settings: dict) -> str:
+    """The link's query: a drawn dataset travels as its text (drawn=...), not by its name."""
+    query = encode_query(model, dataset, settings)
+    data = session.uploads.get(dataset)
+    if not isinstance(data, DrawnPoints):
+        return query
+    items = [(k, v) for k, v in urllib.parse.parse_qsl(query) if k != "data"] + [(D.QUERY_KEY, data.encode())]
+    return urllib.parse.urlencode(items)
 
 
 def _knobs_from(model: str, settings: dict | None = None) -> dict:
@@ -65,8 +79,19 @@ def on_load(session: Session, request: gr.Request | None = None) -> dict:
         msg = f"preset={preset!r} is unknown; valid presets: {', '.join(p['slug'] for p in P.PRESETS)}"
         gr.Warning(msg)
         session.notify(f"⚠️ {msg}", seconds=20)
+    code = params.pop(D.QUERY_KEY, None)
     model, dataset, settings, problems = decode_query(params)
+    shown = {}
+    if code is not None:
+        try:
+            data = DrawnPoints.decode(code)
+        except DataError as e:
+            problems.append(f"the drawing in the link was not used: {e}")
+        else:
+            dataset = _keep_drawing(session, data)
+            shown = _drawing_shown(data)
     out = _show(session, model, dataset, settings)
+    out.update(shown)
     if problems:
         msg = "Some settings in the link were not used: " + "; ".join(problems)
         gr.Warning(msg)
@@ -83,7 +108,7 @@ def _controls(session: Session, model: str, dataset: str, settings: dict | None 
            "dataset": gr.update(choices=dataset_choices(session), value=dataset),
            "equations": view_for(family).equations}
     out.update({"knob:" + k: v for k, v in knob_updates(model, settings).items()})
-    out["slots"] = panel_updates(family)
+    out["slots"] = panel_updates(family, model)
     return out
 
 
@@ -108,12 +133,72 @@ def on_upload(session: Session, model: str, upload, knobs: dict) -> dict:
     if upload is None:
         return {}
     path = upload if isinstance(upload, str) else getattr(upload, "name", str(upload))
+    drawn = D.read_csv(path)  # a drawing downloaded from this page comes back as the drawing
+    if drawn is not None:
+        return _use_drawing(session, model, drawn, knobs, show_sketch=True)
     data = PointsFile.from_path(path)
     name = UPLOAD_PREFIX + os.path.basename(path)
     session.uploads[name] = data
     out = _fresh_run(session, model, name, knobs)
     out["dataset"] = gr.update(choices=dataset_choices(session), value=name)
     return out
+
+
+# ---- data a person draws ----------------------------------------------------------
+def on_draw(session: Session, model: str, sketch, bandwidth: float, knobs: dict) -> dict:
+    """"Use this drawing": the sketch's points, smoothed with bandwidth h, become the run's data.
+
+    A sketch that cannot be used is refused with the reason, and the last good
+    drawing stays a dataset of this tab.
+    """
+    points, strokes = D.sketch_to_points(sketch)
+    return _use_drawing(session, model, DrawnPoints(points, float(bandwidth), strokes), knobs)
+
+
+def on_draw_preview(session: Session, sketch, bandwidth: float) -> dict:
+    """The bandwidth moved: show the density the sketch would make (nothing is trained yet)."""
+    try:
+        points, strokes = D.sketch_to_points(sketch)
+    except DataError:
+        return {"draw_preview": D.preview_figure(None)}
+    return {"draw_preview": D.preview_figure(DrawnPoints(points, float(bandwidth), strokes))}
+
+
+def on_draw_download(session: Session, sketch, bandwidth: float) -> dict:
+    """The sketch as a .csv of points (x,y per line), which the upload button takes back."""
+    points, strokes = D.sketch_to_points(sketch)
+    data = DrawnPoints.decode(DrawnPoints(points, float(bandwidth), strokes).encode())  # as "Use" and a link keep it
+    path = D.write_csv(data, os.path.join(session.tmpdir(), f"drawing-{len(data)}-points.csv"))
+    return {"draw_file": gr.update(value=str(path), visible=True)}
+
+
+def _use_drawing(session: Session, model: str, data: DrawnPoints, knobs: dict, show_sketch: bool = False) -> dict:
+    name = _keep_drawing(session, data)
+    out = _fresh_run(session, model, name, knobs)
+    out["dataset"] = gr.update(choices=dataset_choices(session), value=name)
+    shown = _drawing_shown(session.uploads[name])
+    out.update(shown if show_sketch else {"draw_preview": shown["draw_preview"]})
+    return out
+
+
+def _keep_drawing(session: Session, data: DrawnPoints) -> str:
+    """The drawing as a dataset of this tab, stored as its link decodes it (points on the 0.01 grid),
+    so a link trains on exactly the same data; the same drawing again keeps its name (and cached pictures)."""
+    code = data.encode()
+    drawings = {name: d for name, d in session.uploads.items() if isinstance(d, DrawnPoints)}
+    for name, d in drawings.items():
+        if d.encode() == code:
+            return name
+    data = DrawnPoints.decode(code)
+    data.name = D.dataset_name(data, len(drawings) + 1)
+    session.uploads[data.name] = data
+    return data.name
+
+
+def _drawing_shown(data: DrawnPoints) -> dict:
+    """The sketchpad, bandwidth and preview showing a drawing (from a link or a file)."""
+    return {"sketch": D.points_to_image(data.points.numpy()), "bandwidth": data.h,
+            "draw_preview": D.preview_figure(data)}
 
 
 def play(session: Session, model: str, dataset: str, knobs: dict) -> dict:
@@ -165,7 +250,7 @@ def on_knob(session: Session, model: str, dataset: str, knobs: dict, key: str) -
         note = f"{knob.name} = {knobs[key]} applied to the running model."
     elif run is not None and run.step > 0:
         note = f"{knob.name} takes effect when you press Reset."
-    out = {"query": encode_query(model, dataset, non_default(model, model_s, train_s))}
+    out = {"query": _query(session, model, dataset, non_default(model, model_s, train_s))}
     follows = dependents(model, knob.name)
     if follows:  # settings that matter only for some values of this one (DDIM's eta, for sampler)
         visible = shown(model, {**model_s, **train_s})
@@ -209,7 +294,7 @@ def _panels(run, snap: dict) -> dict:
     if "traces" not in snap:
         return {}
     drawn = render(run.family, snap, run.ctx)
-    return {"slots": [drawn.get(key, gr.skip()) if key else gr.skip() for key in placement(run.family)]}
+    return {"slots": [drawn.get(key, gr.skip()) if key else gr.skip() for key in placement(run.family, run.model_name)]}
 
 
 def _metrics_chart(run, mets: list[dict], metric: str, x_axis: str):

@@ -21,8 +21,9 @@ from ..concepts import concepts_tab
 from ..controls import DEFAULT_DATASET, DEFAULT_MODEL, Knob, all_knobs, initial_values
 from ..runs import RunManager, Session
 from ..views import all_controls, view_for
-from .handlers import (apply_preset, on_dataset, on_family, on_knob, on_load, on_model, on_upload, on_view_control,
-                       pause, play, redraw_charts, reset, set_redraw, step, tick)
+from . import drawing as D
+from .handlers import (apply_preset, on_dataset, on_draw, on_draw_download, on_draw_preview, on_family, on_knob, on_load,
+                       on_model, on_upload, on_view_control, pause, play, redraw_charts, reset, set_redraw, step, tick)
 from .share import close_session, compare, compare_choices, export_gif, export_png, export_weights, run_state
 from .status import DEFAULT_REDRAW, METRIC_CHOICES, REDRAW, SLOTS, dataset_choices, family_of, model_info, placement
 from .wiring import JS_REPLACE_STATE, UI
@@ -97,6 +98,18 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                         ui["dataset"] = gr.Dropdown(dataset_choices(), value=DEFAULT_DATASET, label="Dataset")
                         ui["upload"] = gr.UploadButton("Upload your own points (.csv or .npy, N x 2)", size="sm",
                                                        file_types=[".csv", ".npy"])
+                        with gr.Accordion("Draw your own data", open=False):
+                            ui["sketch"] = gr.Sketchpad(
+                                label="the box [-4, 4]² (y up): draw strokes or dab points", type="numpy",
+                                image_mode="RGBA", canvas_size=(D.CANVAS, D.CANVAS), fixed_canvas=True, layers=False,
+                                transforms=(), brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=6))
+                            ui["bandwidth"] = gr.Slider(0.02, 1.0, value=D.DEFAULT_BANDWIDTH, step=0.01, label="bandwidth h",
+                                                        info="each drawn point becomes a Gaussian of this std")
+                            with gr.Row():
+                                ui["draw_use"] = gr.Button("Use this drawing", variant="primary", size="sm")
+                                ui["draw_download"] = gr.Button("Download .csv", size="sm")
+                            ui["draw_preview"] = gr.Plot(show_label=False)
+                            ui["draw_file"] = gr.File(label="Your drawing", interactive=False, visible=False)
                         with gr.Row():
                             ui["play"] = gr.Button("Play", variant="primary", min_width=60, elem_id="play")
                             ui["pause"] = gr.Button("Pause", min_width=60, elem_id="pause")
@@ -170,11 +183,17 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
             return dep
 
         ctl = ["session", "model", "dataset", "knobs"]
-        on(demo.load, on_load, ["session"], controls + view + ["watch", "preset"], link=True)
+        drawn = ["sketch", "bandwidth", "draw_preview"]
+        on(demo.load, on_load, ["session"], controls + view + ["watch", "preset"] + drawn, link=True)
         on(ui["family"].input, on_family, ["session", "family", "dataset"], controls + view, link=True)
         on(ui["model"].input, on_model, ["session", "model", "dataset"], controls + view, link=True)
         on(ui["dataset"].input, on_dataset, ctl, view, link=True)
-        on(ui["upload"].upload, on_upload, ["session", "model", "upload", "knobs"], view + ["dataset"], link=True)
+        on(ui["upload"].upload, on_upload, ["session", "model", "upload", "knobs"], view + ["dataset"] + drawn, link=True)
+        on(ui["draw_use"].click, on_draw, ["session", "model", "sketch", "bandwidth", "knobs"],
+           view + ["dataset", "draw_preview"], link=True)
+        on(ui["bandwidth"].release, on_draw_preview, ["session", "sketch", "bandwidth"], ["draw_preview"])
+        on(ui["draw_download"].click, on_draw_download, ["session", "sketch", "bandwidth"], ["draw_file"],
+           show_progress="minimal")
         on(ui["preset"].input, apply_preset, ["session", "preset"], controls + view + ["watch", "preset"], link=True)
         on(ui["play"].click, play, ctl, view, api_name="play")
         on(ui["pause"].click, pause, ["session"], [], api_name="pause")

@@ -15,6 +15,7 @@ from ..controls import UPLOAD_PREFIX
 from ..draw import charts, empty_figure
 from ..export import history_gif, snapshot_png
 from ..runs import RunManager, Session
+from .drawing import PREFIX as DRAWN_PREFIX
 from .status import pick_metric
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def export_weights(session: Session) -> dict:
         raise PlaygroundError("Nothing to export yet: press Play first.")
     folder = os.path.join(session.tmpdir(), f"{_slug(run.label)}-step{run.step}")
     file = checkpoint.save(folder, run.model_name, run.export_model(), run.train_cfg, dataset=run.dataset_name
-                           if not run.dataset_name.startswith(UPLOAD_PREFIX) else "")
+                           if not run.dataset_name.startswith((UPLOAD_PREFIX, DRAWN_PREFIX)) else "")
     return {"export_file": gr.update(value=str(file), visible=True)}
 
 
