@@ -29,7 +29,7 @@ register_model(
 register_model(
     "cnf", CNF, CNFConfig,
     summary="CNF / FFJORD (Grathwohl et al. 2019): maximum likelihood through an ODE, with Hutchinson's trace estimate",
-    train={"lr": 2e-3, "batch_size": 256, "steps": 2000},
+    train={"lr": 2e-3, "batch_size": 256, "steps": 1000},
     quality=Quality("kl", 0.1),
 )
 
