@@ -60,6 +60,22 @@ def synthetic(family: str, seed: int = 0, d: int = 2) -> dict:
         if d == 2:
             tr["energy"] = (0.5 * (grid**2).sum(1)).astype(np.float32)
             tr["log_density"] = (-0.5 * (grid**2).sum(1) - math.log(2 * math.pi)).astype(np.float32)
+    elif family == "autoregressive":
+        tr = {"samples": f32(n, d)}
+        if d == 2:
+            xs, ys = np.linspace(*BOX[0], G), np.linspace(*BOX[1], G)
+            normal = lambda v: (np.exp(-0.5 * v**2) / math.sqrt(2 * math.pi)).astype(np.float32)  # noqa: E731
+            tr.update(log_density=(-0.5 * (grid**2).sum(1) - math.log(2 * math.pi)).astype(np.float32),
+                      x1=np.array([0.5], np.float32), x2_values=ys.astype(np.float32), conditional=normal(ys),
+                      x1_values=xs.astype(np.float32), marginal=normal(xs))
+    elif family == "mixture":
+        r = rng.random((n, 3)).astype(np.float32)
+        tr = {"weights": np.array([0.5, 0.3, 0.2], np.float32), "means": f32(3, d),
+              "covariances": np.repeat(np.eye(d, dtype=np.float32)[None], 3, 0) * 0.3,
+              "responsibilities": r / r.sum(1, keepdims=True), "samples": f32(n, d),
+              "ll_history": -3 + np.log1p(np.arange(20, dtype=np.float32)) / 10, "ll_steps": np.arange(1, 21, dtype=np.float32)}
+        if d == 2:
+            tr["log_density"] = (-0.5 * (grid**2).sum(1) - math.log(2 * math.pi)).astype(np.float32)
     else:
         raise ValueError(family)
     if d != 2:  # digits in [0, 1]

@@ -1,0 +1,176 @@
+"""Autoregressive views: one conditional p(x2 | x1) beside the true one, the marginal p(x1),
+the density and the samples.
+
+Trace keys (core.models.autoregressive): samples (m, D); for 2D, log_density (G*G,) on
+the plane grid, conditional (S,) p(x2 | x1) at x2 = x2_values (S,) for the chosen x1 (1,)
+(the view's "x1" slider), and marginal (S,) p(x1) at x1_values (S,). The true conditional
+is the column of ctx["true_log_density"] nearest x1, normalised over x2; the true marginal
+is the true density summed over x2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import draw as V
+from ..draw import digits as D
+from . import Control, ExportPicture, FamilyView, Panel
+
+
+def _true_density(ctx: dict, g: int) -> np.ndarray | None:
+    """exp(ctx's true log-density) as a (G, G) image (row i: y = ys[i]), or None."""
+    true = ctx.get("true_log_density")
+    if true is None:
+        return None
+    t = np.asarray(true, dtype=np.float64).reshape(-1)
+    if t.size != g * g or not np.isfinite(t).any():
+        return None
+    return np.exp(np.clip(np.nan_to_num(t, nan=-np.inf), -80, 80)).reshape(g, g)
+
+
+def _x1(tr: dict, ctx: dict) -> float:
+    x1 = V.optional(tr, "x1")
+    if x1 is not None and np.isfinite(x1).all():
+        return float(x1.reshape(-1)[0])
+    return float(ctx.get("options", {}).get("x1", 0.0))
+
+
+def _curve_layout(title: str, uirev: str, note: str, x_label: str, y_label: str) -> dict:
+    layout = V.base_layout(title, uirev, note=note)
+    layout["xaxis"] = dict(title=dict(text=x_label, standoff=4), zeroline=False)
+    layout["yaxis"] = dict(title=dict(text=y_label, standoff=4), rangemode="tozero")
+    return layout
+
+
+def conditional(snapshot: dict, ctx: dict, uirev: str):
+    tr = snapshot.get("traces", {})
+    if V.is_image(ctx, snapshot):
+        raise V.Unavailable("The conditional p(x₂ | x₁) is drawn for 2D data; for digits, see the samples.")
+    q = V.array(tr, "conditional", "the model's conditional p(x₂ | x₁)")
+    x2 = V.array(tr, "x2_values", "the x₂ values of the conditional")
+    x1 = _x1(tr, ctx)
+    data = [V.lines(x2, q, V.GEN, "model q(x₂ | x₁)", width=2, legend=True)]
+    note = ""
+    box = V.bounds_of(ctx, V.data_points(snapshot))
+    p = _true_density(ctx, int(ctx.get("grid_resolution") or 0) or q.size)
+    if p is not None:
+        xs, ys = V.grid_axes(box, p.shape[0])
+        j = int(np.argmin(np.abs(xs - x1)))
+        column = p[:, j]
+        mass = column.sum() * (ys[1] - ys[0])
+        if mass > 0 and np.isfinite(mass):
+            data.insert(0, V.lines(ys, column / mass, V.REAL, "true p(x₂ | x₁)", width=2, legend=True, dash="dash"))
+            note = f"true: the grid column at x₁ = {xs[j]:.2f}, normalised over x₂"
+        else:
+            note = f"the data have no mass at x₁ = {x1:.2f}"
+    return V.figure(data, _curve_layout(f"Conditional p(x₂ | x₁ = {x1:.2f})", uirev, note, "x₂", "density"))
+
+
+def marginal(snapshot: dict, ctx: dict, uirev: str):
+    tr = snapshot.get("traces", {})
+    if V.is_image(ctx, snapshot):
+        raise V.Unavailable("The marginal p(x₁) is drawn for 2D data; for digits, see the samples.")
+    q = V.array(tr, "marginal", "the model's marginal p(x₁)")
+    x1s = V.array(tr, "x1_values", "the x₁ values of the marginal")
+    data = [V.lines(x1s, q, V.GEN, "model q(x₁)", width=2, legend=True)]
+    box = V.bounds_of(ctx, V.data_points(snapshot))
+    p = _true_density(ctx, int(ctx.get("grid_resolution") or 0) or q.size)
+    if p is not None:
+        xs, ys = V.grid_axes(box, p.shape[0])
+        data.insert(0, V.lines(xs, p.sum(0) * (ys[1] - ys[0]), V.REAL, "true p(x₁)", width=2, legend=True, dash="dash"))
+    x1 = _x1(tr, ctx)
+    top = float(np.nanmax(q)) if np.isfinite(q).any() else 1.0
+    data.append(V.lines(np.array([x1, x1]), np.array([0.0, top]), V.NEUTRAL, "chosen x₁", dash="dot"))
+    layout = _curve_layout("Marginal p(x₁): the first factor", uirev, "the chain's first conditional reads nothing",
+                           "x₁", "density")
+    return V.figure(data, layout)
+
+
+def density(snapshot: dict, ctx: dict, uirev: str):
+    tr = snapshot.get("traces", {})
+    if V.is_image(ctx, snapshot):
+        raise V.Unavailable("The density is drawn for 2D data; for digits, see the samples.")
+    log_q = V.array(tr, "log_density", "the model's log-density on the grid")
+    g = V.grid_side(log_q, ctx)
+    box = V.bounds_of(ctx, V.data_points(snapshot))
+    q = np.exp(np.clip(log_q, -80, 80)).reshape(g, g)
+    p = _true_density(ctx, g)
+    zmax = float(np.nanmax(p if p is not None else q))
+    zmax = zmax if np.isfinite(zmax) and zmax > 0 else 1.0
+    panels = [(q, "model q(x₁) q(x₂ | x₁)")] + ([(p, "true p(x)")] if p is not None else [])
+    layout = V.base_layout("Model density" + (" vs true density" if p is not None else ""), uirev, legend=False,
+                           note="same colour scale; the dotted line is the chosen x₁")
+    suffixes = V.strip_layout(layout, [box] * len(panels), [label for _, label in panels], ticks=True)
+    x1 = _x1(tr, ctx)
+    data = []
+    for (z, name), s in zip(panels, suffixes):
+        data.append(V.on_axes(V.heatmap(z, box, V.DENSITY_SCALE, 0.0, zmax, name, hover="density"), s))
+        data.append(V.on_axes(V.lines(np.array([x1, x1]), np.array(box[1]), V.NEUTRAL, "x₁", dash="dot"), s))
+    return V.figure(data, layout)
+
+
+def samples(snapshot: dict, ctx: dict, uirev: str):
+    if V.is_image(ctx, snapshot):
+        return D.samples_view(snapshot, ctx, uirev, what="samples, drawn pixel by pixel")
+    s = V.points2d(V.array(snapshot.get("traces", {}), "samples", "model samples"), "samples")
+    x_r = V.data_points(snapshot)
+    data = ([V.scatter(x_r, V.REAL, "data", 4, 0.35)] if x_r is not None else []) + [V.scatter(s, V.GEN, "samples", 4, 0.7)]
+    layout = V.base_layout("Samples: x₁ ~ q(x₁), then x₂ ~ q(x₂ | x₁)", uirev, note=V.hidden_note(s))
+    V.plane_axes(layout, V.bounds_of(ctx, x_r))
+    return V.figure(data, layout)
+
+
+def _export_density(traces: dict, ctx: dict):
+    log_q = V.optional(traces, "log_density")
+    if log_q is None:
+        return None
+    q = np.exp(np.clip(log_q.astype(np.float64), -80, 80))
+    true = ctx.get("true_log_density")
+    top = np.nanmax(q)
+    if true is not None and np.isfinite(true).any():
+        top = float(np.nanmax(np.exp(np.clip(np.asarray(true, np.float64), -80, 80))))
+    return q / (top if top > 0 else 1.0), V.DENSITY_SCALE
+
+
+EQUATIONS = r"""
+### Autoregressive density: one coordinate at a time
+
+The chain rule writes any density as a product of conditionals, each reading only the coordinates before it:
+
+$$q(x) = \prod_{i=1}^{D} q(x_i \mid x_{<i}).$$
+
+Here each conditional is a mixture of $K$ Gaussians whose weights, means and standard deviations come from a masked
+network (MADE, Germain et al. 2015) that cannot see $x_i$ or anything after it (RNADE, Uria et al. 2013):
+
+$$q(x_i \mid x_{<i}) = \sum_{k=1}^{K} \pi_{ik}\, \mathcal{N}\big(x_i;\, \mu_{ik},\, \sigma_{ik}^2\big), \qquad (\pi_i, \mu_i, \log\sigma_i) = \theta_i(x_{<i}).$$
+
+The density is exact and takes one pass of the network; training minimises the negative log-likelihood
+
+$$\mathcal{L} = -\,\mathbb{E}_{x \sim p_\text{data}}\Big[\sum_{i} \log q(x_i \mid x_{<i})\Big].$$
+
+Sampling takes $D$ passes: $x_1 \sim q(x_1)$, then $x_2 \sim q(x_2 \mid x_1)$, and so on.
+
+**What you see**
+- `loss` and `nll` are $\mathcal{L}$ above, in nats.
+- *Conditional*: $q(x_2 \mid x_1)$ at the $x_1$ of the slider (purple) beside the true $p(x_2 \mid x_1) = p(x_1, x_2) / p(x_1)$ (green, dashed), read off the true density on the grid.
+- *Marginal*: $q(x_1)$, the first factor, beside the true $p(x_1) = \int p(x_1, x_2)\, dx_2$.
+- *Model density*: $q(x) = q(x_1)\, q(x_2 \mid x_1)$ beside the true density; the dotted line is the slice the conditional shows.
+- *Samples*: drawn coordinate by coordinate, over the data (green).
+"""
+
+VIEW = FamilyView(
+    family="autoregressive",
+    panels=(
+        Panel("ar_conditional", "Conditional p(x₂ | x₁), model vs true", conditional, data=("points",),
+              needs=("conditional",)),
+        Panel("ar_marginal", "Marginal p(x₁)", marginal, data=("points",), needs=("marginal",)),
+        Panel("ar_density", "Model density vs true density", density, wide=True, data=("points",),
+              needs=("log_density",)),
+        Panel("ar_samples", "Samples", samples, needs=("samples",)),
+    ),
+    controls=(Control("x1", "x₁ of the conditional p(x₂ | x₁)", -4.0, 4.0, 0.05, 0.0,
+                      "where the conditional panel slices the density; recomputed from the newest weights"),),
+    equations=EQUATIONS.strip(),
+    export=ExportPicture(lambda traces: V.optional(traces, "samples"), _export_density),
+    showcase=("made_mog", "pinwheel"),
+)
