@@ -2,11 +2,19 @@
 
     python -m core.bench_zuko [--steps 2000] [--rounds 20] [--seeds 0 1 2]
                               [--datasets eight_gaussians two_moons] [--device cpu|cuda]
+                              [--pairs flows|continuous]
 
-Pairs: our `nsf` and `realnvp` (registry defaults) against `zuko.flows.NSF(2)`
-and `zuko.flows.RealNVP(2)` (zuko's defaults). Every flow trains in the same
-plain PyTorch loop: batches of 512 drawn from one fixed training set, Adam at
-lr 1e-3, one thread on a CPU, nothing read back to the host inside a step.
+Pairs, "flows": our `nsf` and `realnvp` (registry defaults) against
+`zuko.flows.NSF(2)` and `zuko.flows.RealNVP(2)` (zuko's defaults).
+"continuous": our `cnf` (maximum likelihood through a fixed-step RK4 solve with
+Hutchinson's trace) and `flow_matching` (a regression, no solve in training),
+both against `zuko.flows.CNF(2)` (zuko's defaults: an adaptive Dormand-Prince
+solve at atol 1e-6, rtol 1e-5, with the exact trace, back-propagated by the
+adjoint). Every model trains in the same plain PyTorch loop: batches of 512
+drawn from one fixed training set, Adam at lr 1e-3, one thread on a CPU,
+nothing read back to the host inside a step. A flow minimises -log q(x); our
+continuous models minimise their own loss (`model.loss`), so flow matching's
+steps/s is that of its regression and its KL that of its ODE's density.
 
 The flows take turns: the steps are cut into `rounds` chunks, and each round
 trains every flow for one chunk, so the drift of a shared, noisy machine falls
@@ -34,6 +42,8 @@ from . import registry
 from .bench import _sync, device_name
 
 PAIRS = (("nsf", "NSF"), ("realnvp", "RealNVP"))
+CONTINUOUS_PAIRS = (("cnf", "CNF"), ("flow_matching", "CNF"))
+PAIR_SETS = {"flows": PAIRS, "continuous": CONTINUOUS_PAIRS}
 BATCH, LR, N_TRAIN, N_HELD_OUT = 512, 1e-3, 20_000, 20_000
 HELD_OUT_SEED = 10_000  # far from the training seeds, so held-out points are new
 
@@ -46,17 +56,23 @@ def _zuko():
     return zuko
 
 
-def contenders(seed: int, device: torch.device, overrides: dict | None = None) -> dict:
-    """label -> (module, log_prob): ours and zuko's of every pair, each built after torch.manual_seed(seed)."""
+def contenders(seed: int, device: torch.device, overrides: dict | None = None, pairs=PAIRS) -> dict:
+    """label -> (module, log_prob, loss): ours and zuko's of every pair, each built after
+    torch.manual_seed(seed); loss(x) is what training minimises (-mean log q(x) for a flow)."""
     zuko = _zuko()
     out = {}
-    for ours, theirs in PAIRS:
+    for ours, theirs in pairs:
         torch.manual_seed(seed)
         model = registry.build_model(ours, (2,), (overrides or {}).get(ours)).to(device)
-        out[ours] = (model, model.log_prob)
+        if model.family == "continuous":  # its log_prob is not differentiable: it trains on its own loss
+            out[ours] = (model, model.log_prob, lambda x, model=model: model.loss(x)["loss"])
+        else:
+            out[ours] = (model, model.log_prob, lambda x, model=model: -model.log_prob(x).mean())
+        if f"zuko {theirs}" in out:  # one reference for several of ours
+            continue
         torch.manual_seed(seed)
         flow = getattr(zuko.flows, theirs)(2).to(device)
-        out[f"zuko {theirs}"] = (flow, lambda x, flow=flow: flow().log_prob(x))
+        out[f"zuko {theirs}"] = (flow, lambda x, flow=flow: flow().log_prob(x), lambda x, flow=flow: -flow().log_prob(x).mean())
     return out
 
 
@@ -73,19 +89,19 @@ def train_side_by_side(flows: dict, data: torch.Tensor, steps: int, rounds: int,
     device = data.device
     chunks = [steps // rounds + (r < steps % rounds) for r in range(rounds)]
     state = {}
-    for label, (module, log_prob) in flows.items():
+    for label, (module, log_prob, loss_fn) in flows.items():
         gen = torch.Generator(device=device).manual_seed(seed)  # every flow sees the same batches
-        state[label] = (log_prob, torch.optim.Adam(module.parameters(), lr=LR), gen)
+        state[label] = (log_prob, loss_fn, torch.optim.Adam(module.parameters(), lr=LR), gen)
     rates = {label: [] for label in flows}
     kls = {label: {} for label in flows}
     done = 0
     for chunk in chunks:
-        for label, (log_prob, opt, gen) in state.items():
+        for label, (log_prob, loss_fn, opt, gen) in state.items():
             _sync(device)
             t0 = time.perf_counter()
             for _ in range(chunk):
                 x = data[torch.randint(0, data.shape[0], (BATCH,), generator=gen, device=device)]
-                loss = -log_prob(x).mean()
+                loss = loss_fn(x)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -93,7 +109,7 @@ def train_side_by_side(flows: dict, data: torch.Tensor, steps: int, rounds: int,
             rates[label].append(chunk / (time.perf_counter() - t0))
         done += chunk
         if done in kl_at or done == steps:
-            for label, (log_prob, _, _) in state.items():
+            for label, (log_prob, _, _, _) in state.items():
                 kls[label][done] = kl_exact(log_prob, *held_out)
     return rates, kls
 
@@ -106,13 +122,13 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
 
 
 def run(steps: int = 2000, rounds: int = 20, seeds=(0,), datasets=("eight_gaussians", "two_moons"),
-        device: str = "cpu", overrides: dict | None = None, log=print) -> str:
+        device: str = "cpu", overrides: dict | None = None, log=print, pairs=PAIRS) -> str:
     dev = torch.device(device)
     if dev.type == "cpu":
         torch.set_num_threads(1)
     rounds = max(1, min(rounds, steps))
     kl_at = tuple(sorted({steps // 4, steps // 2, steps}))
-    rates, ratios, kls = {}, {ours: [] for ours, _ in PAIRS}, {}
+    rates, ratios, kls = {}, {ours: [] for ours, _ in pairs}, {}
     sizes = {}
     for name in datasets:
         dataset = registry.load_dataset(name)
@@ -120,13 +136,13 @@ def run(steps: int = 2000, rounds: int = 20, seeds=(0,), datasets=("eight_gaussi
         held_out = (x_held.to(dev), dataset.log_prob(x_held.double()))
         for seed in seeds:
             data = dataset.training_set(N_TRAIN, seed).to(dev)
-            flows = contenders(seed, dev, overrides)
-            sizes = {label: sum(p.numel() for p in m.parameters()) for label, (m, _) in flows.items()}
+            flows = contenders(seed, dev, overrides, pairs)
+            sizes = {label: sum(p.numel() for p in m.parameters()) for label, (m, _, _) in flows.items()}
             r, k = train_side_by_side(flows, data, steps, rounds, seed, held_out, kl_at)
             for label in flows:
                 rates.setdefault(label, []).extend(r[label])
                 kls[(name, seed, label)] = k[label]
-            for ours, theirs in PAIRS:  # one ratio per round: both chunks ran back to back
+            for ours, theirs in pairs:  # one ratio per round: both chunks ran back to back
                 ratios[ours] += [a / b for a, b in zip(r[ours], r[f"zuko {theirs}"])]
             log(f"  {name}, seed {seed}: " + ", ".join(f"{label} KL {k[label][steps]:.3f}" for label in flows))
 
@@ -136,7 +152,7 @@ def run(steps: int = 2000, rounds: int = 20, seeds=(0,), datasets=("eight_gaussi
              f"KL on {N_HELD_OUT} held-out points.", "",
              "| ours | zuko | ours (steps/s) | zuko (steps/s) | ours / zuko, median of rounds | quartiles | rounds | parameters |",
              "|---|---|---|---|---|---|---|---|"]
-    for ours, theirs in PAIRS:
+    for ours, theirs in pairs:
         q1, q2, q3 = _quartiles(ratios[ours])
         lines.append(f"| {ours} | {theirs} | {statistics.median(rates[ours]):.0f} "
                      f"| {statistics.median(rates['zuko ' + theirs]):.0f} | **{q2:.2f}** | {q1:.2f} - {q3:.2f} "
@@ -160,12 +176,15 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one interleaved run per seed")
     p.add_argument("--datasets", nargs="+", default=["eight_gaussians", "two_moons"])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--pairs", default="flows", choices=tuple(PAIR_SETS),
+                   help="flows: nsf and realnvp vs zuko's NSF and RealNVP; continuous: cnf and flow_matching vs zuko's CNF")
     args = p.parse_args(argv)
     _zuko()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available here; run with --device cpu")
         return 2
-    print(run(args.steps, args.rounds, args.seeds, args.datasets, args.device, log=lambda s: print(s, file=sys.stderr)))
+    print(run(args.steps, args.rounds, args.seeds, args.datasets, args.device, log=lambda s: print(s, file=sys.stderr),
+              pairs=PAIR_SETS[args.pairs]))
     return 0
 
 
