@@ -76,6 +76,12 @@ def synthetic(family: str, seed: int = 0, d: int = 2) -> dict:
               "ll_history": -3 + np.log1p(np.arange(20, dtype=np.float32)) / 10, "ll_steps": np.arange(1, 21, dtype=np.float32)}
         if d == 2:
             tr["log_density"] = (-0.5 * (grid**2).sum(1) - math.log(2 * math.pi)).astype(np.float32)
+    elif family == "sde":
+        tr = {"trajectory": f32(41, n, d), "trajectory_t": np.linspace(1, 1e-3, 41).astype(np.float32),
+              "forward": f32(6, n, d), "forward_t": np.linspace(0, 1, 6).astype(np.float32),
+              "field_t": np.array([0.3], dtype=np.float32), "field_level": np.array([0.8, 0.6], dtype=np.float32)}
+        if d == 2:
+            tr["score_field"] = f32(G * G, 2)
     else:
         raise ValueError(family)
     if d != 2:  # digits in [0, 1]
