@@ -102,7 +102,8 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                             ui["sketch"] = gr.Sketchpad(
                                 label="the box [-4, 4]² (y up): draw strokes or dab points", type="numpy",
                                 image_mode="RGBA", canvas_size=(D.CANVAS, D.CANVAS), fixed_canvas=True, layers=False,
-                                transforms=(), brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=6))
+                                transforms=(), format="png",  # lossless: a restored drawing reads back exactly
+                                brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=6))
                             ui["bandwidth"] = gr.Slider(0.02, 1.0, value=D.DEFAULT_BANDWIDTH, step=0.01, label="bandwidth h",
                                                         info="each drawn point becomes a Gaussian of this std")
                             with gr.Row():

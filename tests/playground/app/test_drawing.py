@@ -218,6 +218,8 @@ def test_the_bandwidth_slider_previews_without_training(manager):
 
 
 def test_the_page_wires_the_drawing_to_its_handlers():
+    from gradio.components.image_editor import EditorData
+
     from playground.runs import RunManager
 
     demo = A.build_app(RunManager(1))
@@ -238,3 +240,10 @@ def test_the_page_wires_the_drawing_to_its_handlers():
     assert dataset in wired[A.on_draw].outputs
     for fn in (A.on_load, A.on_upload):  # a link or a file restores the sketch and its bandwidth
         assert sketch in wired[fn].outputs and bandwidth in wired[fn].outputs
+    # a drawing restored from a link goes through the sketchpad's own files and reads back as its points
+    points = np.array([[-3.0, 3.0], [0.0, 0.0], [2.5, -1.25], [3.9, -3.9]])
+    shown = sketch.postprocess(D.points_to_image(points))
+    value = sketch.preprocess(EditorData(background=shown.background, layers=[], composite=shown.composite))
+    back, _ = D.sketch_to_points(value)
+    assert len(back) == len(points)
+    np.testing.assert_allclose(back[np.lexsort(back.T[::-1])], points[np.lexsort(points.T[::-1])], atol=1.5 / 50)
