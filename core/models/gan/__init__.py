@@ -2,9 +2,13 @@
 
     objectives.py   the objectives as a table of small functions of the critic's outputs
     gan.py          the players, the alternating phases, gradient penalty, clipping, the views' traces
+    cyclegan.py     CycleGAN: two maps between two 2D datasets, tied by cycle consistency
+    bigan.py        BiGAN / ALI: a generator, an encoder, and a discriminator on (x, z) pairs
 """
 
 from ...registry import Quality, register_family, register_model
+from .bigan import BiGAN, BiGANConfig
+from .cyclegan import CycleGAN, CycleGANConfig
 from .gan import BETAS, LOSSES, MMD_SIGMAS, GAN, GANConfig
 
 register_family("gan", "Generative adversarial networks", order=30)
@@ -34,4 +38,12 @@ for _name in LOSSES:
     register_model(_name, GAN, GANConfig, _SUMMARIES[_name], train=_d.pop("train"), quality=_QUALITY.get(_name),
                    loss=_name, **_d)
 
-__all__ = ["BETAS", "LOSSES", "MMD_SIGMAS", "GAN", "GANConfig"]
+_SAMPLE_TARGET = Quality("mmd", 2.0, scale="floor")
+register_model("cyclegan", CycleGAN, CycleGANConfig,
+               "CycleGAN (Zhu et al. 2017): translates a source 2D dataset into the chosen one, cycle-consistently",
+               train={"lr": 5e-4, "batch_size": 256, "steps": 3000}, quality=_SAMPLE_TARGET)
+register_model("bigan", BiGAN, BiGANConfig,
+               "BiGAN (Donahue et al. 2017) / ALI: generator, encoder, and a discriminator on (x, z) pairs",
+               train={"lr": 5e-4, "batch_size": 256, "steps": 5000}, quality=_SAMPLE_TARGET)
+
+__all__ = ["BETAS", "LOSSES", "MMD_SIGMAS", "GAN", "GANConfig", "BiGAN", "BiGANConfig", "CycleGAN", "CycleGANConfig"]
