@@ -80,7 +80,7 @@ def differentiable_log_prob(v, x: torch.Tensor, steps: int, method: str = "rk4",
 
 class CNF(ContinuousFlow):
     log_prob_is_exact = True  # up to the ODE solver's error, which density_note names
-    density_note = "exact divergence, fixed-step ODE solve (log_prob_steps steps)"
+    DENSITY = "exact divergence in 2D, up to the error of the fixed-step ODE solve"
 
     def loss(self, x: torch.Tensor) -> dict:
         x = self.flat(x)  # (n, D)

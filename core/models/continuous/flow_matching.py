@@ -70,7 +70,7 @@ def ot_pairing(x_0: torch.Tensor, x_1: torch.Tensor) -> torch.Tensor:
 
 class FlowMatching(ContinuousFlow):
     log_prob_is_exact = False
-    density_note = "density of the learned ODE by the fixed-step solver (exact divergence in 2D)"
+    DENSITY = "estimate by the learned ODE, exact divergence in 2D"
 
     REFLOW_PAIRS = 4096
 
