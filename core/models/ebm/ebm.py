@@ -19,8 +19,9 @@ replay buffer of past negatives with probability 1 - reinit and from fresh
 uniform noise over the data box otherwise (Du & Mordatch take 5%). The chain
 is x_{k+1} = x_k - (eps / 2) grad E(x_k) + s sqrt(eps) z_k: s = noise_scale = 1
 is Langevin for p_theta itself, s < 1 a cooler chain (the shared sampler runs it
-as Langevin for exp(-E / s^2) with step s^2 eps). Negatives are clipped to the
-box and written back into the buffer, a persistent tensor, so checkpoints keep it.
+as Langevin for exp(-E / s^2) with step s^2 eps). The energy is read at points
+clipped to the box and each chain's end is clipped to it; the negatives are then
+written back into the buffer, a persistent tensor, so checkpoints keep it.
 
 For 2D points the normaliser is a midpoint rule on a grid of cells over the box
 (the first batch's extent, padded by `pad` times its width on each side):
@@ -33,6 +34,12 @@ estimate ("grid normalisation"), not exact. sample() draws from that same grid
 density: a cell by its weight, then a point uniformly inside it, which unlike a
 long Langevin run from noise gives every mode its weight (Langevin chains
 rarely cross between modes); sampler = langevin runs the chain instead.
+
+Defaults: alpha = 0.01. On eight_gaussians, alpha = 0.1 kept the negatives'
+energy about 1.3 above the data's (cd near -1.3 at 1200 steps, against -0.1
+with 0.01), and alpha = 1 had a KL of 1.4 at 400 steps where 0.01 had 0.7. The default grid of 64 x 64
+cells costs a quarter of 128 x 128 in every live picture; for a density as
+smooth as a trained one on the 2D toys it integrates to 1 within 1%.
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ class EBMConfig:
     reinit: float = param(0.05, lo=0.0, hi=1.0, help="chance a chain starts from fresh uniform noise, not the buffer", live=True)
     alpha: float = param(0.01, lo=0.0, hi=10.0, help="energy regulariser alpha (E_data^2 + E_model^2)", live=True)
     pad: float = param(0.25, lo=0.0, hi=2.0, help="box padding on each side, as a fraction of the first batch's extent")
-    grid_size: int = param(128, lo=16, hi=1024, help="cells per side of the grid that normalises the density", live=True)
+    grid_size: int = param(64, lo=16, hi=1024, help="cells per side of the grid that normalises the density", live=True)
     sampler: str = param("grid", choices=SAMPLERS, help="sample(): from the grid density, or Langevin from uniform noise", live=True)
     sample_steps: int = param(500, lo=1, hi=100_000, help="Langevin steps of sample() from uniform noise", live=True,
                               when=("sampler", "langevin"))
