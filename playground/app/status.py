@@ -48,17 +48,18 @@ def family_of(model_name: str) -> str:
     return registry.model_spec(model_name).family
 
 
-def placement(family: str) -> list[str | None]:
-    """The panel key shown in each of SLOTS (None: hidden): wide panels full width, the rest in the grid."""
-    panels = view_for(family).panels
+def placement(family: str, model: str | None = None) -> list[str | None]:
+    """The panel key shown in each of SLOTS (None: hidden): wide panels full width, the rest in the grid;
+    with a model, only the panels it feeds (FamilyView.panels_for)."""
+    panels = view_for(family).panels_for(model)
     wide = [p.key for p in panels if p.wide][:2]
     grid = [p.key for p in panels if p.key not in wide][:4]
     return [wide[0] if wide else None, *(grid + [None] * 4)[:4], wide[1] if len(wide) > 1 else None]
 
 
-def panel_updates(family: str) -> list:
+def panel_updates(family: str, model: str | None = None) -> list:
     return [gr.update(visible=key is not None, value=empty_figure("press Play") if key else None)
-            for key in placement(family)]
+            for key in placement(family, model)]
 
 
 def control_updates(family: str, values: dict | None = None) -> dict[str, dict]:

@@ -94,6 +94,17 @@ class FamilyView:
     def panel(self, key: str) -> Panel | None:
         return next((p for p in self.panels if p.key == key), None)
 
+    def panels_for(self, model: str | None = None) -> tuple:
+        """The panels shown for the registered model `model` (all without one): those whose needs,
+        for some kind of data the model is built for, are traces it declares."""
+        if model is None:
+            return self.panels
+        from core import registry
+
+        cls = registry.model_spec(model).cls
+        declared = set(cls.TRACES) | set(cls.GRID_TRACES)
+        return tuple(p for p in self.panels if any(set(p.needs_for(k)) <= declared for k in cls.data_kinds))
+
 
 def _generic_samples(snapshot: dict, ctx: dict, uirev: str):
     return D.samples_view(snapshot, ctx, uirev)

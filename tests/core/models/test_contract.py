@@ -21,6 +21,7 @@ from core.data.toy2d import plane_grid
 from core.errors import LogProbUnavailable
 from core.model import check_traces
 from core.train import Engine
+from core.train.engine import training_data_for
 from tests.fakes import IMAGE_SHAPE, TinyImages
 
 CORE = Path(registry.__file__).resolve().parent
@@ -176,7 +177,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(name, kind):
     train = make(TrainConfig, {"batch_size": 32, "n_data": 256, "grad_clip": 1.0, **{k: v for k, v in spec.train.items()
                                                                                     if k == "lr"}})
     dataset = registry.load_dataset("eight_gaussians")
-    engine = Engine(model, dataset.training_data(256, 0, model.batch_fields), train, torch.device("cpu"))
+    engine = Engine(model, training_data_for(model, dataset, 256, 0), train, torch.device("cpu"))
     engine.step()  # optimiser state is made on the first step
     with _DeviceReads() as reads:
         for _ in range(3):

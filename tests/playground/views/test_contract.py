@@ -79,9 +79,15 @@ def test_panels_read_only_traces_the_model_declares(name, kind):
     model_cls = registry.model_spec(name).cls
     model = registry.build_model(name, DATASETS[kind]().shape)
     declared = set(model.TRACES) | (set(model.GRID_TRACES) if kind == "points" else set())
-    for panel in view_for(model_cls.family).panels:
+    for panel in view_for(model_cls.family).panels_for(name):
         if kind in panel.data:
             assert set(panel.needs_for(kind)) <= declared, (panel.key, panel.needs_for(kind), sorted(declared))
+
+
+def test_every_panel_is_shown_for_some_model_of_its_family():
+    for family, view in all_views().items():
+        shown = {p.key for name in registry.model_names(family) for p in view.panels_for(name)}
+        assert not registry.model_names(family) or shown == {p.key for p in view.panels}, family
 
 
 @pytest.mark.parametrize("name,kind", list(cases()))
@@ -91,7 +97,7 @@ def test_a_real_snapshot_draws_every_panel(name, kind, snapshots, monkeypatch):
     view = view_for(family)
     figures = render(family, snap, ctx)
     assert list(figures) == [p.key for p in view.panels]
-    for panel in view.panels:
+    for panel in view.panels_for(name):  # the panels the page shows for this model
         fig = figures[panel.key]
         assert isinstance(fig, go.Figure), panel.key
         if kind in panel.data:
