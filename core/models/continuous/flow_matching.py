@@ -31,6 +31,15 @@ Couplings:
 
 Sampling and the density are the shared ODE's (base.py); log_prob is the density of
 the learned ODE, exact divergence in 2D, accurate up to the solver's error.
+
+A score. With independent pairs x_t is the law of alpha X + sigma eps with alpha = 1 - t,
+sigma = t, and since x_1 = x_t + (1 - t)(x_1 - x_0), Tweedie's formula gives its score
+from the velocity:
+
+    grad log p_t(x) = -E[x_1 | x_t = x] / t = -(x + (1 - t) v*(x, t)) / t,
+
+which score_at returns with v_theta for v*, at SCORE_TIMES (score_levels). OT pairs and
+reflow change the law of x_t between the ends, so the model then declares no levels.
 """
 
 from __future__ import annotations
@@ -73,6 +82,7 @@ class FlowMatching(ContinuousFlow):
     DENSITY = "estimate by the learned ODE, exact divergence in 2D"
 
     REFLOW_PAIRS = 4096
+    SCORE_TIMES = (0.2, 0.5, 0.8)
 
     def __init__(self, data_shape: tuple, config: FlowMatchingConfig):
         super().__init__(data_shape, config)
@@ -99,6 +109,21 @@ class FlowMatching(ContinuousFlow):
         x_1 = self._noise(n)
         x_0 = odeint(self.v, x_1, self._grid(self.config.steps, 1.0, 0.0), self.config.solver)
         return x_0, x_1
+
+    def score_levels(self) -> list[tuple[float, float]]:
+        """(alpha, sigma) = (1 - t, t) at SCORE_TIMES, with independent pairs only."""
+        if self.config.coupling != "independent" or self.config.reflow > 0:
+            return []
+        return [(1.0 - t, t) for t in self.SCORE_TIMES]
+
+    @torch.no_grad()
+    def score_at(self, x: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
+        """-(x + (1 - t) v_theta(x, t)) / t at t = sigma, for the straight path's levels (alpha = 1 - sigma)."""
+        if not (0.0 < sigma <= 1.0 and abs(alpha + sigma - 1.0) < 1e-6):
+            raise ValueError(f"the straight path has levels alpha = 1 - t, sigma = t with t in (0, 1]; got ({alpha}, {sigma})")
+        t = float(sigma)
+        x_flat = self.flat(x)
+        return self.unflat(-(x_flat + (1.0 - t) * self.v(t, x_flat)) / t)
 
     def loss(self, x: torch.Tensor) -> dict:
         x_0, x_1 = self.couple(self.flat(x))  # (n, D) each

@@ -60,6 +60,20 @@ def test_the_exact_velocity_carries_the_base_to_the_data_and_gives_its_density()
     assert torch.allclose(model.log_prob(pts), gaussian_log_prob(pts), atol=1e-4)
 
 
+def test_the_score_from_the_exact_velocity_is_the_noised_datas_score():
+    # alpha X + sigma eps for X ~ N(m, s^2 I) is N(alpha m, (alpha^2 s^2 + sigma^2) I)
+    model = build().double()
+    model.velocity = GaussianOracle()
+    assert model.score_levels() == [(0.8, 0.2), (0.5, 0.5), (pytest.approx(0.2), 0.8)]
+    x = torch.randn(100, 2, dtype=F64) * 2
+    for alpha, sigma in model.score_levels():
+        exact = -(x - alpha * M) / (alpha**2 * S**2 + sigma**2)
+        assert torch.allclose(model.score_at(x, alpha, sigma), exact, atol=1e-10)
+    with pytest.raises(ValueError, match="alpha = 1 - t"):
+        model.score_at(x, 1.0, 0.5)
+    assert build(coupling="ot").score_levels() == [] and build(reflow=10).score_levels() == []
+
+
 def test_the_cfm_loss_is_smallest_at_the_exact_velocity():
     model = build().double()
     x_0 = M + S * torch.randn(20_000, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
