@@ -53,13 +53,17 @@ def plain_loop_rate(name: str, dataset, device: torch.device, steps: int, warmup
     t = _fresh(name, dataset, device, steps)  # only to reuse its data and model set-up
     model, data, bs = t.model, t.engine.data.x, t.cfg.batch_size
     phases = model.phases(t.cfg.lr)
-    opts = [make_optimizer(p) for p in phases]
+    opts = [make_optimizer(p) if p.is_gradient else None for p in phases]
 
     def run(n: int) -> None:
         for _ in range(n):
             for p, opt in zip(phases, opts):
                 for _ in range(p.repeats):
                     x = data[torch.randint(0, data.shape[0], (bs,), device=data.device)]
+                    if not p.is_gradient:  # an update (an EM step) changes the model itself
+                        with torch.no_grad():
+                            p.update(x)
+                        continue
                     loss = p.loss(x)["loss"]
                     opt.zero_grad(set_to_none=True)
                     loss.backward()

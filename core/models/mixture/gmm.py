@@ -80,15 +80,17 @@ class GMM(GenerativeModel):
         self.register_buffer("means", start)
         self.register_buffer("covariances", torch.eye(D, dtype=F64).expand(K, D, D).clone())
         self.register_buffer("em_steps", torch.zeros((), dtype=torch.long))
-        self.register_buffer("ll_history", torch.full((self.HISTORY,), float("nan"), dtype=F64))
+        # the last min(em_steps, HISTORY) entries hold the log-likelihood after each of the last steps
+        self.register_buffer("ll_history", torch.zeros(self.HISTORY, dtype=F64))
         self.register_buffer("em_data", torch.zeros(0, D, dtype=F64), persistent=False)
 
     # ---- the density ---------------------------------------------------------
     def _log_components(self, x: torch.Tensor) -> torch.Tensor:
         """log w_k + log N(x_n; mu_k, Sigma_k): (n, D) float64 -> (n, K)."""
         L = torch.linalg.cholesky(self.covariances)  # (K, D, D)
-        diff = x[:, None, :] - self.means[None]  # (n, K, D)
-        z = torch.linalg.solve_triangular(L[None], diff[..., None], upper=False)[..., 0]  # (n, K, D)
+        eye = torch.eye(self.dim, dtype=F64, device=x.device).expand_as(L)
+        L_inv = torch.linalg.solve_triangular(L, eye, upper=False)  # (K, D, D), once rather than per point
+        z = torch.einsum("kij,nkj->nki", L_inv, x[:, None, :] - self.means[None])  # L^-1 (x - mu): (n, K, D)
         log_det = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)  # (K,)
         log_normal = -0.5 * (z**2).sum(-1) - 0.5 * log_det - 0.5 * self.dim * math.log(2 * math.pi)
         return torch.log(self.weights) + log_normal
@@ -119,8 +121,8 @@ class GMM(GenerativeModel):
         lam = self.config.reg * N / self.config.K
         N_k = r.sum(0).clamp_min(1e-300)  # (K,); an empty component keeps finite, tiny weight
         mu = (r.T @ x) / N_k[:, None]  # (K, D)
-        diff = x[:, None, :] - mu[None]  # (N, K, D)
-        S = torch.einsum("nk,nki,nkj->kij", r, diff, diff)  # (K, D, D)
+        diff = (x[:, None, :] - mu[None]).transpose(0, 1)  # (K, N, D)
+        S = (diff * r.T[..., None]).transpose(1, 2) @ diff  # sum_n r_nk diff diff^T: (K, D, D)
         eye = torch.eye(D, dtype=F64, device=x.device)
         self.weights.copy_(N_k / N_k.sum())
         self.means.copy_(mu)
@@ -140,7 +142,7 @@ class GMM(GenerativeModel):
         r = torch.nn.functional.one_hot(nearest, K).to(F64)  # (N, K); fewer points than K leave some empty
         self._m_step(x, r)
         self.em_steps.zero_()
-        self.ll_history.fill_(float("nan"))
+        self.ll_history.zero_()
 
     def em_step(self) -> dict:
         """One E step and one M step on the EM set; the log-likelihood per point and J after it."""
@@ -182,14 +184,14 @@ class GMM(GenerativeModel):
         "responsibilities" (n, K) of the points x, n "samples", and the log-likelihood per point
         after each of the last EM steps, "ll_history" (H,) at EM steps "ll_steps" (H,)
         (H <= HISTORY, none before the first step); for 2D data with a grid, "log_density" (G*G,)."""
-        kept = torch.isfinite(self.ll_history)
-        h = int(kept.sum())
-        steps = torch.arange(int(self.em_steps) - h + 1, int(self.em_steps) + 1, dtype=F64)
+        done = int(self.em_steps)
+        h = min(done, self.HISTORY)
+        steps = torch.arange(done - h + 1, done + 1, dtype=F64)
         out = {"weights": to_numpy(self.weights), "means": to_numpy(self.means),
                "covariances": to_numpy(self.covariances),
                "responsibilities": to_numpy(self.responsibilities(self.flat(x))),
                "samples": to_numpy(self.sample(max(x.shape[0], 1))),
-               "ll_history": self.ll_history[kept].cpu().numpy(), "ll_steps": steps.numpy()}
+               "ll_history": self.ll_history[self.HISTORY - h:].cpu().numpy(), "ll_steps": steps.numpy()}
         if grid is not None and self.data_shape == (2,):
             out["log_density"] = to_numpy(self.log_prob(grid.to(self.device, F64)))
         return out
