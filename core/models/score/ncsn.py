@@ -1,0 +1,127 @@
+"""Noise-conditional score network, sampled by annealed Langevin dynamics.
+
+Song & Ermon 2019, "Generative Modeling by Estimating Gradients of the Data Distribution"
+(https://arxiv.org/abs/1907.05600). One network s_theta(x, sigma) learns the scores of the data
+blurred at every level of a geometric ladder sigma_1 > ... > sigma_L,
+
+    sigma_i = sigma_max (sigma_min / sigma_max)^((i - 1) / (L - 1)),
+
+by denoising score matching at each level, weighted by lambda(sigma) = sigma^2 so that every
+level counts alike (eq. 5 and 6, with a level drawn uniformly per point):
+
+    loss = (1 / D) E_{i, x, eps} | sigma_i s_theta(x + sigma_i eps, sigma_i) + eps |^2.
+
+As in Song & Ermon 2020 ("Improved Techniques", technique 3) the network is
+s_theta(x, sigma) = f_theta(x, sigma) / sigma, so an untrained f ~ 0 scores about 1; f is
+core.nets.TimeMLP with its time t the log-noise mapped to [0, 1],
+t = (log sigma - log SIGMA_LO) / (log SIGMA_HI - log SIGMA_LO).
+Samples come from annealed Langevin (Algorithm 1, core.dynamics.annealed_langevin): T steps
+at each level with step alpha_i = eps sigma_i^2 / sigma_L^2, from x_0 spread like the data
+widened by sigma_1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from ...config import param
+from ...dynamics import annealed_langevin
+from ...errors import ConfigError
+from ...nets import TimeMLP
+from .base import ScoreModel
+
+SIGMA_LO, SIGMA_HI = 1e-3, 1e2  # the log-noise range that the network's time [0, 1] spans
+
+
+@dataclasses.dataclass
+class NCSNConfig:
+    sigma_max: float = param(3.0, lo=1e-3, hi=100.0, help="largest noise sigma_1: about the largest distance between data points")
+    sigma_min: float = param(0.05, lo=1e-3, hi=100.0, help="smallest noise sigma_L: the samples are the data blurred by it")
+    L: int = param(10, lo=2, hi=1000, help="noise levels L of the geometric ladder")
+    hidden: int = param(128, lo=8, hi=2048, help="width of the score network")
+    layers: int = param(3, lo=1, hi=12, help="hidden layers of the score network")
+    steps_per_level: int = param(20, lo=1, hi=10_000, live=True, help="annealed Langevin steps T at each level")
+    eps: float = param(1e-3, lo=1e-8, hi=1.0, live=True,
+                       help="step size at the last level; level i steps alpha_i = eps sigma_i^2 / sigma_L^2")
+    score_levels: int = param(3, lo=1, hi=1000, help="levels of the ladder, evenly picked, at which the score error is measured")
+
+
+class NCSN(ScoreModel):
+    def __init__(self, data_shape: tuple, config: NCSNConfig):
+        if config.sigma_min >= config.sigma_max:
+            raise ConfigError(f"sigma_min={config.sigma_min} must be smaller than sigma_max={config.sigma_max}")
+        super().__init__(data_shape, config)
+        self.net = TimeMLP(self.dim, config.hidden, config.layers)  # f_theta(x, t(sigma)) ~ -eps
+        with torch.no_grad():
+            self.net.out.weight.mul_(0.1)
+            self.net.out.bias.zero_()
+        self._ladder_cache: tuple = (None, None)
+
+    # ---- the ladder --------------------------------------------------------
+    def sigmas(self) -> torch.Tensor:
+        """(L,) sigma_1 > ... > sigma_L, geometric, float64."""
+        c = self.config
+        return torch.logspace(math.log10(c.sigma_max), math.log10(c.sigma_min), c.L, dtype=torch.float64)
+
+    def _ladder(self, like: torch.Tensor) -> torch.Tensor:
+        """(2, L): sigma_i and their network times t_i on like's device and dtype, kept there."""
+        c = self.config
+        key = (c.sigma_max, c.sigma_min, c.L, like.device, like.dtype)
+        if self._ladder_cache[0] != key:
+            s = self.sigmas()
+            self._ladder_cache = (key, torch.stack([s, _time(s)]).to(like.device, like.dtype))
+        return self._ladder_cache[1]
+
+    # ---- the score -----------------------------------------------------------
+    def score(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        """s_theta(x, sigma) = f_theta(x, t(sigma)) / sigma; x: (n, D), sigma > 0 -> (n, D)."""
+        sigma = float(sigma)
+        if sigma <= 0:
+            raise ValueError(f"ncsn's score needs a noise level sigma > 0, got {sigma}")
+        t = torch.full((1,), _time(sigma), dtype=x.dtype, device=x.device)  # one time for every point
+        return self.net(x, t) / sigma
+
+    def own_sigma(self, sigma: float | None) -> float:
+        """The view's sigma (the ladder's last level when none is given)."""
+        return float(self.config.sigma_min if sigma is None else sigma)
+
+    def score_levels(self) -> list[tuple[float, float]]:
+        s = self.sigmas()
+        idx = torch.linspace(0, len(s) - 1, min(self.config.score_levels, len(s))).round().long().unique()
+        return [(1.0, float(s[i])) for i in idx]
+
+    # ---- training ------------------------------------------------------------
+    def loss(self, x: torch.Tensor) -> dict:
+        x = self.flat(x)                                                   # (n, D)
+        sig, t = self._ladder(x)                                           # (L,) each
+        i = torch.randint(0, sig.shape[0], (x.shape[0],), device=x.device)  # a level per point
+        sigma = sig[i][:, None]                                            # (n, 1)
+        eps = torch.randn_like(x)
+        x_tilde = x + sigma * eps                                          # x~ ~ N(x, sigma_i^2 I)
+        mse = ((self.net(x_tilde, t[i]) + eps) ** 2).mean()                # (1/D) E|sigma_i s_theta + eps|^2
+        return {"loss": mse, "dsm": mse.detach()}
+
+    # ---- sampling --------------------------------------------------------------
+    def x0(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x_0 ~ N(m, diag(v) + sigma_1^2 I): the data's spread blurred by the first level."""
+        z = super().x0(n, generator) - self.x0_mean
+        widen = torch.sqrt(1 + self.config.sigma_max**2 / self.x0_std**2)  # (D,)
+        return self.x0_mean + widen * z
+
+    def chain(self, x_0, generator=None, trajectory=False):
+        c = self.config
+        sig = self.sigmas()
+        out = annealed_langevin(self.score, x_0, sig.tolist(), c.steps_per_level, c.eps, generator,
+                                return_intermediates=trajectory)
+        levels = torch.cat([sig[:1], sig.repeat_interleave(c.steps_per_level)])  # (L*T + 1,)
+        return out, levels
+
+
+def _time(sigma):
+    """The network's time of a noise level (a float or a tensor): log sigma mapped from
+    [SIGMA_LO, SIGMA_HI] to [0, 1]."""
+    log = torch.log(sigma) if isinstance(sigma, torch.Tensor) else math.log(sigma)
+    return (log - math.log(SIGMA_LO)) / (math.log(SIGMA_HI) - math.log(SIGMA_LO))
