@@ -34,13 +34,11 @@ def relative_error(learned: np.ndarray, exact: np.ndarray) -> float:
 
 def _level(tr: dict) -> str:
     t, level = V.optional(tr, "field_t"), V.optional(tr, "field_level")
-    parts = []
-    if t is not None and t.size == 1 and np.isfinite(t).all():
-        parts.append(f"t = {float(t.reshape(-1)[0]):.2f}")
+    out = f" at t = {float(t.reshape(-1)[0]):.2f}" if t is not None and t.size == 1 and np.isfinite(t).all() else ""
     if level is not None and level.size == 2 and np.isfinite(level).all():
         a, s = level.reshape(-1)
-        parts.append(f"α_t = {a:.3g}, σ_t = {s:.3g}")
-    return f" at {', '.join(parts)}" if parts else ""
+        out += f" (α_t = {a:.3g}, σ_t = {s:.3g})"
+    return out
 
 
 def _arrows_on(vec: np.ndarray, box, g: int, s: str, name: str, color: str, top: float) -> list:
@@ -88,7 +86,7 @@ def field(snapshot: dict, ctx: dict, uirev: str):
     if isinstance(metric, (int, float)) and np.isfinite(metric):
         note += f"; score_error over the noised data = {metric:.3g}"
     note += "; arrow length ∝ √|s|, shade ∝ |s|"
-    layout = V.base_layout(f"Score{_level(tr)}: learned beside exact", uirev, legend=False, note=note)
+    layout = V.base_layout(f"Score{_level(tr)}", uirev, legend=False, note=note)
     V.strip_layout(layout, [box] * len(panels), [name for _, name, _ in panels], ticks=True)
     return V.figure(data, layout)
 
