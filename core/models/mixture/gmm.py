@@ -155,10 +155,11 @@ class GMM(GenerativeModel):
         return {"loss": -objective, "log_likelihood": ll, "objective": objective}
 
     def update(self, batch) -> dict:
-        """The training step: one EM step on the fixed set (the batch seeds it if init_from_data
-        never ran; otherwise it is not used, so that the steps climb one fixed objective)."""
+        """The training step: one EM step on the fixed set. The batch is not used, so that the steps
+        climb one fixed objective, unless there is no set yet (weights loaded from a checkpoint,
+        which keeps no data): then it becomes the set, and EM goes on from the loaded parameters."""
         if self.em_data.shape[0] == 0:
-            self.init_from_data(batch)
+            self.em_data = self.flat(batch).detach().to(self.device, F64)
         return self.em_step()
 
     def phases(self, lr: float) -> list[Phase]:

@@ -164,3 +164,16 @@ def test_command_line_train_sample_and_logprob(tmp_path):
         expect = model.log_prob(torch.from_numpy(pts).double()).numpy()
     np.testing.assert_allclose(np.load(tmp_path / "lp.npy"), expect, rtol=1e-5, atol=1e-5)
     assert math.isfinite(expect.sum())
+
+
+def test_em_goes_on_from_loaded_weights_on_the_first_batch_it_is_given(tmp_path):
+    x = known_sample(1500, 4)
+    model, terms = fitted(x, 10, K=3)
+    checkpoint.save(tmp_path, "gmm", model)
+    loaded, _ = checkpoint.load(tmp_path)
+    assert loaded.em_data.shape[0] == 0 and int(loaded.em_steps) == 10
+    torch.testing.assert_close(loaded.means, model.means)
+    (phase,) = loaded.phases(1e-3)
+    out = phase.update(x.float())
+    assert out["objective"] >= terms["objective"][-1] - 1e-6  # one more step from where it stopped, not a restart
+    assert int(loaded.em_steps) == 11 and loaded.em_data.shape == (1500, 2)
