@@ -3,7 +3,10 @@
 Trace keys (core.models.gan): samples (n, D); noise_grid (M*M, 2); warped_grid (M*M, D)
 the generator applied to the noise grid; critic_grad (n, D) dD/dx at the
 samples; for 2D, critic (G*G,) the raw discriminator output and, for gan/nsgan,
-critic_prob (G*G,) = sigmoid(critic).
+critic_prob (G*G,) = sigmoid(critic). CycleGAN adds source (n, 2) points a of domain A, back (n, 2)
+F(b) of the data, round_trip (n, 2) F(G(a)) and cycle_error (); its samples are G(a) and its critic
+is D_B. BiGAN adds codes (n, L) E(x) of the data, prior (n, L) draws of z and reconstructions
+(n, D) G(E(x)). Each model is shown the panels its traces feed (Panel.needs).
 
 The optimal discriminator of Goodfellow et al. (2014, Prop. 1) is
 D*(x) = p_data(x) / (p_data(x) + p_g(x)). p_g has no formula, so it is
@@ -204,6 +207,106 @@ def modes(snapshot: dict, ctx: dict, uirev: str):
     return V.figure(data, layout)
 
 
+# ---- CycleGAN: the two maps and the round trip -----------------------------------------
+LINKS = 60  # lines drawn from a point to its image
+
+
+def _links(start: np.ndarray, end: np.ndarray, name: str) -> dict:
+    k = min(LINKS, start.shape[0], end.shape[0])
+    lx, ly = V.polylines(np.stack([start[:k], end[:k]], 1))
+    return V.lines(lx, ly, "rgba(120,120,120,0.45)", name, width=0.8)
+
+
+def _covering(box, *points: np.ndarray):
+    """box widened to hold the finite points (with a margin), for two domains on one plane."""
+    pts = np.concatenate([p[np.isfinite(p).all(1)] for p in points])
+    if not len(pts):
+        return box
+    lo, hi = pts.min(0), pts.max(0)
+    pad = 0.05 * np.maximum(hi - lo, 1e-3)
+    return tuple((min(b0, float(l - m)), max(b1, float(h + m))) for (b0, b1), l, h, m in zip(box, lo, hi, pad))
+
+
+def cycle(snapshot: dict, ctx: dict, uirev: str):
+    tr = snapshot.get("traces", {})
+    if V.is_image(ctx, snapshot):
+        raise V.Unavailable("The CycleGAN maps are drawn for 2D datasets.")
+    a = V.points2d(V.array(tr, "source", "the source points a"), "source")
+    g_a = V.points2d(V.array(tr, "samples", "the translated points G(a)"), "G(a)")
+    back = V.points2d(V.array(tr, "back", "the points F(b)"), "F(b)")
+    round_trip = V.points2d(V.array(tr, "round_trip", "the round trip F(G(a))"), "F(G(a))")
+    b = V.data_points(snapshot)
+    if b is None:
+        raise V.Unavailable("The map B → A starts from the data, and no data came with this snapshot.")
+    box = _covering(V.bounds_of(ctx, b), a, g_a, back, round_trip)
+    err = V.optional(tr, "cycle_error")
+    note = f"cycle error E|F(G(a)) − a|₁ = {float(err.reshape(-1)[0]):.3g}" if err is not None else ""
+    layout = V.base_layout("CycleGAN: G maps A to B, F maps B to A, and F(G(a)) should return to a", uirev,
+                           height=V.STRIP_HEIGHT + 60, note=note)
+    labels = ["A → B: a and G(a)", "B → A: b and F(b)", "round trip: a and F(G(a))"]
+    s1, s2, s3 = V.strip_layout(layout, [box] * 3, labels)
+    data = [V.on_axes(t, s) for t, s in [
+        (V.scatter(b, V.REAL, "B (data)", 3, 0.25), s1), (_links(a, g_a, "a → G(a)"), s1),
+        (V.scatter(a, V.BASE, "a ~ A", 3, 0.6), s1), (V.scatter(g_a, V.GEN, "G(a)", 3, 0.8), s1),
+        (V.scatter(a, V.BASE, "A", 3, 0.25, legend=False), s2), (_links(b, back, "b → F(b)"), s2),
+        (V.scatter(b, V.REAL, "b ~ B", 3, 0.6, legend=False), s2), (V.scatter(back, V.GEN, "F(b)", 3, 0.8, symbol="x"), s2),
+        (_links(a, round_trip, "a → F(G(a))"), s3), (V.scatter(a, V.BASE, "a", 3, 0.6, legend=False), s3),
+        (V.scatter(round_trip, V.GEN, "F(G(a))", 3, 0.8, symbol="diamond"), s3)]]
+    return V.figure(data, layout)
+
+
+# ---- BiGAN: the encoder's codes and the reconstructions -------------------------------
+def _labels(ctx: dict, n: int) -> np.ndarray | None:
+    lab = ctx.get("labels") if isinstance(ctx, dict) else None
+    if lab is None:
+        return None
+    lab = np.asarray(lab).reshape(-1)
+    return lab.astype(int) if lab.shape[0] == n else None
+
+
+def encoder(snapshot: dict, ctx: dict, uirev: str):
+    tr = snapshot.get("traces", {})
+    codes = V.array(tr, "codes", "the encoder's codes E(x)")
+    codes = codes.reshape(codes.shape[0], -1)
+    prior = V.array(tr, "prior", "prior draws z").reshape(codes.shape[0], -1)
+    recon = V.array(tr, "reconstructions", "the reconstructions G(E(x))")
+    k = codes.shape[1]
+    pad = (lambda c: np.concatenate([c, np.zeros_like(c)], 1)) if k == 1 else (lambda c: c[:, :2])
+    e_x, z = pad(codes), pad(prior)
+    dims = "" if k == 2 else (" (1 dim)" if k == 1 else f" (first 2 of {k} dims)")
+    latent = ((-3.5, 3.5), (-3.5, 3.5))
+    if V.is_image(ctx, snapshot):
+        real = snapshot.get("data")
+        n = min(10, recon.shape[0])
+        if not isinstance(real, np.ndarray) or real.shape[0] < n:
+            raise V.Unavailable("Reconstructions are shown beside the data, and no data came with this snapshot.")
+        lo, hi = D.pixel_range(snapshot)
+        both = np.concatenate([D.images(real[:n].astype(np.float32), ctx, "data"), D.images(recon[:n], ctx, "recon")])
+        return D.digits_figure([(D.tile(both, n), "top: data x; bottom: G(E(x))")], "BiGAN reconstructions",
+                               uirev, lo, hi)
+    x = V.data_points(snapshot)
+    r = V.points2d(recon, "the reconstructions")
+    box = V.bounds_of(ctx, x)
+    layout = V.base_layout("BiGAN: the encoder's codes E(x) against the prior, and x back from G(E(x))", uirev,
+                           height=V.STRIP_HEIGHT + 60)
+    s1, s2 = V.strip_layout(layout, [latent, box], [f"latent: E(x) vs z ~ N(0, I){dims}", "data: x and G(E(x))"],
+                            ticks=True)
+    data = [V.on_axes(V.circles((1.0, 2.0), name="prior N(0, I): 1σ, 2σ"), s1),
+            V.on_axes(V.scatter(z, V.NEUTRAL, "z ~ prior", 3, 0.35), s1)]
+    labels = _labels(ctx, e_x.shape[0])
+    if labels is None:
+        data.append(V.on_axes(V.scatter(e_x, V.REAL, "E(x) of data", 3, 0.75), s1))
+    else:
+        for lab in np.unique(labels)[:20]:
+            color = V.NEUTRAL if lab < 0 else V.LABEL_COLORS[lab % len(V.LABEL_COLORS)]
+            name = "unlabelled" if lab < 0 else f"E(x), {ctx.get('labels_name') or 'label'} {lab}"
+            data.append(V.on_axes(V.scatter(e_x[labels == lab], color, name, 3, 0.8), s1))
+    if x is not None and x.shape[0] == r.shape[0]:
+        data += [V.on_axes(_links(x, r, "x → G(E(x))"), s2), V.on_axes(V.scatter(x, V.REAL, "data x", 3, 0.5), s2)]
+    data.append(V.on_axes(V.scatter(r, V.GEN, "G(E(x))", 3, 0.8), s2))
+    return V.figure(data, layout)
+
+
 def _export_critic(traces: dict, ctx: dict):
     """D(x) as a probability where it is one, else the raw critic spread over its 2nd-98th percentiles."""
     prob = V.optional(traces, "critic_prob")
@@ -236,12 +339,35 @@ penalty). The **critic** maximises $\mathbb{E}_{p_\text{data}}[D] - \mathbb{E}_{
 distance, i.e. it minimises $\mathcal{L}_D = \mathbb{E}_{p_g}[D] - \mathbb{E}_{p_\text{data}}[D]$ (plus $\lambda\,\mathbb{E}(\lVert\nabla D\rVert - 1)^2$
 for WGAN-GP); the **generator** minimises $\mathcal{L}_G = -\mathbb{E}_z[D(G(z))]$.
 
+**CycleGAN** (Zhu et al. 2017) translates between two unpaired point sets: $A$ (the model's `source` setting) and
+$B$ (the chosen dataset). Two maps $G: A \to B$ and $F: B \to A$ face two least-squares discriminators. $D_B$ minimises
+$\tfrac12\mathbb{E}_b(D_B(b) - 1)^2 + \tfrac12\mathbb{E}_a D_B(G(a))^2$ (`loss_D_B`; $D_A$ alike, `loss_D_A`), and $G, F$
+together minimise (`loss_G`)
+
+$$\mathbb{E}_a\big(D_B(G(a)) - 1\big)^2 + \mathbb{E}_b\big(D_A(F(b)) - 1\big)^2 + \lambda\,\big(\mathbb{E}_a\lVert F(G(a)) - a\rVert_1 + \mathbb{E}_b\lVert G(F(b)) - b\rVert_1\big),$$
+
+the last bracket being the cycle-consistency loss (`cycle`): each map must be undone by the other. Its samples are
+$G(a)$, so its metrics compare $G(A)$ with $B$.
+
+**BiGAN / ALI** (Donahue et al. 2017; Dumoulin et al. 2017) adds an encoder $E$ and shows the discriminator pairs:
+real $(x, E(x))$ against fake $(G(z), z)$,
+
+$$\min_{G, E} \max_D \; \mathbb{E}_x\big[\log D(x, E(x))\big] + \mathbb{E}_z\big[\log\big(1 - D(G(z), z)\big)\big].$$
+
+$D$ minimises the negative (`loss_D`), $G$ and $E$ the other side (`loss_GE`). At the optimal $D$ the value is
+$2\,\mathrm{JS}(P_{EX} \,\|\, P_{GZ}) - \log 4$, zero divergence only when the joint laws agree, i.e. $E = G^{-1}$: the
+encoder learns to invert the generator without ever seeing a pair $(G(z), z)$ as its target.
+
 **What you see**
 - `loss_D` is the discriminator's loss (its side of the game), `loss_G` the generator's; they are named by phase.
 - *Discriminator*: the background is $D(x)$ (green: "real", purple: "fake"); arrows are $\nabla_x D$ at generated samples, the direction the generator is pulled.
 - *Generator*: a regular grid of noise $z$ and its image $G(z)$: how the generator folds and stretches noise.
 - *Learned vs optimal discriminator*: $D$ beside $D^*$, with $p_g$ estimated from the samples.
 - *Samples per mode* and the modes-covered timeline: mode collapse shows as modes with no samples.
+- *CycleGAN*: points $a$ and their images $G(a)$ on the data, the data $b$ and $F(b)$ on the source, and the round trip
+  $F(G(a))$ beside $a$, with the cycle error; its discriminator panel shows $D_B$ and the translated points.
+- *BiGAN*: the codes $E(x)$ of data points (coloured by label where the data has labels) over the prior, and the
+  reconstructions $G(E(x))$ beside $x$; its discriminator panel shows $D(x, E(x))$.
 """
 
 VIEW = FamilyView(
@@ -252,6 +378,10 @@ VIEW = FamilyView(
               needs=("warped_grid",)),
         Panel("gan_optimal", "Learned vs optimal discriminator", optimal, data=("points",), needs=("samples",)),
         Panel("gan_modes", "Generated samples per mode", modes, data=("points",), needs=("samples",)),
+        Panel("gan_cycle", "CycleGAN: both maps and the round trip", cycle, wide=True, data=("points",),
+              needs=("source", "back", "round_trip", "samples")),
+        Panel("gan_bigan", "BiGAN: latent codes and reconstructions", encoder, wide=True,
+              needs=("codes", "prior", "reconstructions")),
     ),
     equations=EQUATIONS.strip(),
     export=ExportPicture(lambda traces: V.optional(traces, "samples"), _export_critic),

@@ -132,3 +132,94 @@ def test_wrong_grid_size_is_reported():
     snap["traces"].pop("critic")
     fig = render_panel("gan", "gan_critic", snap, ctx())
     assert "not square" in message(fig)
+
+
+# ---- CycleGAN and BiGAN panels ----------------------------------------------------
+OLD_PANELS = ["gan_critic", "gan_warp", "gan_optimal", "gan_modes"]
+
+
+def test_each_model_is_shown_the_panels_its_traces_feed():
+    from core import registry
+    from playground.app.status import placement
+    from playground.views import view_for
+
+    view = view_for("gan")
+    for name in ("gan", "nsgan", "wgan_gp", "mmdgan"):
+        assert [p.key for p in view.panels_for(name)] == OLD_PANELS, name
+        assert [k for k in placement("gan", name) if k] == OLD_PANELS, name
+    assert [p.key for p in view.panels_for("cyclegan")] == ["gan_critic", "gan_optimal", "gan_modes", "gan_cycle"]
+    assert placement("gan", "cyclegan") == ["gan_cycle", "gan_critic", "gan_optimal", "gan_modes", None, None]
+    assert [p.key for p in view.panels_for("bigan")] == OLD_PANELS + ["gan_bigan"]
+    assert placement("gan", "bigan") == ["gan_bigan", *OLD_PANELS, None]
+    for name in registry.model_names("gan"):  # what a panel needs, the model declares
+        cls = registry.model_spec(name).cls
+        for p in view.panels_for(name):
+            assert set(p.needs) <= set(cls.TRACES) | set(cls.GRID_TRACES), (name, p.key)
+
+
+def _segments(tr) -> np.ndarray:
+    """A line trace of k segments (start, end, gap) -> (k, 2, 2)."""
+    xy = np.stack([np.asarray(tr.x, dtype=np.float64), np.asarray(tr.y, dtype=np.float64)], 1).reshape(-1, 3, 2)
+    assert np.isnan(xy[:, 2]).all()
+    return xy[:, :2]
+
+
+def test_cycle_panel_links_each_point_to_its_image_and_its_round_trip():
+    snap = synthetic("gan")
+    tr = snap["traces"]
+    fig = render_panel("gan", "gan_cycle", snap, ctx())
+    assert message(fig) is None
+    k = min(gan_view.LINKS, N)
+    for name, start, end in [("a → G(a)", tr["source"], tr["samples"]), ("b → F(b)", snap["data"], tr["back"]),
+                             ("a → F(G(a))", tr["source"], tr["round_trip"])]:
+        seg = _segments(trace(fig, name))
+        assert seg.shape[0] == k, name
+        np.testing.assert_allclose(seg[:, 0], start[:k], rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(seg[:, 1], end[:k], rtol=1e-6, err_msg=name)
+    axes = {t.name: t.xaxis for t in fig.data}
+    assert axes["G(a)"] == "x" and axes["F(b)"] == "x2" and axes["F(G(a))"] == "x3"
+    np.testing.assert_array_equal(trace(fig, "F(G(a))").x, tr["round_trip"][:, 0])
+    assert "0.4" in fig.layout.annotations[0].text  # the cycle error
+
+
+def test_cycle_panel_box_holds_both_domains():
+    snap = synthetic("gan")
+    snap["traces"]["source"] = snap["traces"]["source"] + np.float32(9.0)  # A far to the right of B's box
+    fig = render_panel("gan", "gan_cycle", snap, ctx())
+    lo, hi = fig.layout.xaxis.range
+    assert lo <= BOX[0][0] and hi >= float(snap["traces"]["source"][:, 0].max())
+
+
+def test_cycle_panel_is_for_points_only():
+    snap = synthetic("gan", d=784)
+    fig = render_panel("gan", "gan_cycle", snap, ctx(data_shape=(1, 28, 28), bounds=None))
+    assert "drawn for 2D" in message(fig)
+
+
+def test_bigan_panel_colours_codes_by_label_and_links_x_to_its_reconstruction():
+    snap = synthetic("gan")
+    tr = snap["traces"]
+    labels = np.arange(N) % 3
+    fig = render_panel("gan", "gan_bigan", snap, ctx(labels=labels, labels_name="mode"))
+    assert message(fig) is None
+    for lab in range(3):
+        t = trace(fig, f"E(x), mode {lab}")
+        np.testing.assert_array_equal(t.x, tr["codes"][labels == lab, 0])
+        np.testing.assert_array_equal(t.y, tr["codes"][labels == lab, 1])
+        assert t.xaxis == "x"
+    np.testing.assert_array_equal(trace(fig, "z ~ prior").x, tr["prior"][:, 0])
+    seg = _segments(trace(fig, "x → G(E(x))"))
+    k = min(gan_view.LINKS, N)
+    np.testing.assert_allclose(seg[:, 0], snap["data"][:k], rtol=1e-6)
+    np.testing.assert_allclose(seg[:, 1], tr["reconstructions"][:k], rtol=1e-6)
+    assert trace(fig, "G(E(x))").xaxis == "x2"
+    unlabelled = render_panel("gan", "gan_bigan", snap, ctx())
+    np.testing.assert_array_equal(trace(unlabelled, "E(x) of data").x, tr["codes"][:, 0])
+
+
+def test_bigan_panel_shows_digits_beside_their_reconstructions():
+    snap = synthetic("gan", d=784)
+    fig = render_panel("gan", "gan_bigan", snap, ctx(data_shape=(1, 28, 28), bounds=None, true_log_density=None))
+    assert message(fig) is None and fig.data[0].type == "heatmap"
+    img = np.asarray(fig.data[0].z)
+    assert img.shape[0] > 2 * 28  # two rows: the data, then G(E(x))
