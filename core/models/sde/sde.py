@@ -49,7 +49,7 @@ class ScoreSDEConfig:
     layers: int = param(3, lo=1, hi=12, help="hidden layers of the score network")
     sampler: str = param("em", choices=tuple(SAMPLERS), live=True,
                          help="reverse sampler: em (Euler-Maruyama on the reverse SDE), pc (predictor-corrector) or ode (probability flow)")
-    steps: int = param(100, lo=1, hi=2000, live=True, help="steps of the sampler from t = 1 to t_min")
+    sample_steps: int = param(100, lo=1, hi=2000, live=True, help="steps of the sampler from t = 1 to t_min")
     snr: float = param(0.16, lo=1e-3, hi=1.0, live=True, when=("sampler", "pc"),
                        help="signal-to-noise ratio r of the Langevin corrector's step")
     predictor: str = param("reverse_diffusion", choices=tuple(PREDICTORS), live=True, when=("sampler", "pc"),
@@ -129,7 +129,7 @@ class ScoreSDE(GenerativeModel):
     # ---- sampling ----------------------------------------------------------
     def make_sampler(self, sampler: str | None = None, steps: int | None = None):
         c = self.config
-        return make_sampler(sampler or c.sampler, steps or c.steps, snr=c.snr, predictor=c.predictor,
+        return make_sampler(sampler or c.sampler, steps or c.sample_steps, snr=c.snr, predictor=c.predictor,
                             corrector_steps=c.corrector_steps)
 
     def _prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -181,11 +181,11 @@ class ScoreSDE(GenerativeModel):
 
     # ---- live views --------------------------------------------------------
     def trace_steps(self) -> int:
-        """The sampler's steps in traces(): the configured steps, at most TRACE_STEPS, and at most
+        """The sampler's steps in traces(): sample_steps, at most TRACE_STEPS, and at most
         TRACE_EVALS network evaluations (em: 1 a step, pc: 1 + corrector_steps, ode: 4)."""
         c = self.config
         per_step = {"em": 1, "pc": 1 + c.corrector_steps, "ode": 4}[c.sampler]
-        return max(1, min(c.steps, self.TRACE_STEPS, self.TRACE_EVALS // per_step))
+        return max(1, min(c.sample_steps, self.TRACE_STEPS, self.TRACE_EVALS // per_step))
 
     @torch.no_grad()
     def traces(self, x: torch.Tensor, grid: torch.Tensor | None = None, t: float | None = None) -> dict[str, np.ndarray]:

@@ -57,7 +57,7 @@ def gaussian_log_prob(x, mean, var):
 
 @pytest.mark.parametrize("kind,sampler", [("vp", "em"), ("vp", "pc"), ("ve", "em"), ("ve", "ode")])
 def test_sample_with_the_exact_score_reproduces_gaussian_data(kind, sampler):
-    model = exact_model(sde=kind, sampler=sampler, steps=100)
+    model = exact_model(sde=kind, sampler=sampler, sample_steps=100)
     torch.manual_seed(0)
     x = model.sample(10_000)
     # the VE ODE keeps s / sqrt(s^2 + sigma_max^2) = 7% of the prior's miss of m (see the dynamics tests)
@@ -120,7 +120,7 @@ def test_score_levels_and_score_at_are_the_path_at_a_few_times(kind):
 
 
 def test_traces():
-    model = build(sampler="pc", steps=150, corrector_steps=1)
+    model = build(sampler="pc", sample_steps=150, corrector_steps=1)
     x = torch.randn(130, 2)
     grid = torch.stack(torch.meshgrid(torch.linspace(-3, 3, 7), torch.linspace(-3, 3, 7), indexing="ij"), -1).reshape(-1, 2)
     tr = model.traces(x, grid, t=0.5)
@@ -145,12 +145,12 @@ def test_traces():
     assert "score_field" not in model.traces(x, None)
     model.config.sampler = "ode"
     assert model.trace_steps() == 25
-    model.config.sampler, model.config.steps = "em", 40
+    model.config.sampler, model.config.sample_steps = "em", 40
     assert model.trace_steps() == 40 and model.traces(x[:5], None)["trajectory"].shape == (41, 5, 2)
 
 
 def test_image_shaped_data():
-    model = ScoreSDE((1, 4, 4), make(ScoreSDEConfig, {"hidden": 16, "layers": 2, "steps": 5, "ode_steps": 4}))
+    model = ScoreSDE((1, 4, 4), make(ScoreSDEConfig, {"hidden": 16, "layers": 2, "sample_steps": 5, "ode_steps": 4}))
     x = torch.rand(8, 1, 4, 4)
     model.loss(x)["loss"].backward()
     assert model.sample(3).shape == (3, 1, 4, 4)
@@ -177,12 +177,13 @@ def test_registered():
 def test_cli_train_sample_and_logprob(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "sde", "--data", "eight_gaussians", "--steps", "20", "--batch-size", "64", "--seed", "2",
-                 "--set", "hidden=16", "--set", "layers=2", "--set", "steps=10", "--set", "ode_steps=6",
+                 "--set", "hidden=16", "--set", "layers=2", "--set", "sample_steps=10", "--set", "ode_steps=6",
                  "--set", "sampler=pc", "--set", "n_data=500", "--metrics-every", "20", "--n-samples", "50",
                  "--out", str(out), "--quiet"])
     assert code == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["model"] == "sde" and report["steps_done"] == 20 and report["config"]["model"]["sampler"] == "pc"
+    assert report["config"]["model"]["sample_steps"] == 10  # --set reaches the model, not the trainer's steps
     assert "kl" in report["final"] and "density of the probability-flow ODE" in report["notes"]["kl"]
     assert np.load(out / "samples.npy").shape == (50, 2)
     a, b = tmp_path / "a.npy", tmp_path / "b.npy"
