@@ -17,9 +17,9 @@ and the probability-flow ODE with the same marginals p_t is
     dx/dt = f(x, t) - 1/2 g(t)^2 grad log p_t(x)                               (eq. 13)
 
     VPSDE   f = -1/2 beta(t) x, g = sqrt(beta(t)), beta(t) = beta_min + t (beta_max - beta_min)
-            alpha_t = exp(-1/2 B(t)), sigma_t^2 = 1 - exp(-B(t)), B(t) = int_0^t beta   (eq. 29, 33)
+            alpha_t = exp(-1/2 B(t)), sigma_t^2 = 1 - exp(-B(t)), B(t) = int_0^t beta   (sec. 3.4, app. B)
     VESDE   f = 0, g = sqrt(d sigma^2/dt), sigma(t) = sigma_min (sigma_max / sigma_min)^t
-            alpha_t = 1, sigma_t^2 = sigma(t)^2 - sigma_min^2                         (eq. 30, 31)
+            alpha_t = 1, sigma_t^2 = sigma(t)^2 - sigma_min^2                         (sec. 3.4, app. C)
 
 (For the VE SDE Song et al. take sigma(t) itself as the std of p_t(x | x_0), which is off by
 sigma_min; the std written here is the SDE's own, 0 at t = 0.)
@@ -30,7 +30,7 @@ and can return every state (S+1, n, D):
 
     EulerMaruyama        x <- x + [f - g^2 s] dt + g sqrt(|dt|) z,  dt < 0       (the reverse SDE, eq. 6)
     PredictorCorrector   Langevin corrector steps with a signal-to-noise ratio r, then a
-                         reverse-diffusion or Euler-Maruyama predictor step        (Alg. 1, 4, 5)
+                         reverse-diffusion or Euler-Maruyama predictor step        (Alg. 1; app. G)
     ProbabilityFlow      eq. 13 by core.dynamics.ode.odeint (RK4)
 
 and `pf_log_likelihood` gives log p(x) of the probability-flow ODE by the
@@ -101,8 +101,8 @@ class SDE(GaussianPath):
     def transition(self, t_from, t_to) -> tuple[float, float]:
         """(a, G) of the exact forward kernel x_{t_to} = a x_{t_from} + G z for t_from < t_to:
         a = alpha_to / alpha_from, G^2 = sigma_to^2 - a^2 sigma_from^2. For the VE SDE this is
-        Song et al.'s discretisation (eq. 9: G^2 = sigma_i^2 - sigma_{i-1}^2), for the VP SDE
-        DDPM's chain with a^2 = 1 - beta_i (eq. 10)."""
+        the SMLD chain's step (G^2 = sigma_i^2 - sigma_{i-1}^2), for the VP SDE DDPM's chain
+        with a^2 = 1 - beta_i (Song et al. sec. 3.4)."""
         s, t = _t(t_from).reshape(1), _t(t_to).reshape(1)
         a = float(self.alpha(t) / self.alpha(s))
         G2 = float(self.sigma(t) ** 2 - a**2 * self.sigma(s) ** 2)
@@ -110,7 +110,7 @@ class SDE(GaussianPath):
 
 
 class VPSDE(SDE):
-    """Variance preserving: DDPM in continuous time (Song et al. eq. 11, 32)."""
+    """Variance preserving: DDPM in continuous time (Song et al. sec. 3.4)."""
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
         if not 0 < beta_min <= beta_max:
@@ -155,7 +155,7 @@ class VPSDE(SDE):
 
 
 class VESDE(SDE):
-    """Variance exploding: NCSN's noise levels in continuous time (Song et al. eq. 30)."""
+    """Variance exploding: NCSN's noise levels in continuous time (Song et al. sec. 3.4)."""
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 10.0):
         if not 0 < sigma_min < sigma_max:
@@ -261,7 +261,7 @@ def euler_maruyama_step(sde: SDE, score_fn: ScoreFn, x, t: float, s: float, z, l
 
 
 def reverse_diffusion_step(sde: SDE, score_fn: ScoreFn, x, t: float, s: float, z, last: bool):
-    """Song et al. eq. 46: reverse the forward kernel x_t = a x_s + G z over (s, t),
+    """Reverse diffusion (Song et al. sec. 4.2, app. E): reverse the forward kernel x_t = a x_s + G z over (s, t),
     x_s = x_t - (a - 1) x_t + G^2 score(x_t, t) + G z; the last step adds no noise."""
     a, G = sde.transition(s, t)
     x_mean = x - (a - 1) * x + G**2 * score_fn(x, _at(t, x))
@@ -283,8 +283,9 @@ class EulerMaruyama(Sampler):
 
 @dataclasses.dataclass
 class PredictorCorrector(Sampler):
-    """Song et al. Alg. 1 (VE) and 2 (VP): at each t, `corrector_steps` Langevin steps at p_t
-    (Alg. 4, 5), then one predictor step to the next time.
+    """Predictor-corrector sampling (Song et al. Alg. 1; its VE and VP forms and their Langevin
+    correctors in app. G): at each t, `corrector_steps` Langevin steps at p_t, then one
+    predictor step to the next time.
 
     Langevin corrector with signal-to-noise ratio r (snr): with z ~ N(0, I) and s = score(x, t),
     eps = 2 a (r ||z|| / ||s||)^2 (norms averaged over the points) and x <- x + eps s + sqrt(2 eps) z,

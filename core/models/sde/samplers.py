@@ -2,7 +2,7 @@
 
     em     Euler-Maruyama on the reverse-time SDE
     pc     predictor-corrector: Langevin corrector steps at signal-to-noise ratio snr, then a
-           reverse-diffusion (or Euler-Maruyama) predictor step, Song et al. 2021 Alg. 1 and 2
+           reverse-diffusion (or Euler-Maruyama) predictor step, Song et al. 2021 Alg. 1 and app. G
     ode    the probability-flow ODE by RK4, deterministic
 
 The samplers themselves are core.dynamics.sde's, shared with any model that has a score.

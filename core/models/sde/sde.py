@@ -53,7 +53,7 @@ class ScoreSDEConfig:
     snr: float = param(0.16, lo=1e-3, hi=1.0, live=True, when=("sampler", "pc"),
                        help="signal-to-noise ratio r of the Langevin corrector's step")
     predictor: str = param("reverse_diffusion", choices=tuple(PREDICTORS), live=True, when=("sampler", "pc"),
-                           help="predictor of pc: reverse_diffusion (Song et al. eq. 46) or euler_maruyama")
+                           help="predictor of pc: reverse_diffusion (the forward kernel reversed) or euler_maruyama")
     corrector_steps: int = param(1, lo=0, hi=10, live=True, when=("sampler", "pc"), help="Langevin corrector steps per time step")
     ode_steps: int = param(100, lo=4, hi=2000, live=True, help="RK4 steps of the probability-flow ODE in log_prob")
 
