@@ -91,11 +91,12 @@ def sketch_to_points(value, box=BOX, cell: float = CELL) -> tuple[np.ndarray, np
     (x0, _), (y0, _) = box
     while True:
         ij = np.floor((xy - [x0, y0]) / cell).astype(np.int64)  # (n, 2) cell of each ink pixel
-        cells, which = np.unique(ij, axis=0, return_inverse=True)
-        if len(cells) <= MAX_POINTS:
+        key = ij[:, 0] * (1 << 32) + ij[:, 1]  # one integer per cell: a 1D unique is much faster
+        keys, first, which = np.unique(key, return_index=True, return_inverse=True)
+        if len(keys) <= MAX_POINTS:
             break
-        cell *= 1.05 * math.sqrt(len(cells) / MAX_POINTS)
-    which = which.reshape(-1)
+        cell *= 1.05 * math.sqrt(len(keys) / MAX_POINTS)
+    cells, which = ij[first], which.reshape(-1)
     count = np.bincount(which)
     points = np.stack([np.bincount(which, xy[:, d]) / count for d in (0, 1)], axis=1)  # (m, 2) mean ink
     if len(points) < MIN_POINTS:

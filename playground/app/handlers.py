@@ -81,7 +81,7 @@ def on_load(session: Session, request: gr.Request | None = None) -> dict:
         session.notify(f"⚠️ {msg}", seconds=20)
     code = params.pop(D.QUERY_KEY, None)
     model, dataset, settings, problems = decode_query(params)
-    shown = {}
+    restored = {}
     if code is not None:
         try:
             data = DrawnPoints.decode(code)
@@ -89,9 +89,9 @@ def on_load(session: Session, request: gr.Request | None = None) -> dict:
             problems.append(f"the drawing in the link was not used: {e}")
         else:
             dataset = _keep_drawing(session, data)
-            shown = _drawing_shown(data)
+            restored = _drawing_shown(data)
     out = _show(session, model, dataset, settings)
-    out.update(shown)
+    out.update(restored)
     if problems:
         msg = "Some settings in the link were not used: " + "; ".join(problems)
         gr.Warning(msg)
