@@ -1,0 +1,167 @@
+"""Score-based views: the learned score beside the exact one, and the Langevin chains.
+
+Trace keys (core.models.score): score_field (G*G, 2) the learned score s_theta on the plane
+grid at the level field_level (2,) = (alpha, sigma), which the view's sigma slider sets for
+ncsn (dsm and ssm learn one level, their own sigma, and draw it whatever the slider);
+chain (S+1, n, D) the sampler's states from x_0 to the samples, with chain_sigma (S+1,)
+the noise level of the score each state was drawn with. The page adds the exact score of
+the data at field_level as snapshot["true_score_field"] (G*G, 2) where the dataset has one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import draw as V
+from ..draw import digits as D
+from . import Control, ExportPicture, FamilyView, Panel
+
+PARTICLES = 100
+PATH_POINTS = 60
+FIELD_ARROWS = 15  # per side of the coarse grid
+ARROW_POWER = 0.5  # |score| grows far from the data; a square root keeps the arrows near it visible
+
+
+def relative_error(learned: np.ndarray, exact: np.ndarray) -> float:
+    """sum |s_theta - s|^2 / sum |s|^2 over the grid points where both are finite."""
+    ok = np.isfinite(learned).all(1) & np.isfinite(exact).all(1)
+    den = float((exact[ok] ** 2).sum())
+    return float(((learned[ok] - exact[ok]) ** 2).sum()) / den if den > 0 else float("nan")
+
+
+def _level(tr: dict) -> str:
+    lv = V.optional(tr, "field_level")
+    if lv is None or lv.size != 2 or not np.isfinite(lv).all():
+        return ""
+    a, s = (float(v) for v in lv.reshape(-1))
+    return f" at σ = {s:.3g}" if abs(a - 1) < 1e-6 else f" at α = {a:.3g}, σ = {s:.3g}"
+
+
+def _field_traces(vec: np.ndarray, box, g: int, s: str, name: str, color: str, top: float) -> list:
+    xs, ys = V.grid_axes(box, g)
+    sub = V.pick(g, FIELD_ARROWS)
+    gx, gy = np.meshgrid(xs[sub], ys[sub])  # row-major like the grid: row i is y = ys[i]
+    origins = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+    v = vec.reshape(g, g, 2)[np.ix_(sub, sub)].reshape(-1, 2)
+    mag = np.linalg.norm(vec.reshape(g, g, 2), axis=-1)
+    spacing = (box[0][1] - box[0][0]) / max(len(sub) - 1, 1)
+    out = [V.on_axes(V.heatmap(mag, box, V.MAGNITUDE_SCALE, 0, top, f"|{name}|", hover="|s|"), s)]
+    out += [V.on_axes(t, s) for t in V.arrows(origins, v, 0.9 * spacing, color, name, power=ARROW_POWER)]
+    return out
+
+
+def field(snapshot: dict, ctx: dict, uirev: str):
+    tr = snapshot.get("traces", {})
+    if V.is_image(ctx, snapshot):
+        raise V.Unavailable("The score field is drawn for 2D data; for digits, watch the Langevin chains.")
+    learned = V.array(tr, "score_field", "the learned score field")
+    exact = snapshot.get("true_score_field")
+    exact = np.asarray(exact, dtype=np.float64) if exact is not None else None
+    if exact is not None and exact.shape != learned.shape:
+        exact = None
+    g = V.grid_side(learned, ctx)
+    box = V.bounds_of(ctx, V.data_points(snapshot))
+    mags = [np.linalg.norm(learned, axis=1)] + ([np.linalg.norm(exact, axis=1)] if exact is not None else [])
+    top = float(np.nanpercentile(np.concatenate(mags), 99))
+    top = top if np.isfinite(top) and top > 0 else 1.0
+    fields = [(learned, "learned s_θ(x)", "#444444")]
+    if exact is not None:
+        fields.append((exact, "exact ∇ log p_σ(x)", V.REAL))
+    suffixes = ["" if i == 0 else str(i + 1) for i in range(len(fields))]
+    data = []
+    x_r = V.data_points(snapshot)
+    for (vec, name, color), s in zip(fields, suffixes):
+        data += _field_traces(vec, box, g, s, name, color, top)
+        if x_r is not None:
+            data.append(V.on_axes(V.scatter(x_r, V.REAL, "data", 2.5, 0.3, legend=False), s))
+    if exact is not None:
+        note = f"relative error on the plane Σ|s_θ − s|² / Σ|s|² = {relative_error(learned, exact):.3g}"
+    else:
+        note = "this dataset has no exact score to compare with"
+    metric = (snapshot.get("metrics") or {}).get("score_error")
+    if isinstance(metric, (int, float)) and np.isfinite(metric):
+        note += f"; score_error over the data = {metric:.3g}"
+    note += "; arrow length ∝ √|s|, shade ∝ |s|"
+    title = f"Score{_level(tr)}: learned" + (" beside exact" if exact is not None else "")
+    layout = V.base_layout(title, uirev, legend=False, note=note)
+    suffixes = V.strip_layout(layout, [box] * len(fields), [name for _, name, _ in fields], ticks=True)
+    return V.figure(data, layout)
+
+
+def chains(snapshot: dict, ctx: dict, uirev: str):
+    tr = snapshot.get("traces", {})
+    traj = V.array(tr, "chain", "the Langevin chains")
+    if V.is_image(ctx, snapshot):
+        return D.samples_view(snapshot, ctx, uirev, what="the last state of the Langevin chains", points=traj[-1])
+    steps = V.pick(traj.shape[0], PATH_POINTS)
+    k = min(PARTICLES, traj.shape[1])
+    paths = np.stack([V.points2d(traj[i, :k], "chain") for i in steps], 1)  # (k, steps, 2)
+    x_r = V.data_points(snapshot)
+    box = V.bounds_of(ctx, x_r)
+    px, py = V.polylines(paths)
+    data = [V.scatter(x_r, V.REAL, "data", 4, 0.3)] if x_r is not None else []
+    data += [V.lines(px, py, "rgba(123, 50, 148, 0.28)", "chains", width=0.9, legend=True),
+             V.scatter(paths[:, 0], V.NEUTRAL, "start x₀", 3, 0.7),
+             V.scatter(paths[:, -1], V.GEN, "end: samples", 4.5, 0.9)]
+    sig = V.optional(tr, "chain_sigma")
+    what = "Langevin"
+    if sig is not None and sig.size == traj.shape[0] and np.isfinite(sig).all():
+        lo, hi = float(sig.min()), float(sig.max())
+        what = f"annealed Langevin, σ {hi:.3g} → {lo:.3g}" if hi > lo * (1 + 1e-6) else f"Langevin at σ = {lo:.3g}"
+    layout = V.base_layout(f"Sampler: {k} chains ({what})", uirev, note=V.hidden_note(paths[:, -1]))
+    V.plane_axes(layout, box)
+    return V.figure(data, layout)
+
+
+def _export_samples(traces: dict):
+    s = V.optional(traces, "chain")
+    return None if s is None else s[-1]
+
+
+EQUATIONS = r"""
+### Score-based models: learn $\nabla_x \log p$, then follow it
+
+A score model learns $s_\theta(x) \approx \nabla_x \log p_\sigma(x)$, the score of the data blurred by noise,
+$p_\sigma = p_\text{data} * \mathcal{N}(0, \sigma^2 I)$, without ever knowing $p$ itself, and samples by
+Langevin dynamics with step $\epsilon$:
+
+$$x_{k+1} = x_k + \tfrac{\epsilon}{2}\, s_\theta(x_k) + \sqrt{\epsilon}\, z_k, \qquad z_k \sim \mathcal{N}(0, I).$$
+
+**dsm** (Vincent 2011) minimises, at one level $\sigma$, with $\tilde x = x + \sigma \epsilon$,
+
+$$\mathcal{L}_\text{DSM} = \tfrac{1}{D}\,\mathbb{E}\,\big\lVert \sigma\, s_\theta(\tilde x) + \epsilon \big\rVert^2,$$
+
+whose minimiser is the score of $p_\sigma$ (the $\sigma^2$ weight makes it about 1 untrained).
+
+**ssm** (Song et al. 2019) minimises score matching's $\mathbb{E}\big[\operatorname{tr} \nabla_x s_\theta + \tfrac12 \lVert s_\theta \rVert^2\big]$
+with random directions $v$, $\mathbb{E}[v v^\top] = I$, in place of the trace:
+
+$$\mathcal{L}_\text{SSM} = \mathbb{E}_{x, v}\big[v^\top \nabla_x s_\theta(x)\, v + \tfrac12 (v^\top s_\theta(x))^2\big],$$
+
+and its variance-reduced form (variant *vr*) puts $\tfrac12 \lVert s_\theta(x) \rVert^2$ for the second term. It trains on the data
+plus a little noise $\sigma$ (default 0.05) for stability, so it too learns the score of $p_\sigma$.
+
+**ncsn** (Song & Ermon 2019) conditions one network on the level, $s_\theta(x, \sigma)$, over a geometric ladder
+$\sigma_1 > \dots > \sigma_L$, and minimises $\tfrac1D \mathbb{E}_{i}\,\mathbb{E} \lVert \sigma_i s_\theta(\tilde x, \sigma_i) + \epsilon \rVert^2$; it samples by
+annealed Langevin, $T$ steps at each level with step $\alpha_i = \epsilon\, \sigma_i^2 / \sigma_L^2$, from wide to narrow.
+
+**What you see**
+- `loss` is the model's objective above; `score_error` (where the data's score is known) is the relative Fisher divergence
+  $\mathbb{E}\lVert s_\theta - \nabla \log p_\sigma \rVert^2 / \mathbb{E}\lVert \nabla \log p_\sigma \rVert^2$ at the model's levels: 0 is the exact score.
+- *Score field*: the learned score on the plane (left) beside the exact score of the data at the same level (right), with their
+  relative error over the plane. For ncsn the slider σ picks the level; dsm and ssm learn one level, their own σ, and show it whatever the slider.
+- *Sampler*: chains from their start (grey) to samples (purple) over the data (green).
+"""
+
+VIEW = FamilyView(
+    family="score",
+    panels=(
+        Panel("score_field", "Learned vs exact score", field, wide=True, data=("points",), needs=("score_field",)),
+        Panel("score_chains", "Langevin chains", chains, needs=("chain",)),
+    ),
+    controls=(Control("sigma", "noise level σ of the score field", 0.05, 2.0, 0.01, 0.1,
+                      "ncsn draws its score at this σ; dsm and ssm always draw their own σ"),),
+    equations=EQUATIONS.strip(),
+    export=ExportPicture(_export_samples),
+    showcase=("ncsn", "eight_gaussians"),
+)
