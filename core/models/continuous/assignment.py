@@ -10,8 +10,9 @@ The solver is the Hungarian method in its shortest-augmenting-path form (Kuhn
 1955; Munkres 1957; Jonker & Volgenant 1987): rows are added one at a time, and
 each is joined by a Dijkstra-like search over reduced costs C[i, j] - u_i - v_j,
 kept non-negative by the dual potentials u, v. O(n^3) in all; the scan over
-columns is vectorised, so a batch of 256 points takes a few tens of milliseconds.
-Unlike Sinkhorn's entropic plan, the answer is exact.
+columns is vectorised, and on one CPU core 128 points took about 0.05 s, 256
+points about 0.2 s (so OT pairs make a flow-matching step several times slower
+at the default batch). Unlike Sinkhorn's entropic plan, the answer is exact.
 """
 
 from __future__ import annotations
