@@ -20,19 +20,19 @@ register_family("score", "Score-based models", order=45)
 register_model(
     "dsm", DSM, DSMConfig,
     summary="Denoising score matching (Vincent 2011): learn the score of the data blurred by one noise level, sample by Langevin dynamics",
-    train={"lr": 1e-3, "batch_size": 512, "steps": 3000},
+    train={"lr": 1e-3, "batch_size": 512, "steps": 5000},
     quality=Quality("mmd", 2.0, scale="floor"),
 )
 register_model(
     "ssm", SSM, SSMConfig,
     summary="Sliced score matching (Song et al. 2019): score matching with random projections, sample by Langevin dynamics",
-    train={"lr": 1e-3, "batch_size": 512, "steps": 3000},
+    train={"lr": 1e-3, "batch_size": 512, "steps": 5000},
     quality=Quality("mmd", 2.0, scale="floor"),
 )
 register_model(
     "ncsn", NCSN, NCSNConfig,
     summary="Noise-conditional score network (Song & Ermon 2019): one score network over a ladder of noise levels, annealed Langevin sampling",
-    train={"lr": 1e-3, "batch_size": 512, "steps": 3000},
+    train={"lr": 1e-3, "batch_size": 512, "steps": 5000},
     quality=Quality("mmd", 2.0, scale="floor"),
 )
 
