@@ -14,8 +14,8 @@ LSGAN's targets 0 and 1, objectives.py), tied by cycle consistency (eq. 2):
 
 (eq. 3 with the paper's least-squares losses; lambda = 10 in the paper, and the identity
 weight is 0.5 lambda where it is used). G and F take one Adam step together, then each
-discriminator one. The paper's buffer of 50 past generated images for D is left out: on
-2D points with batches of hundreds it made no difference we could see.
+discriminator one. The paper's buffer of 50 past generated images for D is left out: each
+discriminator sees the current maps' outputs only.
 
 sample(n) = G(a) for fresh a ~ A, so the run's sample metrics compare G(A) with B.
 There is no density: log_prob raises LogProbUnavailable.
