@@ -76,6 +76,11 @@ def synthetic(family: str, seed: int = 0, d: int = 2) -> dict:
               "ll_history": -3 + np.log1p(np.arange(20, dtype=np.float32)) / 10, "ll_steps": np.arange(1, 21, dtype=np.float32)}
         if d == 2:
             tr["log_density"] = (-0.5 * (grid**2).sum(1) - math.log(2 * math.pi)).astype(np.float32)
+    elif family == "score":
+        tr = {"chain": f32(21, n, d), "chain_sigma": np.geomspace(1.0, 0.1, 21).astype(np.float32),
+              "field_level": np.array([1.0, 0.1], dtype=np.float32)}
+        if d == 2:
+            tr["score_field"] = f32(G * G, 2)
     elif family == "sde":
         tr = {"trajectory": f32(41, n, d), "trajectory_t": np.linspace(1, 1e-3, 41).astype(np.float32),
               "forward": f32(6, n, d), "forward_t": np.linspace(0, 1, 6).astype(np.float32),

@@ -127,7 +127,8 @@ def test_equations_cover_every_family_and_name_the_terms():
     terms = {"flow": ["nll", "log_det"], "gan": ["loss_D", "loss_G"], "vae": ["recon", "kl", "elbo"],
              "diffusion": ["loss"], "continuous": ["loss", "cfm", "pair_cost", "nll", "kinetic"],
              "ebm": ["loss", "cd", "E_data", "E_model"], "autoregressive": ["loss", "nll"],
-             "mixture": ["loss", "log_likelihood", "objective"]}
+             "mixture": ["loss", "log_likelihood", "objective"], "score": ["loss", "score_error"],
+             "sde": ["loss", "dsm", "score_error"]}
     for family, text in EQUATIONS.items():
         assert text.count("$$") >= 2 and text.count("$$") % 2 == 0, family
         assert text.count("$") % 2 == 0, family
