@@ -109,9 +109,11 @@ def cmd_list(args) -> int:
             _print_settings("  training (--steps, --batch-size, --lr, --seed, or --set):", registry.train_config(name))
         return 0
     print("models:")
-    for name in registry.model_names():
+    names = registry.model_names()
+    w_name, w_family = max(map(len, names)), max(len(registry.MODELS[n].family) for n in names)
+    for name in names:
         spec = registry.MODELS[name]
-        print(f"  {name:<10} {spec.family:<10} {spec.summary}")
+        print(f"  {name:<{w_name}} {spec.family:<{w_family}} {spec.summary}")
     print("datasets:")
     for name, spec in registry.DATASETS.items():
         print(f"  {name:<22} {spec.summary}")
