@@ -15,7 +15,7 @@ register_model(
     "ebm", EBM, EBMConfig,
     summary="EBM (Du & Mordatch 2019): an energy E(x), p ~ exp(-E), trained by contrastive divergence with "
             "Langevin negatives from a replay buffer; density by grid normalisation",
-    train={"lr": 1e-3, "batch_size": 256, "steps": 3000, "lr_schedule": "cosine"},
+    train={"lr": 1e-3, "batch_size": 256, "steps": 6000, "lr_schedule": "cosine"},
     quality=Quality("kl", 0.1),
 )
 

@@ -41,7 +41,7 @@ for _name in LOSSES:
 _SAMPLE_TARGET = Quality("mmd", 2.0, scale="floor")
 register_model("cyclegan", CycleGAN, CycleGANConfig,
                "CycleGAN (Zhu et al. 2017): translates a source 2D dataset into the chosen one, cycle-consistently",
-               train={"lr": 1e-3, "batch_size": 256, "steps": 5000}, quality=_SAMPLE_TARGET,
+               train={"lr": 1e-3, "batch_size": 256, "steps": 8000}, quality=_SAMPLE_TARGET,
                cycle_weight=2.0)  # the paper's 10 holds G(A) back from B's modes on the 2D toys
 register_model("bigan", BiGAN, BiGANConfig,
                "BiGAN (Donahue et al. 2017) / ALI: generator, encoder, and a discriminator on (x, z) pairs",
