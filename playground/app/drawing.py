@@ -50,13 +50,13 @@ def ink_mask(value) -> np.ndarray:
     0..255. Under a transparent pixel the colour is arbitrary, so alpha decides.
     """
     if value is None:
-        raise DataError("nothing is drawn yet: draw strokes or dab points in the box first")
+        raise DataError("nothing is drawn yet: pick the brush (✎) and draw strokes or dab points in the box first")
     if isinstance(value, dict):
         images = [value.get("composite")] if value.get("composite") is not None else \
             [value.get("background"), *(value.get("layers") or [])]
         images = [im for im in images if im is not None]
         if not images:
-            raise DataError("nothing is drawn yet: draw strokes or dab points in the box first")
+            raise DataError("nothing is drawn yet: pick the brush (✎) and draw strokes or dab points in the box first")
         masks = [ink_mask(im) for im in images]
         if len({m.shape for m in masks}) != 1:
             raise DataError("the sketch's layers have different sizes; clear the canvas and draw again")
@@ -86,7 +86,7 @@ def sketch_to_points(value, box=BOX, cell: float = CELL) -> tuple[np.ndarray, np
     mask = ink_mask(value)
     rows, cols = np.nonzero(mask)
     if rows.size == 0:
-        raise DataError("nothing is drawn yet: draw strokes or dab points in the box first")
+        raise DataError("nothing is drawn yet: pick the brush (✎) and draw strokes or dab points in the box first")
     xy = pixels_to_plane(rows, cols, mask.shape, box)  # (n, 2)
     (x0, _), (y0, _) = box
     while True:

@@ -100,7 +100,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                                                        file_types=[".csv", ".npy"])
                         with gr.Accordion("Draw your own data", open=False):
                             ui["sketch"] = gr.Sketchpad(
-                                label="the box [-4, 4]² (y up): draw strokes or dab points", type="numpy",
+                                label="the box [-4, 4]² (y up): pick the brush ✎, then draw strokes or dab points", type="numpy",
                                 image_mode="RGBA", canvas_size=(D.CANVAS, D.CANVAS), fixed_canvas=True, layers=False,
                                 transforms=(), format="png",  # lossless: a restored drawing reads back exactly
                                 brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=6))
