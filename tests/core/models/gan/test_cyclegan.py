@@ -42,7 +42,15 @@ def _model(**cfg) -> CycleGAN:
 def test_the_sources_are_registered_2d_datasets():
     for name in SOURCES:
         assert registry.load_dataset(name).shape == (2,), name
-    assert set(SOURCES) == {n for n in registry.dataset_names() if registry.load_dataset(n).shape == (2,)}
+    assert set(SOURCES) == {n for n in registry.dataset_names() if _loads_as_points(n)}
+
+
+def _loads_as_points(name: str) -> bool:
+    """A built-in dataset of 2D points; one that needs files absent here (MNIST) is not a source."""
+    try:
+        return registry.load_dataset(name).shape == (2,)
+    except DataError:
+        return False
 
 
 def test_cycle_loss_is_zero_for_an_exact_inverse_pair_and_the_l1_gap_otherwise():
