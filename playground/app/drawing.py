@@ -160,7 +160,8 @@ def preview_figure(data: DrawnPoints | None, resolution: int = 60):
     grid, xs, ys = plane_grid(BOX, resolution)
     z = data.log_prob(grid).exp().reshape(resolution, resolution).numpy()
     traces = [dict(type="contour", x=xs.numpy(), y=ys.numpy(), z=z, showscale=False, ncontours=12,  # noqa: C408
-                   colorscale="Blues", contours={"coloring": "fill", "showlines": False}, hoverinfo="skip",
+                   colorscale="Blues", reversescale=True,  # plotly's Blues runs dark to light: low density light
+                   contours={"coloring": "fill", "showlines": False}, hoverinfo="skip",
                    name="density")]
     pts, strokes = data.points.numpy(), data.strokes.numpy()
     for s in np.unique(strokes)[:len(_COLOURS)]:

@@ -99,8 +99,10 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                         ui["upload"] = gr.UploadButton("Upload your own points (.csv or .npy, N x 2)", size="sm",
                                                        file_types=[".csv", ".npy"])
                         with gr.Accordion("Draw your own data", open=False):
+                            gr.Markdown("Pick the brush ✎ in the pad, then draw strokes or dab points: the pad is the "
+                                        "box [-4, 4]², y up.")
                             ui["sketch"] = gr.Sketchpad(
-                                label="the box [-4, 4]² (y up): pick the brush ✎, then draw strokes or dab points", type="numpy",
+                                label="the box [-4, 4]²", type="numpy",
                                 image_mode="RGBA", canvas_size=(D.CANVAS, D.CANVAS), fixed_canvas=True, layers=False,
                                 transforms=(), format="png",  # lossless: a restored drawing reads back exactly
                                 brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=6))
