@@ -15,22 +15,9 @@ import numpy as np
 
 from .. import draw as V
 from ..draw import digits as D
+from ..draw import fields as F
 from . import ExportPicture, FamilyView, Panel
 from . import diffusion as diff
-
-FIELD_ARROWS = 15  # per side of the coarse grid
-ARROW_POWER = 0.5  # arrow length grows as sqrt(|s|): the score is large far from the data
-
-
-def relative_error(learned: np.ndarray, exact: np.ndarray) -> float:
-    """sum |s_theta - s|^2 / sum |s|^2 over the grid points where both are finite."""
-    ok = np.isfinite(learned).all(1) & np.isfinite(exact).all(1)
-    if not ok.any():
-        return float("nan")
-    num = ((learned[ok].astype(np.float64) - exact[ok]) ** 2).sum()
-    den = (exact[ok].astype(np.float64) ** 2).sum()
-    return float(num / den) if den > 0 else float("nan")
-
 
 def _level(tr: dict) -> str:
     t, level = V.optional(tr, "field_t"), V.optional(tr, "field_level")
@@ -41,54 +28,11 @@ def _level(tr: dict) -> str:
     return out
 
 
-def _arrows_on(vec: np.ndarray, box, g: int, s: str, name: str, color: str, top: float) -> list:
-    """|vec| as a shade and vec as arrows on a coarse subgrid, on axis pair s."""
-    xs, ys = V.grid_axes(box, g)
-    sub = V.pick(g, FIELD_ARROWS)
-    gx, gy = np.meshgrid(xs[sub], ys[sub])  # row-major like the grid: row i is y = ys[i]
-    origins = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
-    v = vec.reshape(g, g, 2)[np.ix_(sub, sub)].reshape(-1, 2)
-    mag = np.linalg.norm(vec.reshape(g, g, 2), axis=-1)
-    spacing = (box[0][1] - box[0][0]) / max(len(sub) - 1, 1)
-    out = [V.on_axes(V.heatmap(mag, box, V.MAGNITUDE_SCALE, 0, top, f"|{name}|", hover="|s|"), s)]
-    return out + [V.on_axes(a, s) for a in V.arrows(origins, v, 0.9 * spacing, color, name, power=ARROW_POWER)]
-
-
 def field(snapshot: dict, ctx: dict, uirev: str):
-    tr = snapshot.get("traces", {})
     if V.is_image(ctx, snapshot):
         raise V.Unavailable("The score field is drawn for 2D data; for digits, watch the reverse process.")
-    learned = V.array(tr, "score_field", "the learned score field")
-    exact = snapshot.get("true_score_field")
-    exact = np.asarray(exact, dtype=np.float64) if exact is not None else None
-    if exact is not None and exact.shape != learned.shape:
-        exact = None
-    g = V.grid_side(learned, ctx)
-    box = V.bounds_of(ctx, V.data_points(snapshot))
-    mags = [np.linalg.norm(learned, axis=1)] + ([np.linalg.norm(exact, axis=1)] if exact is not None else [])
-    top = float(np.nanpercentile(np.concatenate(mags), 99))
-    top = top if np.isfinite(top) and top > 0 else 1.0
-    panels = [(learned, "learned s_θ(x, t)", "#444444")]
-    if exact is not None:
-        panels.append((exact, "exact ∇ log p_t(x)", V.REAL))
-    layout_suffixes = ["" if i == 0 else str(i + 1) for i in range(len(panels))]
-    x_r = V.data_points(snapshot)
-    data = []
-    for (vec, name, color), s in zip(panels, layout_suffixes):
-        data += _arrows_on(vec, box, g, s, name, color, top)
-        if x_r is not None:
-            data.append(V.on_axes(V.scatter(x_r, V.REAL, "data", 2.5, 0.3, legend=False), s))
-    if exact is not None:
-        note = f"relative error on the plane Σ|s_θ − s|² / Σ|s|² = {relative_error(learned, exact):.3g}"
-    else:
-        note = "this dataset has no exact score to compare with"
-    metric = (snapshot.get("metrics") or {}).get("score_error")
-    if isinstance(metric, (int, float)) and np.isfinite(metric):
-        note += f"; score_error over the noised data = {metric:.3g}"
-    note += "; arrow length ∝ √|s|, shade ∝ |s|"
-    layout = V.base_layout(f"Score{_level(tr)}", uirev, legend=False, note=note)
-    V.strip_layout(layout, [box] * len(panels), [name for _, name, _ in panels], ticks=True)
-    return V.figure(data, layout)
+    return F.score_beside_exact(snapshot, ctx, uirev, f"Score{_level(snapshot.get('traces', {}))}",
+                                "learned s_θ(x, t)", "exact ∇ log p_t(x)", metric_where="the noised data")
 
 
 def reverse(snapshot: dict, ctx: dict, uirev: str):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from playground.views import all_controls, render_panel, view_for
-from playground.views.score import relative_error
+from playground.draw.fields import relative_error
 from tests.playground.views.helpers import BOX, G, N, ctx, message, plane_grid, trace
 
 

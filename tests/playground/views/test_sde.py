@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from playground.views import all_controls, render_panel, view_for
-from playground.views.sde import relative_error
+from playground.draw.fields import relative_error
 from tests.playground.views.helpers import BOX, ctx, message, plane_grid, synthetic, trace
 
 
