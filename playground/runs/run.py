@@ -254,11 +254,13 @@ class Run:
             snap = {"step": 0, "time": 0.0, "error": f"{type(e).__name__}: {e}"}
         snap.setdefault("final", False)
         snap["status"] = self.trainer.status
+        self._attach_true_score(snap)
         with self._lock:
             if self.latest is None:  # training may already have sent a newer one
                 self._store(snap)
 
     def _on_snapshot(self, snap: dict) -> None:
+        self._attach_true_score(snap)  # outside the lock: a new level takes a grid of exact scores
         with self._lock:
             if "traces" not in snap and self.latest is not None:
                 # the view failed for this copy: keep the last picture, report the error
@@ -270,7 +272,6 @@ class Run:
                 self.manager.release(self)
 
     def _store(self, snap: dict) -> None:
-        self._attach_true_score(snap)
         self.latest = snap
         self.seq += 1
         now = time.monotonic()
