@@ -146,9 +146,10 @@ def cmd_train(args) -> int:
     overrides = {k: v for k, v in args.settings if k in train_fields}  # --set n_data=..., grad_clip=...
     overrides.update({k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
                                         ("seed", args.seed)) if v is not None})
-    train_cfg = registry.train_config(args.model, overrides)
-    device = resolve_device(args.device)
     dataset = registry.load_dataset(args.data)
+    registry.check_fits(args.model, dataset.shape)
+    train_cfg = registry.train_config(args.model, overrides, registry.data_kind(dataset.shape))
+    device = resolve_device(args.device)
     torch.manual_seed(train_cfg.seed)
     model = registry.build_model(args.model, dataset.shape, {k: v for k, v in args.settings if k not in train_fields})
     if args.n_samples < 1:

@@ -26,7 +26,10 @@ What the trainer used to infer from a family's name, a model declares:
 `ema_decay()` (an exponential moving average of the weights that pictures
 and samples use), `view_state()` (a small piece of state beside the weights
 that the pictures need) and `batch_fields` (what a batch carries), with
-`own_data(n, seed)` for fields it draws itself (a CycleGAN's source domain).
+`own_data(n, seed)` for fields it draws itself (a CycleGAN's source domain),
+`data_kinds` (points, images or both) and `pixels`, how it reads images
+(core.data.pixels: grey levels, binarized, dequantized). On images sample(n)
+returns grey levels in [0, 1], whatever range the network works in.
 A model that learns a score declares `score_levels()`, the noise levels it
 learns it at, and `score_at(x, alpha, sigma)`; its score is then compared
 with the data's exact score while it trains (core.metrics.score_error).
@@ -93,6 +96,10 @@ class GenerativeModel(nn.Module):
     density_note: ClassVar[str] = ""  # e.g. "IWAE estimate": how log_prob is computed, if not exactly
     batch_fields: ClassVar[tuple] = ("x",)  # what a training batch carries (core.data.base.TrainingData)
     data_kinds: ClassVar[tuple] = ("points", "images")  # which data the model is built for
+    # How it reads images in [0, 1] (core.data.pixels): "grey", "binary" (redrawn every batch),
+    # "threshold" or "dequantized"; its loss applies pixels.view itself, its log_prob on images
+    # takes that view, and its NLL is reported in nats (bits/dim) of the discrete digit.
+    pixels: ClassVar[str] = "grey"
     # Trace key -> dims, checked by check_traces. A dim is a number, "D" (the flat data
     # dimension), "x" (the data shape, *data_shape), "n" (the points given to traces), "G"
     # (the grid's points), or another name, optionally with "+1" or "-1": every use of one

@@ -61,6 +61,25 @@ class Quality:
 
 
 @dataclasses.dataclass(frozen=True)
+class Literature:
+    """A published figure for a model on MNIST: `value` in `unit` ("nats" per binarized digit, or
+    "bits/dim" on dequantized digits), as reported in `source`; the NLL chart draws it."""
+
+    value: float
+    unit: str
+    source: str
+
+    def __post_init__(self):
+        if self.unit not in ("nats", "bits/dim"):
+            raise ValueError(f"a literature figure is in nats or bits/dim, got {self.unit!r}")
+
+    @property
+    def metric(self) -> str:
+        """The metric key it sits beside: nll (nats) or bits_per_dim."""
+        return "nll" if self.unit == "nats" else "bits_per_dim"
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
     name: str
     cls: type
@@ -69,10 +88,18 @@ class ModelSpec:
     summary: str
     train: dict  # TrainConfig defaults that suit this model (lr, steps, batch_size)
     quality: Quality | None = None  # what `python -m core bench` trains it to, if anything
+    train_images: dict | None = None  # TrainConfig defaults on images, where they differ
+    literature: Literature | None = None  # the published NLL on MNIST
 
     @property
     def family(self) -> str:
         return self.cls.family
+
+    def train_for(self, kind: str) -> dict:
+        """TrainConfig defaults for data of `kind` ("points" or "images")."""
+        if kind == "images" and self.train_images is not None:
+            return dict(self.train_images)
+        return dict(self.train)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,17 +120,23 @@ def register_family(name: str, title: str, order: int) -> None:
 
 
 def register_model(name: str, cls: type, config_cls: type, summary: str, train: dict | None = None,
-                   quality: Quality | None = None, **defaults) -> None:
+                   quality: Quality | None = None, train_images: dict | None = None,
+                   literature: Literature | None = None, **defaults) -> None:
     """Register `cls` under `name`; `defaults` are config overrides for this variant.
 
     The family is the class's own `family`, which its package must have registered first.
+    train: TrainConfig defaults (lr, steps, batch_size); train_images: those on images, where
+    they differ; literature: the published NLL on MNIST, drawn beside the model's.
     """
     if cls.family not in FAMILIES:
         raise ValueError(f"{cls.__name__}.family = {cls.family!r} is not a registered family; "
                          f"call register_family first")
     C.make(config_cls, defaults)  # registered defaults must themselves be valid
     C.make(C.TrainConfig, train or {})
-    MODELS[name] = ModelSpec(name, cls, config_cls, dict(defaults), summary, dict(train or {}), quality)
+    if train_images is not None:
+        C.make(C.TrainConfig, train_images)
+    MODELS[name] = ModelSpec(name, cls, config_cls, dict(defaults), summary, dict(train or {}), quality,
+                             None if train_images is None else dict(train_images), literature)
 
 
 def register_dataset(name: str, factory: Callable, summary: str) -> None:
@@ -163,10 +196,30 @@ def model_config(name: str, overrides: dict | None = None):
     return C.make(spec.config_cls, overrides, **spec.defaults)
 
 
-def train_config(name: str, overrides: dict | None = None) -> C.TrainConfig:
-    """Trainer settings for `name`: the model's registered defaults, then overrides."""
+def data_kind(shape) -> str:
+    """"points" for vectors (D,), "images" for (C, H, W) or (H, W)."""
+    return "points" if len(tuple(shape)) == 1 else "images"
+
+
+def models_for(kind: str) -> list[str]:
+    """The registered models built for data of `kind`."""
+    return [n for n in model_names() if kind in MODELS[n].cls.data_kinds]
+
+
+def check_fits(name: str, data_shape) -> None:
+    """Refuse a model on data it is not built for, naming the models that fit."""
+    spec, kind = model_spec(name), data_kind(data_shape)
+    if kind not in spec.cls.data_kinds:
+        what = {"points": f"points of shape {tuple(data_shape)}", "images": f"images of shape {tuple(data_shape)}"}[kind]
+        built = " and ".join(spec.cls.data_kinds)
+        raise ConfigError(f"{name} is built for {built}, not {what}; models for {kind}: "
+                          f"{', '.join(models_for(kind))}")
+
+
+def train_config(name: str, overrides: dict | None = None, kind: str = "points") -> C.TrainConfig:
+    """Trainer settings for `name` on data of `kind`: the model's registered defaults, then overrides."""
     spec = model_spec(name)
-    return C.make(C.TrainConfig, overrides, **spec.train)
+    return C.make(C.TrainConfig, overrides, **spec.train_for(kind))
 
 
 def build_model(name: str, data_shape: tuple, overrides: dict | None = None):
@@ -176,6 +229,7 @@ def build_model(name: str, data_shape: tuple, overrides: dict | None = None):
 
 def build_from_config(name: str, data_shape: tuple, cfg):
     spec = model_spec(name)
+    check_fits(name, data_shape)
     C.validate(cfg)
     return spec.cls(tuple(data_shape), cfg)
 

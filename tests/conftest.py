@@ -11,6 +11,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # machine); the trainer's background threads still use the other core.
 torch.set_num_threads(1)
 os.environ.setdefault("PLAYGROUND_DATA", str(SHARED_DATA))
+# The tests never download: MNIST is beside the checkout or its tests skip.
+os.environ["PLAYGROUND_DOWNLOAD"] = "0"
 
 
 @pytest.fixture

@@ -89,6 +89,7 @@ class Dataset:
     labels_name: str | None = None
     # The data blurred by Gaussian noise has a known density and score (noised_log_prob, score).
     has_score: bool = False
+    note: str = ""  # what a person should know about the data (which split trains), shown beside it
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, *shape) samples; deterministic given the generator."""

@@ -88,7 +88,7 @@ class Run:
         self.train_settings = dict(train_settings or {})
         self.manager, self.owner = manager, owner
         self.family = registry.model_spec(model_name).family
-        self.train_cfg = registry.train_config(model_name, self.train_settings)
+        self.train_cfg = registry.train_config(model_name, self.train_settings, registry.data_kind(dataset.shape))
         torch.manual_seed(self.train_cfg.seed)
         self.model = registry.build_model(model_name, dataset.shape, self.model_settings)
         self.trainer = Trainer(self.model, dataset, self.train_cfg, device, transport="process")

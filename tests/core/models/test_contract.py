@@ -18,7 +18,7 @@ import torch
 from core import checkpoint, registry
 from core.config import TrainConfig, make
 from core.data.toy2d import plane_grid
-from core.errors import LogProbUnavailable
+from core.errors import ConfigError, LogProbUnavailable
 from core.model import check_traces
 from core.train import Engine
 from core.train.engine import training_data_for
@@ -184,3 +184,16 @@ def test_a_training_step_reads_nothing_back_from_the_device(name, kind):
             engine.step()
     assert not reads.calls, reads.calls
     assert engine.check() is not None  # the one read per log interval
+
+
+@pytest.mark.parametrize("name", registry.model_names())
+def test_a_model_is_refused_on_data_it_is_not_built_for_with_the_models_that_fit(name):
+    cls = registry.model_spec(name).cls
+    for kind, shape in KINDS.items():
+        if kind in cls.data_kinds:
+            continue
+        with pytest.raises(ConfigError) as e:
+            registry.build_model(name, shape)
+        fit = registry.models_for(kind)
+        assert fit and name not in fit and all(kind in registry.model_spec(m).cls.data_kinds for m in fit)
+        assert f"not {kind}" in str(e.value) and ", ".join(fit) in str(e.value)

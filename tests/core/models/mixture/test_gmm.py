@@ -136,7 +136,7 @@ def test_the_trainer_runs_em_as_an_update_phase_and_the_history_reaches_the_view
 
 
 def test_images_and_bad_settings_are_refused():
-    with pytest.raises(ConfigError, match="gmm fits points"):
+    with pytest.raises(ConfigError, match="gmm is built for points, not images"):
         registry.build_model("gmm", (1, 8, 8))
     for bad, needle in [({"K": 0}, "K=0 is out of range"), ({"init": "kmeans"}, "init='kmeans' is not allowed"),
                         ({"reg": -1.0}, "reg=-1.0 is out of range")]:
