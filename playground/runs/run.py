@@ -53,6 +53,16 @@ def view_context(dataset: Dataset, dataset_name: str, data: torch.Tensor, n: int
            "options": {}, "mode_std": dataset.mode_std, "labels_name": dataset.labels_name}
     if dataset.modes is not None:
         ctx["modes"] = to_numpy(dataset.modes)
+    # The trainer's data are training_set(n_data, seed); labelled_training_set draws the same
+    # rows with their labels (digits, mixture components), checked against the data shown.
+    try:
+        x, y = dataset.labelled_training_set(n_data, seed)
+        shown = data[:n].detach().cpu()
+        if x.shape[0] >= shown.shape[0] and torch.allclose(x[: shown.shape[0]].to(shown.dtype), shown):
+            if int(y.min()) >= 0:
+                ctx["labels"] = y[: shown.shape[0]].numpy()
+    except Exception:  # noqa: BLE001 - labels only colour points; without them the view still works
+        pass
     if tuple(dataset.shape) != (2,):
         return ctx
     from core.data.toy2d import plane_grid
@@ -63,16 +73,6 @@ def view_context(dataset: Dataset, dataset_name: str, data: torch.Tensor, n: int
             ctx["true_log_density"] = dataset.log_prob(grid).detach().cpu().numpy().astype(np.float64)
         except NotImplementedError:
             pass
-    # The trainer's points are training_set(n_data, seed); the same draw with labels
-    # gives the labels, when the dataset draws both the same way.
-    try:
-        x, y = dataset.sample_with_labels(n_data, torch.Generator().manual_seed(seed))
-        shown = data[:n].detach().cpu()
-        if x.shape[0] >= shown.shape[0] and torch.allclose(x[: shown.shape[0]].to(shown.dtype), shown):
-            if int(y.min()) >= 0:
-                ctx["labels"] = y[: shown.shape[0]].numpy()
-    except Exception:  # noqa: BLE001 - labels only colour points; without them the view still works
-        pass
     return ctx
 
 

@@ -1,9 +1,11 @@
-"""VAE views: the decoder's manifold, the latent space, reconstructions, samples.
+"""VAE views: the decoder's manifold, the latent space, reconstructions, samples, the ELBO's terms.
 
-Trace keys (core.models.vae.VAE.traces): z_mean, z_var (n, latent); recon (n, D);
+Trace keys (core.models.vae.VAE.traces): z_mean, z_var (n, latent); recon (r, D);
 latent_grid (M*M, 2) a row-major grid over [-3, 3]^2 in the first two latent
 dims (or (M, 1) when latent = 1); decoded_grid (M*M, D) the decoder mean there;
-samples (n, D).
+samples, sample_means (s, D): x ~ p(x|z) and E[x|z] at the same z; elbo_recon,
+elbo_kl (n,): each example's -ELBO terms in nats. On digits the labels in
+ctx["labels"] colour the latent space and split the ELBO's terms by digit.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ ELLIPSES = 40  # posteriors q(z|x) drawn as 1σ ellipses
 RECON_LINKS = 200
 
 
+def _latent_dims(tr: dict) -> int | None:
+    mu = tr.get("z_mean") if isinstance(tr, dict) else None
+    return int(np.asarray(mu).shape[-1]) if mu is not None and np.ndim(mu) == 2 else None
+
+
 def manifold(snapshot: dict, ctx: dict, uirev: str):
     tr = snapshot.get("traces", {})
     dec = V.array(tr, "decoded_grid", "the decoded latent grid")
@@ -31,7 +38,10 @@ def manifold(snapshot: dict, ctx: dict, uirev: str):
         # latent_grid rows run upwards in z_2; flip so the top row of the tile is the largest z_2
         if square:
             imgs = imgs.reshape(m, m, *imgs.shape[1:])[::-1].reshape(imgs.shape)
-        return D.digits_figure([(D.tile(imgs, cols), "decoder mean over z ∈ [-3, 3]² (z₂ up, z₁ right)")],
+        k = _latent_dims(tr)
+        where = "z ∈ [-3, 3]² (z₂ up, z₁ right)" if k in (None, 2) else (
+            "z₁ ∈ [-3, 3]" if k == 1 else f"z₁, z₂ ∈ [-3, 3], the other {k - 2} at 0")
+        return D.digits_figure([(D.tile(imgs, cols), f"decoder mean over {where}")],
                                "Decoder manifold over the latent grid", uirev, lo, hi)
     pts = V.points2d(dec, "the decoded grid")
     x_r = V.data_points(snapshot)
@@ -46,6 +56,15 @@ def manifold(snapshot: dict, ctx: dict, uirev: str):
     layout = V.base_layout("Decoder manifold: a grid over z ∈ [-3, 3]² mapped to x", uirev, note=V.hidden_note(pts))
     V.plane_axes(layout, box)
     return V.figure(data, layout)
+
+
+def _latent_note(k: int) -> str:
+    """Which latent size shows what: 2 is the whole latent space, more dims draw a slice."""
+    if k == 2:
+        return "latent = 2: the whole latent space; set latent = 16 for sharper samples"
+    if k > 2:
+        return f"latent = {k}: a slice through the first 2 dims; latent = 2 shows it all"
+    return ""
 
 
 def _labels(ctx: dict, n: int) -> np.ndarray | None:
@@ -84,7 +103,8 @@ def latent(snapshot: dict, ctx: dict, uirev: str):
             name = "unlabelled" if lab < 0 else f"{ctx.get('labels_name') or 'label'} {lab}"
             data.append(V.scatter(z[sel], color, name, 4, 0.75))
     dims = "" if k == 2 else (" (z vs label)" if k == 1 else f" (first 2 of {k} dims)")
-    layout = V.base_layout(f"Latent space: encoder means vs the prior{dims}", uirev, note=V.hidden_note(z))
+    note = _latent_note(k) + V.hidden_note(z)
+    layout = V.base_layout(f"Latent space: encoder means vs the prior{dims}", uirev, note=note)
     V.plane_axes(layout, LATENT_BOX)
     return V.figure(data, layout)
 
@@ -99,7 +119,7 @@ def recon(snapshot: dict, ctx: dict, uirev: str):
         if not isinstance(real, np.ndarray) or real.shape[0] < k:
             raise V.Unavailable("Reconstructions are shown beside the data, and no data came with this snapshot.")
         both = np.concatenate([D.images(real[:k].astype(np.float32), ctx, "data"), D.images(rec[:k], ctx, "recon")])
-        return D.digits_figure([(D.tile(both, k), "top: data x; bottom: decoder mean at E[z|x]")],
+        return D.digits_figure([(D.tile(both, k), "top: digit x; bottom: decoder mean at E[z|b], b = x binarized")],
                                "Reconstructions", uirev, lo, hi)
     r = V.points2d(rec, "the reconstructions")
     x_r = V.data_points(snapshot)
@@ -118,7 +138,58 @@ def recon(snapshot: dict, ctx: dict, uirev: str):
 
 
 def samples(snapshot: dict, ctx: dict, uirev: str):
-    return D.samples_view(snapshot, ctx, uirev, key="samples", what="x ~ p(x|z), z ~ N(0, I)")
+    tr = snapshot.get("traces", {})
+    means = V.optional(tr, "sample_means")
+    if not V.is_image(ctx, snapshot) or means is None:
+        return D.samples_view(snapshot, ctx, uirev, key="samples", what="x ~ p(x|z), z ~ N(0, I)")
+    s = V.array(tr, "samples", "samples")
+    lo, hi = D.pixel_range(snapshot)
+    k = min(64, s.shape[0], means.shape[0])
+    cols = min(8, k)
+    return D.digits_figure([(D.tile(D.images(means[:k], ctx, "decoder means"), cols), "E[x|z], z ~ N(0, I)"),
+                            (D.tile(D.images(s[:k], ctx, "samples"), cols), f"x ~ p(x|z), step {snapshot.get('step', 0)}")],
+                           "Samples: the decoder's means and its draws", uirev, lo, hi)
+
+
+def elbo(snapshot: dict, ctx: dict, uirev: str):
+    """-ELBO = recon + KL per example, as stacked bars: over all shown examples, then by label."""
+    tr = snapshot.get("traces", {})
+    recon = V.array(tr, "elbo_recon", "the reconstruction terms").reshape(-1)
+    kl = V.array(tr, "elbo_kl", "the KL terms").reshape(-1)
+    if recon.shape != kl.shape:
+        raise V.Unavailable(f"The ELBO's terms disagree in length ({recon.shape[0]} recon, {kl.shape[0]} KL).")
+    ok = np.isfinite(recon) & np.isfinite(kl)
+    if not ok.any():
+        raise V.Unavailable("The ELBO's terms are all NaN or infinite: lower the learning rate and restart.")
+    labels = _labels(ctx, recon.shape[0])
+    groups = [("all", ok)]
+    if labels is not None:
+        groups += [(str(lab), ok & (labels == lab)) for lab in np.unique(labels[labels >= 0])[:20]]
+    groups = [(name, sel) for name, sel in groups if sel.any()]
+    names = [name for name, _ in groups]
+    r = np.array([recon[sel].mean() for _, sel in groups])
+    q = np.array([kl[sel].mean() for _, sel in groups])
+    data = [
+        dict(type="bar", x=names, y=r, name="recon = E_q[−log p(x|z)]", marker=dict(color=V.GEN),
+             hovertemplate="recon=%{y:.4g} nats<extra></extra>"),
+        dict(type="bar", x=names, y=q, name="KL(q(z|x) ‖ p(z))", marker=dict(color=V.BASE),
+             hovertemplate="KL=%{y:.4g} nats<extra></extra>"),
+    ]
+    total = float(r[0] + q[0])
+    note = f"mean −ELBO {total:.4g} nats"
+    if V.is_image(ctx, snapshot):  # per pixel, in the unit of image likelihoods
+        shape = ctx.get("data_shape") or np.shape(snapshot.get("data"))[1:]
+        note += f" = {total / (int(np.prod(shape)) * np.log(2)):.3g} bits/dim"
+    nll = (snapshot.get("metrics") or {}).get("nll") if isinstance(snapshot.get("metrics"), dict) else None
+    if isinstance(nll, (int, float)) and np.isfinite(nll):
+        note += f"; held-out NLL (IWAE) {nll:.4g} nats"
+    by = ctx.get("labels_name") or "label"
+    layout = V.base_layout(f"ELBO terms per example{f' and by {by}' if labels is not None else ''}: "
+                           "−ELBO = recon + KL", uirev, note=note + V.hidden_note(np.where(ok, 0.0, np.nan)))
+    layout["barmode"] = "stack"
+    layout["xaxis"] = dict(type="category", title=dict(text=by if labels is not None else "", standoff=4))
+    layout["yaxis"] = dict(title=dict(text="nats per example", standoff=4), rangemode="tozero")
+    return V.figure(data, layout)
 
 
 EQUATIONS = r""""
@@ -136,13 +207,37 @@ $$\mathrm{KL} = \tfrac{1}{2} \sum_j \big(\sigma_j^2 + \mu_j^2 - 1 - \log \sigma_
 
 The loss is $\text{recon} + \beta \cdot \text{KL}$; $\beta = 1$ is the ELBO, $\beta > 1$ a $\beta$-VAE.
 
+### The importance-weighted bound: log p(x) as an estimate
+
+With $K$ samples $z_k \sim q_\phi(z \mid x)$ (Burda et al. 2016, IWAE),
+
+$$\log p(x) \;\ge\; \mathcal{L}_K(x) = \mathbb{E}\Big[\log \frac{1}{K} \sum_{k=1}^{K} \frac{p_\theta(x, z_k)}{q_\phi(z_k \mid x)}\Big],
+\qquad \mathcal{L}_1 = \mathrm{ELBO} \le \mathcal{L}_K \le \mathcal{L}_{K+1} \to \log p(x).$$
+
+The model's $\log p(x)$ is one draw of the sum inside, $K$ = `iw_samples`: an **estimate** (labelled so beside the NLL),
+below $\log p(x)$ on average.
+
+### Digits: nats and bits per dimension
+
+On MNIST the decoder is Bernoulli, $p_\theta(b \mid z) = \prod_i m_i^{b_i} (1 - m_i)^{1 - b_i}$, over digits binarized
+afresh at every batch, $b_i \sim \mathrm{Bernoulli}(x_i)$; the encoder and decoder are small convolutional nets. Then
+$-\log p(b)$ is in **nats per digit**, the unit of the literature (a VAE trained on the ELBO: about 86.8 nats,
+Burda et al. 2016), and
+
+$$\text{bits/dim} = \frac{-\log p(b)}{D \ln 2}, \qquad D = 784.$$
+
+`latent` = 2 lets the panels show the whole latent space (the decoder's grid, the encoded digits); a larger latent,
+16 say, gives sharper digits and a lower NLL, and the panels then show a slice through its first two dimensions.
+
 **What you see**
 - `recon` is $\mathbb{E}_q[-\log p(x \mid z)]$; `kl` is $\mathrm{KL}(q(z \mid x) \,\|\, p(z))$; `elbo` $= -(\text{recon} + \text{kl})$; `loss` $= \text{recon} + \beta\,\text{kl}$.
-- The metric *KL* is $\mathrm{KL}(p_\text{data} \,\|\, q)$ with $\log q(x)$ from the importance-weighted bound (IWAE, $K$ = `iw_samples`):
+- The metric *KL* is $\mathrm{KL}(p_\text{data} \,\|\, q)$ with $\log q(x)$ from the importance-weighted bound:
   an **estimate**, not an exact KL. The bound sits below $\log q(x)$ in expectation, so the estimate is biased upwards.
-- *Decoder manifold*: the decoder mean over a grid of $z$: the surface the model believes data lie on.
-- *Latent space*: encoder means $\mu(x)$ coloured by label, over the prior's $1\sigma$/$2\sigma$ circles; small ellipses are $q(z \mid x)$.
-- *Reconstructions*: each data point and the decoder mean at its $\mu(x)$.
+- *Decoder manifold*: the decoder mean over a grid of $z$: the surface (or, for digits, the gallery) the model believes data lie on.
+- *Latent space*: encoder means $\mu(x)$ coloured by label (the digit, on MNIST), over the prior's $1\sigma$/$2\sigma$ circles; small ellipses are $q(z \mid x)$.
+- *Reconstructions*: each example and the decoder mean at its $\mu(x)$.
+- *Samples*: for digits, the decoder means $\mathbb{E}[x \mid z]$ beside draws $x \sim p(x \mid z)$ at the same $z \sim \mathcal{N}(0, I)$.
+- *ELBO terms*: each example's recon and KL stacked into its $-\mathrm{ELBO}$, over all examples and by label: which digits cost the most nats.
 """
 
 VIEW = FamilyView(
@@ -152,6 +247,7 @@ VIEW = FamilyView(
         Panel("vae_latent", "Latent space", latent, needs=("z_mean",)),
         Panel("vae_recon", "Reconstructions", recon, needs=("recon",)),
         Panel("vae_samples", "Samples", samples, needs=("samples",)),
+        Panel("vae_elbo", "ELBO terms", elbo, needs=("elbo_recon", "elbo_kl")),
     ),
     equations=EQUATIONS.strip(),
     showcase=("vae", "eight_gaussians"),

@@ -42,7 +42,9 @@ def synthetic(family: str, seed: int = 0, d: int = 2) -> dict:
             tr["critic_prob"] = rng.random(G * G).astype(np.float32)
     elif family == "vae":
         tr = {"z_mean": f32(n, 2), "z_var": rng.random((n, 2)).astype(np.float32), "recon": f32(n, d),
-              "latent_grid": plane_grid(((-3, 3), (-3, 3)), M), "decoded_grid": f32(M * M, d), "samples": f32(n, d)}
+              "latent_grid": plane_grid(((-3, 3), (-3, 3)), M), "decoded_grid": f32(M * M, d), "samples": f32(n, d),
+              "sample_means": f32(n, d), "elbo_recon": 100 + 10 * rng.random(n).astype(np.float32),
+              "elbo_kl": 5 + rng.random(n).astype(np.float32)}
     elif family == "diffusion":
         tr = {"trajectory": f32(41, n, d), "trajectory_t": np.linspace(1, 0, 41).astype(np.float32),
               "forward": f32(6, n, d), "forward_t": np.linspace(0, 1, 6).astype(np.float32),

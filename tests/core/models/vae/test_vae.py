@@ -150,10 +150,15 @@ def test_sample_is_decoder_mean_plus_decoder_noise():
     assert torch.allclose(x.var(0), want_var, rtol=0.03)
 
 
-def test_bernoulli_likelihood_by_hand_and_normalised_over_all_binary_images():
-    m = _vae((1, 3, 3), likelihood="bernoulli", latent=2, seed=11)
+def _last_layer(net: torch.nn.Module) -> torch.nn.Module:
+    return [m for m in net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.ConvTranspose2d))][-1]
+
+
+@pytest.mark.parametrize("net", ["mlp", "conv"])
+def test_bernoulli_likelihood_by_hand_and_normalised_over_all_binary_images(net):
+    m = _vae((1, 3, 3), likelihood="bernoulli", latent=2, seed=11, net=net)
     with torch.no_grad():
-        m.decoder[-1].weight.mul_(3.0)
+        _last_layer(m.decoder).weight.mul_(3.0)
     images = torch.tensor(list(itertools.product([0.0, 1.0], repeat=9)), dtype=torch.float64)  # all 512
     z = torch.randn(512, 2, dtype=torch.float64)
     by_hand = Bernoulli(probs=m.decode_mean(z).reshape(512, 9)).log_prob(images).sum(1)
@@ -164,8 +169,9 @@ def test_bernoulli_likelihood_by_hand_and_normalised_over_all_binary_images():
     assert abs(total.item() - 1.0) < 0.03, total
 
 
-def test_bernoulli_on_image_shaped_data():
-    m = _vae((1, 4, 4), likelihood="bernoulli", latent=3, seed=13)
+@pytest.mark.parametrize("net", ["mlp", "conv"])
+def test_bernoulli_on_image_shaped_data(net):
+    m = _vae((1, 4, 4), likelihood="bernoulli", latent=3, seed=13, net=net)
     x = (torch.rand(10, 1, 4, 4, dtype=torch.float64) > 0.5).double()
     out = m.loss(x)
     assert set(out) == {"loss", "recon", "kl", "elbo"}
@@ -179,7 +185,8 @@ def test_bernoulli_on_image_shaped_data():
     t = m.traces(x, None)
     shapes = {k: v.shape for k, v in t.items()}
     assert shapes == {"z_mean": (10, 3), "z_var": (10, 3), "recon": (10, 16), "latent_grid": (64, 2),
-                      "decoded_grid": (64, 16), "samples": (10, 16)}
+                      "decoded_grid": (64, 16), "samples": (10, 16), "sample_means": (10, 16),
+                      "elbo_recon": (10,), "elbo_kl": (10,)}
     with pytest.raises(DataError):
         m.init_from_data(2 * x)  # outside [0, 1]: refused where training starts (the loss does not read values back)
     with pytest.raises(DataError):
@@ -192,7 +199,8 @@ def test_traces_2d():
     t = m.traces(x, torch.zeros(16, 2))
     shapes = {k: v.shape for k, v in t.items()}
     assert shapes == {"z_mean": (50, 3), "z_var": (50, 3), "recon": (50, 2), "latent_grid": (225, 2),
-                      "decoded_grid": (225, 2), "samples": (50, 2)}
+                      "decoded_grid": (225, 2), "samples": (50, 2), "sample_means": (50, 2),
+                      "elbo_recon": (50,), "elbo_kl": (50,)}
     mu, var = m.encode(x)
     assert torch.allclose(torch.from_numpy(t["z_mean"]).double(), mu, atol=1e-6)
     assert (t["z_var"] > 0).all()
