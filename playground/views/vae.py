@@ -179,10 +179,10 @@ def elbo(snapshot: dict, ctx: dict, uirev: str):
     note = f"mean −ELBO {total:.4g} nats"
     if V.is_image(ctx, snapshot):  # per pixel, in the unit of image likelihoods
         shape = ctx.get("data_shape") or np.shape(snapshot.get("data"))[1:]
-        note += f" = {total / (int(np.prod(shape)) * np.log(2)):.3g} bits/dim"
+        note += f" ({total / (int(np.prod(shape)) * np.log(2)):.3g} bits/dim)"
     nll = (snapshot.get("metrics") or {}).get("nll") if isinstance(snapshot.get("metrics"), dict) else None
     if isinstance(nll, (int, float)) and np.isfinite(nll):
-        note += f"; held-out NLL (IWAE) {nll:.4g} nats"
+        note += f"; held-out NLL {nll:.4g} nats (IWAE)"
     by = ctx.get("labels_name") or "label"
     layout = V.base_layout(f"ELBO terms per example{f' and by {by}' if labels is not None else ''}: "
                            "−ELBO = recon + KL", uirev, note=note + V.hidden_note(np.where(ok, 0.0, np.nan)))

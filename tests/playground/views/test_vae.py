@@ -1,13 +1,14 @@
-"""The VAE view: the latent space and the decoder's manifold."""
+"""The VAE view: the latent space coloured by label, the decoder's manifold, the ELBO's terms
+and the digits' panels."""
 
 from __future__ import annotations
 
+import re
 
 import numpy as np
 
 from playground.views import render_panel
-from tests.playground.views.helpers import (M, N,
-                                            ctx, synthetic, trace)
+from tests.playground.views.helpers import IMAGE_SHAPE, M, N, ctx, synthetic, trace
 
 
 def test_vae_latent_colours_by_label_and_recon_links():
@@ -31,3 +32,60 @@ def test_vae_manifold_mesh_follows_the_decoded_grid():
     mesh = trace(fig, "decoder(latent grid)")
     row0 = np.stack([mesh.x[:M], mesh.y[:M]], 1)
     np.testing.assert_array_equal(row0, snap["traces"]["decoded_grid"].reshape(M, M, 2)[0])
+
+
+def test_vae_elbo_panel_stacks_recon_and_kl_overall_and_by_label():
+    snap = synthetic("vae")
+    tr = snap["traces"]
+    labels = np.arange(N) % 4
+    fig = render_panel("vae", "vae_elbo", snap, ctx(labels=labels, labels_name="component"))
+    recon, kl = trace(fig, "recon = E_q[−log p(x|z)]"), trace(fig, "KL(q(z|x) ‖ p(z))")
+    assert list(recon.x) == ["all", "0", "1", "2", "3"] and fig.layout.barmode == "stack"
+    np.testing.assert_allclose(recon.y[0], tr["elbo_recon"].mean(), rtol=1e-5)
+    for lab in range(4):
+        np.testing.assert_allclose(recon.y[lab + 1], tr["elbo_recon"][labels == lab].mean(), rtol=1e-5)
+        np.testing.assert_allclose(kl.y[lab + 1], tr["elbo_kl"][labels == lab].mean(), rtol=1e-5)
+    total = tr["elbo_recon"].mean() + tr["elbo_kl"].mean()
+    assert f"mean −ELBO {total:.4g} nats" in fig.layout.annotations[0].text
+    fig = render_panel("vae", "vae_elbo", synthetic("vae"), ctx())  # no labels: the one bar
+    assert list(trace(fig, "KL(q(z|x) ‖ p(z))").x) == ["all"]
+
+
+def test_vae_digits_panels_bits_per_dim_and_samples_beside_their_means():
+    snap = synthetic("vae", d=784)
+    c = ctx(data_shape=IMAGE_SHAPE, bounds=None)
+    snap["metrics"] = {"nll": 123.4}
+    fig = render_panel("vae", "vae_elbo", snap, c)
+    total = snap["traces"]["elbo_recon"].mean() + snap["traces"]["elbo_kl"].mean()
+    text = " ".join(re.sub(r"<[^>]+>", " ", fig.layout.annotations[0].text).split())  # the lines as read
+    assert f"mean −ELBO {total:.4g} nats ({total / (784 * np.log(2)):.3g} bits/dim)" in text
+    assert "held-out NLL 123.4 nats (IWAE)" in text
+    fig = render_panel("vae", "vae_samples", snap, c)
+    means, draws = fig.data[0].z, fig.data[1].z
+    np.testing.assert_array_equal(means[:28, :28], snap["traces"]["sample_means"][0].reshape(28, 28))
+    np.testing.assert_array_equal(draws[:28, :28], snap["traces"]["samples"][0].reshape(28, 28))
+
+
+def test_mnist_labels_reach_the_latent_space_in_ten_colours(mnist_dir):
+    import torch
+
+    from core.data.mnist import MNIST
+    from playground.draw import LABEL_COLORS
+    from playground.runs import view_context
+
+    data = MNIST(mnist_dir)
+    shown = data.training_set(2000, seed=3)  # what a trainer with n_data=2000, seed 3 draws
+    c = view_context(data, "mnist", shown, n=300, seed=3, n_data=2000)
+    _, want = data.labelled_training_set(2000, seed=3)
+    np.testing.assert_array_equal(c["labels"], want[:300].numpy())
+    assert c["labels_name"] == "digit"
+
+    snap = synthetic("vae", d=784)
+    snap["traces"]["z_mean"] = torch.randn(300, 2).numpy()
+    fig = render_panel("vae", "vae_latent", snap, c)
+    digits = [t for t in fig.data if (t.name or "").startswith("digit ")]
+    assert [t.name for t in digits] == [f"digit {k}" for k in range(10)]
+    assert len({t.marker.color for t in digits}) == 10 and {t.marker.color for t in digits} <= set(LABEL_COLORS)
+    for k, t in enumerate(digits):
+        np.testing.assert_array_equal(t.x, snap["traces"]["z_mean"][c["labels"] == k, 0])
+    assert fig.layout.showlegend
