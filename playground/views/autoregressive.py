@@ -1,14 +1,19 @@
 """Autoregressive views: one conditional p(x2 | x1) beside the true one, the marginal p(x1),
-the density and the samples.
+the density and the samples; on binarized digits, the drawing pixel by pixel and every
+conditional p(x_i = 1 | x_<i) of one held-out digit.
 
 Trace keys (core.models.autoregressive): samples (m, D); for 2D, log_density (G*G,) on
 the plane grid, conditional (S,) p(x2 | x1) at x2 = x2_values (S,) for the chosen x1 (1,)
 (the view's "x1" slider), and marginal (S,) p(x1) at x1_values (S,). The true conditional
 is the column of ctx["true_log_density"] nearest x1, normalised over x2; the true marginal
-is the true density summed over x2.
+is the true density summed over x2. Models of binary digits also send frames (F, m, D), the
+canvases of one sampling pass after frame_pixels (F,) pixels, and digit (D,), a binarized
+data digit, with p_digit (D,), p(x_i = 1 | x_<i) at it.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -120,6 +125,72 @@ def samples(snapshot: dict, ctx: dict, uirev: str):
     return V.figure(data, layout)
 
 
+DRAWING_DIGITS = 4  # rows of the film strip
+UNDRAWN = 0.22  # grey of the pixels not drawn yet, so the drawing's front shows
+
+
+def _digits_only(ctx: dict, snapshot: dict, what: str) -> None:
+    if not V.is_image(ctx, snapshot):
+        raise V.Unavailable(f"{what} is drawn for binarized digits; 2D datasets have no pixels to draw.")
+
+
+def drawing(snapshot: dict, ctx: dict, uirev: str):
+    """Rows: digits of one sampling pass; columns: the canvas after 1/F, 2/F, ... F/F of the pixels."""
+    _digits_only(ctx, snapshot, "The drawing pixel by pixel")
+    tr = snapshot.get("traces", {})
+    frames = V.array(tr, "frames", "the canvases of the sampling pass")
+    counts = V.array(tr, "frame_pixels", "the pixels drawn at each canvas")
+    if frames.ndim < 3 or frames.shape[0] != counts.size:
+        raise V.Unavailable(f"The canvases have shape {frames.shape}, which does not match {counts.size} pixel counts.")
+    F, m = frames.shape[:2]
+    k = min(m, DRAWING_DIGITS)
+    imgs = D.images(frames[:, :k].reshape(F * k, -1), ctx, "the canvases")  # (F k, H, W), frame-major
+    h, w = imgs.shape[1:]
+    done = np.arange(h * w).reshape(h, w)  # raster position of each pixel
+    imgs = imgs.reshape(F, k, h, w).copy()
+    for f in range(F):
+        imgs[f][:, done >= counts[f]] = UNDRAWN
+    strip = D.tile(imgs.transpose(1, 0, 2, 3).reshape(k * F, h, w), F)  # row: one digit, left to right in time
+    fractions = ", ".join(f"{c / (h * w):.0%}" for c in counts[:3])
+    label = f"canvas after {fractions}, ... of the {h * w} pixels (step {snapshot.get('step', 0)})"
+    return D.digits_figure([(strip, label)], "Drawing pixel by pixel: x_i ~ p(x_i | x_<i) in raster order",
+                           uirev, 0.0, 1.0)
+
+
+def conditionals_map(snapshot: dict, ctx: dict, uirev: str):
+    """A binarized digit beside p(x_i = 1 | x_<i) at it, and its NLL in nats and bits/dim."""
+    _digits_only(ctx, snapshot, "The conditional probability map")
+    tr = snapshot.get("traces", {})
+    digit = V.array(tr, "digit", "the binarized digit")
+    p = V.array(tr, "p_digit", "the conditionals p(x_i = 1 | x_<i) of the digit")
+    (b,) = D.images(digit.reshape(1, -1), ctx, "the digit")
+    (q,) = D.images(p.reshape(1, -1), ctx, "the conditionals")
+    nats = digit_nll(b, q)
+    dim = b.size
+    note = f"−log p(x) = {nats:.1f} nats = {nats / (dim * math.log(2)):.3f} bits/dim for this digit"
+    return _digit_panels([(b, "x: a binarized data digit"), (q, "p(x_i = 1 | x_<i)")],
+                         "Every conditional of one digit", note, uirev)
+
+
+def _digit_panels(panels: list, title: str, note: str, uirev: str):
+    """Images side by side on [0, 1] grey, each labelled below, with a note under the title."""
+    layout = V.base_layout(title, uirev, legend=False, note=note)
+    data = []
+    for i, (img, label) in enumerate(panels):
+        s = "" if i == 0 else str(i + 1)
+        D.image_axes(layout, img.shape, i + 1, label)
+        layout[f"xaxis{s}"].update(domain=[i / len(panels) + 0.01, (i + 1) / len(panels) - 0.01], anchor=f"y{s}")
+        layout[f"yaxis{s}"]["anchor"] = f"x{s}"
+        data.append(D.digits_trace(img, 0.0, 1.0, s))
+    return V.figure(data, layout)
+
+
+def digit_nll(b: np.ndarray, p: np.ndarray) -> float:
+    """-sum_i log p(x_i | x_<i) = -sum_i [b_i log p_i + (1 - b_i) log(1 - p_i)], in nats."""
+    p = np.clip(p.astype(np.float64), 1e-12, 1 - 1e-12)
+    return float(-np.nansum(np.where(b > 0.5, np.log(p), np.log1p(-p))))
+
+
 def _export_density(traces: dict, ctx: dict):
     log_q = V.optional(traces, "log_density")
     if log_q is None:
@@ -156,6 +227,28 @@ Sampling takes $D$ passes: $x_1 \sim q(x_1)$, then $x_2 \sim q(x_2 \mid x_1)$, a
 - *Marginal*: $q(x_1)$, the first factor, beside the true $p(x_1) = \int p(x_1, x_2)\, dx_2$.
 - *Model density*: $q(x) = q(x_1)\, q(x_2 \mid x_1)$ beside the true density; the dotted line is the slice the conditional shows.
 - *Samples*: drawn coordinate by coordinate, over the data (green).
+
+### On binarized digits: one Bernoulli conditional per pixel
+
+A digit is $D = 784$ pixels $x_i \in \{0, 1\}$, each drawn afresh as $x_i \sim \text{Bernoulli}(\text{grey level})$
+for every batch, in raster order. Each model gives the logit $s_i$ of pixel $i$ from the pixels before it:
+
+$$q(x) = \prod_{i=1}^{D} \sigma(s_i)^{x_i}\, \big(1 - \sigma(s_i)\big)^{1 - x_i}, \qquad s_i = s_i(x_{<i}).$$
+
+- **FVSBN** (Frey 1998): a logistic regression, $s_i = b_i + \sum_{j<i} W_{ij} x_j$, $W$ strictly lower-triangular.
+- **NADE** (Larochelle & Murray 2011): one hidden layer shared by all, $h_i = \sigma(c + W_{:,<i}\, x_{<i})$ and $s_i = b_i + V_i \cdot h_i$; the running sum $a_{i+1} = a_i + W_{:,i}\, x_i$ gives all of them in $O(DH)$.
+- **MADE** (Germain et al. 2015): an autoencoder whose masks let output $i$ read only inputs before $i$: $s = \text{MADE}(x)$ in one pass.
+- **PixelCNN** (van den Oord et al. 2016): a $7 \times 7$ mask-A convolution (it cannot see the pixel itself), $3 \times 3$ mask-B residual blocks and $1 \times 1$ layers: $s = \text{PixelCNN}(x)$ in one pass.
+
+The likelihood is exact; its negative, in nats per digit, is the loss, and in bits per pixel
+
+$$\text{NLL} = -\sum_{i} \log q(x_i \mid x_{<i}), \qquad \text{bits/dim} = \frac{\text{NLL}}{D \ln 2}.$$
+
+A model that says $\sigma(s_i) = \tfrac12$ everywhere scores $784 \ln 2 \approx 543$ nats, 1 bit per pixel.
+Sampling draws pixel after pixel, $D$ steps: $x_1 \sim q(x_1)$, then $x_2 \sim q(x_2 \mid x_1)$, and so on.
+
+- *Drawing pixel by pixel*: a few digits of one sampling pass, as the canvas stood after $1/8, 2/8, \dots$ of the pixels (grey: not drawn yet).
+- *Every conditional of one digit*: a binarized data digit beside $q(x_i = 1 \mid x_{<i})$ at each of its pixels, and its NLL.
 """
 
 VIEW = FamilyView(
@@ -167,6 +260,10 @@ VIEW = FamilyView(
         Panel("ar_density", "Model density vs true density", density, wide=True, data=("points",),
               needs=("log_density",)),
         Panel("ar_samples", "Samples", samples, needs=("samples",)),
+        Panel("ar_drawing", "Drawing pixel by pixel", drawing, wide=True, data=("images",),
+              needs=("frames", "frame_pixels")),
+        Panel("ar_pixels", "Every conditional of one digit", conditionals_map, data=("images",),
+              needs=("digit", "p_digit")),
     ),
     controls=(Control("x1", "x₁ of the conditional p(x₂ | x₁)", -4.0, 4.0, 0.05, 0.0,
                       "where the conditional panel slices the density; recomputed from the newest weights"),),

@@ -70,6 +70,10 @@ def synthetic(family: str, seed: int = 0, d: int = 2) -> dict:
             tr.update(log_density=(-0.5 * (grid**2).sum(1) - math.log(2 * math.pi)).astype(np.float32),
                       x1=np.array([0.5], np.float32), x2_values=ys.astype(np.float32), conditional=normal(ys),
                       x1_values=xs.astype(np.float32), marginal=normal(xs))
+        else:  # binary digits: one sampling pass in 8 canvases, a digit and its conditionals
+            tr.update(frames=(rng.random((8, 8, d)) < 0.2).astype(np.float32),
+                      frame_pixels=np.linspace(d / 8, d, 8).astype(np.float32),
+                      digit=(rng.random(d) < 0.2).astype(np.float32), p_digit=rng.random(d).astype(np.float32))
     elif family == "mixture":
         r = rng.random((n, 3)).astype(np.float32)
         tr = {"weights": np.array([0.5, 0.3, 0.2], np.float32), "means": f32(3, d),

@@ -68,3 +68,54 @@ def test_images_show_samples_and_say_why_not_for_the_rest():
 def test_the_x1_control_spans_the_data_box():
     (control,) = view_for("autoregressive").controls
     assert control.name == "x1" and control.lo <= -4 and control.hi >= 4 and control.default == 0.0
+
+
+# ---- binarized digits ------------------------------------------------------------------------
+DIGITS = dict(data_shape=(1, 28, 28), bounds=None, true_log_density=None)
+
+
+def test_the_drawing_shows_each_canvas_of_the_pass_with_the_undrawn_pixels_grey():
+    from playground.views.autoregressive import DRAWING_DIGITS, UNDRAWN
+
+    snap = synthetic("autoregressive", d=784)
+    fig = render_panel("autoregressive", "ar_drawing", snap, ctx(**DIGITS))
+    assert message(fig) is None
+    strip = fig.data[0].z
+    F = 8
+    assert strip.shape == (DRAWING_DIGITS * 30 - 2, F * 30 - 2)  # a row per digit, a column per canvas
+    frames, counts = snap["traces"]["frames"], snap["traces"]["frame_pixels"]
+    for d in range(DRAWING_DIGITS):
+        for f in range(F):
+            cell = strip[d * 30:d * 30 + 28, f * 30:f * 30 + 28].reshape(-1)
+            drawn = np.arange(784) < counts[f]
+            np.testing.assert_array_equal(cell[drawn], frames[f, d][drawn])
+            assert (cell[~drawn] == UNDRAWN).all()
+
+
+def test_the_conditionals_panel_shows_the_digits_nll_as_the_model_scores_it():
+    import re
+
+    import torch
+
+    from core import registry
+
+    torch.manual_seed(0)
+    model = registry.build_model("nade", (1, 28, 28), {"hidden": 16}).eval()
+    x = torch.rand(4, 1, 28, 28)
+    traces = model.traces(x)
+    snap = {"step": 3, "traces": traces}
+    fig = render_panel("autoregressive", "ar_pixels", snap, ctx(**DIGITS))
+    assert message(fig) is None
+    digit, p = fig.data[0].z, fig.data[1].z
+    np.testing.assert_array_equal(digit, traces["digit"][0])
+    np.testing.assert_array_equal(p, traces["p_digit"][0])
+    with torch.no_grad():
+        nll = -model.log_prob(torch.as_tensor(traces["digit"])[None]).item()
+    nats, bits = map(float, re.search(r"= ([\d.]+) nats = ([\d.]+) bits/dim", fig.layout.annotations[0].text).groups())
+    assert abs(nats - nll) < 0.05 and abs(bits - nll / (784 * math.log(2))) < 5e-4
+
+
+def test_the_digit_panels_say_why_not_for_points():
+    figs = render("autoregressive", synthetic("autoregressive"), ctx())
+    for key in ("ar_drawing", "ar_pixels"):
+        assert "2D datasets have no pixels" in message(figs[key]), key

@@ -10,7 +10,7 @@ import pytest
 
 from playground import draw as V
 from playground.draw import charts, layout
-from playground.views import render, render_panel
+from playground.views import render, render_panel, view_for
 from tests.playground.views.helpers import (BOX, EQUATIONS, FAMILIES, HISTORY, IMAGE_SHAPE, PANELS, RUNS, ctx, message, synthetic, trace)
 
 
@@ -21,6 +21,9 @@ def test_render_returns_every_panel_drawn(family):
     assert list(figs) == [k for k, _ in PANELS[family]]
     for key, fig in figs.items():
         assert isinstance(fig, go.Figure), key
+        if "points" not in view_for(family).panel(key).data:  # a panel of digits only says why not
+            assert message(fig), key
+            continue
         assert message(fig) is None, f"{key}: {message(fig)}"
         assert fig.data, key
         assert fig.layout.uirevision == f"{family}:{key}:toy"
