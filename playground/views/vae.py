@@ -4,7 +4,7 @@ Trace keys (core.models.vae.VAE.traces): z_mean, z_var (n, latent); recon (r, D)
 latent_grid (M*M, 2) a row-major grid over [-3, 3]^2 in the first two latent
 dims (or (M, 1) when latent = 1); decoded_grid (M*M, D) the decoder mean there;
 samples, sample_means (s, D): x ~ p(x|z) and E[x|z] at the same z; elbo_recon,
-elbo_kl (n,): each example's -ELBO terms in nats. On digits the labels in
+elbo_kl (e,): the -ELBO terms in nats of the first e examples. On digits the labels in
 ctx["labels"] colour the latent space and split the ELBO's terms by digit.
 """
 
@@ -67,11 +67,14 @@ def _latent_note(k: int) -> str:
     return ""
 
 
-def _labels(ctx: dict, n: int) -> np.ndarray | None:
+def _labels(ctx: dict, n: int, first: bool = False) -> np.ndarray | None:
+    """The labels of the n examples drawn, or with first, of the first n of those in ctx."""
     lab = ctx.get("labels")
     if lab is None:
         return None
     lab = np.asarray(lab).reshape(-1)
+    if first and lab.shape[0] >= n:
+        lab = lab[:n]
     return lab.astype(int) if lab.shape[0] == n else None
 
 
@@ -161,7 +164,7 @@ def elbo(snapshot: dict, ctx: dict, uirev: str):
     ok = np.isfinite(recon) & np.isfinite(kl)
     if not ok.any():
         raise V.Unavailable("The ELBO's terms are all NaN or infinite: lower the learning rate and restart.")
-    labels = _labels(ctx, recon.shape[0])
+    labels = _labels(ctx, recon.shape[0], first=True)  # the terms are of the first e examples
     groups = [("all", ok)]
     if labels is not None:
         groups += [(str(lab), ok & (labels == lab)) for lab in np.unique(labels[labels >= 0])[:20]]

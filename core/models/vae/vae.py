@@ -98,10 +98,10 @@ class VAE(GenerativeModel):
     log_prob_is_exact = False  # the IWAE bound: an estimate, below log p(x) in expectation
     live_kl = True
     density_note = "IWAE estimate"  # so KL(p_data || q) from it is an estimate too, biased upwards
-    # r, s: the reconstructions and samples drawn, all n for points, a tile's worth for images
+    # r, s, e: the reconstructions, samples and ELBO terms drawn; all n for points, fewer for images
     TRACES = {"z_mean": ("n", "L"), "z_var": ("n", "L"), "recon": ("r", "D"), "latent_grid": ("M", "K"),
               "decoded_grid": ("M", "D"), "samples": ("s", "D"), "sample_means": ("s", "D"),
-              "elbo_recon": ("n",), "elbo_kl": ("n",)}
+              "elbo_recon": ("e",), "elbo_kl": ("e",)}
 
     def __init__(self, data_shape: tuple, config: VAEConfig, encoder: torch.nn.Module | None = None,
                  decoder: torch.nn.Module | None = None):
@@ -296,18 +296,19 @@ class VAE(GenerativeModel):
     def traces(self, x: torch.Tensor, grid: torch.Tensor | None = None, **options) -> dict[str, np.ndarray]:
         """z_mean, z_var (n, latent); recon (r, D) the decoder mean at E[z|x] of the first r;
         latent_grid (M*M, 2); decoded_grid (M*M, D); samples, sample_means (s, D): x ~ p(x|z) and
-        E[x|z] at the same z ~ N(0, I); elbo_recon, elbo_kl (n,): each example's -ELBO terms, one
-        z ~ q(z|x).
+        E[x|z] at the same z ~ N(0, I); elbo_recon, elbo_kl (e,): the -ELBO terms of the first e
+        examples, one z ~ q(z|x) each.
 
         All of them read x in the model's view (binarized digits for binary pixels). For vector
-        data r = s = n and M = 15; for images r = 16, s = 64 (what the tiles show, which bounds
-        the cost) and M = 8. With latent = 1 the latent grid is a line: latent_grid (M, 1),
+        data r = s = e = n and M = 15; for images r = 16, s = 64 (what the tiles show), e = 200
+        (about 20 of each digit), which bounds the decoder's passes, and M = 8. With latent = 1 the latent grid is a line: latent_grid (M, 1),
         decoded_grid (M, D).
         """
         x = P.view(self._check(x), self.pixels)
         image = len(self.data_shape) > 1
         mu, var = self._encode(x)  # (n, L)
-        z = mu + var.sqrt() * torch.randn_like(mu)
+        e = min(len(x), 200) if image else len(x)
+        z = mu[:e] + var[:e].sqrt() * torch.randn_like(mu[:e])  # (e, L)
         m = 8 if image else 15
         z_grid = self._latent_grid(m)
         s, s_mean = self._sample_with_means(min(len(x), 64) if image else len(x))
@@ -319,6 +320,6 @@ class VAE(GenerativeModel):
             "decoded_grid": to_numpy(self._decode_mean(z_grid)),
             "samples": to_numpy(s),
             "sample_means": to_numpy(s_mean),
-            "elbo_recon": to_numpy(-self._log_likelihood(x, z)),
-            "elbo_kl": to_numpy(self._kl(mu, var)),
+            "elbo_recon": to_numpy(-self._log_likelihood(x[:e], z)),
+            "elbo_kl": to_numpy(self._kl(mu[:e], var[:e])),
         }

@@ -49,6 +49,10 @@ def test_vae_elbo_panel_stacks_recon_and_kl_overall_and_by_label():
     assert f"mean −ELBO {total:.4g} nats" in fig.layout.annotations[0].text
     fig = render_panel("vae", "vae_elbo", synthetic("vae"), ctx())  # no labels: the one bar
     assert list(trace(fig, "KL(q(z|x) ‖ p(z))").x) == ["all"]
+    for key in ("elbo_recon", "elbo_kl"):  # terms of the first 200 examples take their labels
+        tr[key] = tr[key][:200]
+    fig = render_panel("vae", "vae_elbo", snap, ctx(labels=labels, labels_name="component"))
+    np.testing.assert_allclose(trace(fig, "KL(q(z|x) ‖ p(z))").y[1], tr["elbo_kl"][labels[:200] == 0].mean(), rtol=1e-5)
 
 
 def test_vae_digits_panels_bits_per_dim_and_samples_beside_their_means():
