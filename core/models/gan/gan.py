@@ -30,6 +30,14 @@ What needs the networks lives here:
 The other objectives use Adam with betas (0.5, 0.9) by default: on the 2D toys
 it kept every mode where DCGAN's (0.5, 0.999) often collapsed to a few.
 GANs define no density: log_prob raises LogProbUnavailable.
+
+On images (data shaped (C, H, W)) net="auto" picks DCGAN's networks (core.nets.dcgan,
+Radford et al. 2016) and the noise z gets 64 dimensions unless `latent` says otherwise.
+The critic's norm follows the objective: batch norm, as in DCGAN, where D classifies
+(gan, nsgan, lsgan, fgan); layer norm for wgan_gp, whose penalty is on each sample's own
+gradient (Gulrajani et al. 2017, Sec. 4); none under weight clipping (wgan, mmdgan), which
+constrains the critic by itself. On images the live view is fed from a fixed set of noise
+vectors, so the same z can be watched turning into a digit as training goes on.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from ...config import param
 from ...errors import ConfigError, DataError
 from ...model import GenerativeModel, Phase, to_numpy
 from ...nets import MLP
+from ...nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from . import objectives
 
 LOSSES = ("gan", "nsgan", "lsgan", "wgan", "wgan_gp", "fgan", "mmdgan")
@@ -51,6 +60,12 @@ BETAS = ("0.5,0.999", "0.5,0.9", "0.0,0.9", "0.0,0.99", "0.9,0.999")
 OPTIMIZERS = ("adam", "rmsprop")
 MMD_SIGMAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # RBF bandwidths: from within a mode to across the data
 _WITNESS_REF = 128  # points of each batch kept as the mmd witness's reference sets (cost of the view)
+NETS = ("auto", "mlp", "conv")
+IMAGE_LATENT = 64  # z's dimension on images when latent is 0 (DCGAN used 100)
+CRITIC_NORMS = {"gan": "batch", "nsgan": "batch", "lsgan": "batch", "fgan": "batch",
+                "wgan_gp": "layer", "wgan": "none", "mmdgan": "none"}
+FIXED_Z = 64  # the noise vectors the live view follows on images (an 8 x 8 tile)
+IMAGE_GRID = 10  # the noise grid's side on images: 100 digits
 
 
 @dataclasses.dataclass
@@ -58,9 +73,13 @@ class GANConfig:
     loss: str = param("nsgan", choices=LOSSES, help="the adversarial objective", variant=True)
     divergence: str = param("js", choices=tuple(objectives.F_DIVERGENCES), help="the f-divergence of loss=fgan",
                             when=("loss", "fgan"))
-    latent: int = param(2, lo=1, hi=512, help="dimension of the generator's noise z")
-    hidden: int = param(128, lo=2, hi=4096, help="width of both networks")
-    layers: int = param(3, lo=1, hi=8, help="hidden layers of both networks")
+    latent: int = param(0, lo=0, hi=512, help=f"dimension of the generator's noise z (0: {IMAGE_LATENT} on images, "
+                                                  "2 on points)")
+    net: str = param("auto", choices=NETS, help="both players' networks: mlp, or DCGAN's conv nets (images only); "
+                                                "auto picks conv for images and mlp for points")
+    hidden: int = param(128, lo=2, hi=4096, help="width of both MLPs")
+    layers: int = param(3, lo=1, hi=8, help="hidden layers of both MLPs")
+    channels: int = param(32, lo=2, hi=512, help="base channels of the DCGAN networks (c, then 2c)")
     features: int = param(16, lo=1, hi=1024, help="output dimension of the mmdgan feature map", when=("loss", "mmdgan"))
     n_critic: int = param(1, lo=1, hi=100, help="discriminator steps per generator step")
     lr_g: float = param(0.0, lo=0.0, hi=1.0, help="generator learning rate (0: the trainer's lr)", live=True)
@@ -75,31 +94,51 @@ class GANConfig:
 
 
 class GAN(GenerativeModel):
-    """Generator and discriminator MLPs; the objective is `config.loss`."""
+    """Generator and discriminator (MLPs, or DCGAN's conv nets on images); the objective is `config.loss`."""
 
     family = "gan"
     TRACES = {"samples": ("n", "D"), "noise_grid": ("M", "K"), "warped_grid": ("M", "D"), "critic_grad": ("n", "D")}
     GRID_TRACES = {"critic": ("G",), "critic_prob": ("G",)}
+    # On images: the digits of the fixed noise and D's scores on them and on as many data digits.
+    IMAGE_TRACES = {"samples": ("m", "D"), "noise_grid": ("M", "K"), "warped_grid": ("M", "D"),
+                    "critic_real": ("m",), "critic_fake": ("m",)}
 
     def __init__(self, data_shape: tuple, config: GANConfig, generator: torch.nn.Module | None = None,
                  discriminator: torch.nn.Module | None = None):
         """generator: (n, latent) -> (n, D); discriminator: (n, D) -> (n, 1), or (n, features) for mmdgan;
-        by default MLPs of the config's size."""
+        by default the networks `config.net` names, of the config's size."""
         super().__init__(data_shape, config)
         c = config
+        self.net = self._pick_net()
+        self.latent = c.latent or (IMAGE_LATENT if len(self.data_shape) == 3 else 2)
         d_out = c.features if c.loss == "mmdgan" else 1
-        self.G = generator or MLP(c.latent, self.dim, c.hidden, c.layers, "relu")
-        self.D = discriminator or MLP(self.dim, d_out, c.hidden, c.layers, "leaky_relu")
+        if self.net == "conv":
+            self.G = generator or DCGANGenerator(self.latent, self.data_shape, c.channels)
+            self.D = discriminator or DCGANDiscriminator(self.data_shape, d_out, c.channels, CRITIC_NORMS[c.loss])
+            self.TRACES = self.IMAGE_TRACES
+        else:
+            self.G = generator or MLP(self.latent, self.dim, c.hidden, c.layers, "relu")
+            self.D = discriminator or MLP(self.dim, d_out, c.hidden, c.layers, "leaky_relu")
         if discriminator is None and c.loss in ("wgan", "wgan_gp", "mmdgan"):
             # These objectives see the critic only through differences, D(x) - D(y) (a kernel of
             # u - v for mmdgan), so its output bias cancels and gets no gradient: fix it at zero.
+            last = [m for m in self.D.modules() if isinstance(m, torch.nn.Linear)][-1]
             with torch.no_grad():
-                self.D[-1].bias.zero_()
-            self.D[-1].bias.requires_grad_(False)
+                last.bias.zero_()
+            last.bias.requires_grad_(False)
         if c.loss not in ("gan", "nsgan"):  # only their D is a probability
             self.GRID_TRACES = {"critic": ("G",)}
         self._witness_real: torch.Tensor | None = None  # (m, D) last D step's data, for the mmd witness
         self._witness_fake: torch.Tensor | None = None  # (m, D) and its generated batch
+
+    def _pick_net(self) -> str:
+        is_image = len(self.data_shape) == 3
+        if self.config.net == "auto":
+            return "conv" if is_image else "mlp"
+        if self.config.net == "conv" and not is_image:
+            raise ConfigError(f"net=conv needs image data shaped (C, H, W); this data is shaped {self.data_shape}: "
+                              "use net=mlp or auto")
+        return self.config.net
 
     # ---- the players ----------------------------------------------------------
     @property
@@ -111,7 +150,7 @@ class GAN(GenerativeModel):
         return next(self.G.parameters()).dtype
 
     def _noise(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.config.latent, dtype=self._dtype, device=self.device)
+        return torch.randn(n, self.latent, dtype=self._dtype, device=self.device)
 
     def _critic_out(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         """D's output on flat x: (n,) scores, or (n, D + features) kernel inputs [x, phi(x)] for mmdgan.
@@ -183,8 +222,11 @@ class GAN(GenerativeModel):
                 p.clamp_(-c, c)
 
     def init_from_data(self, x: torch.Tensor) -> None:
-        """Start the generator's output at the data mean."""
+        """Start the generator's output at the data mean (on DCGAN's, at each channel's mean grey level)."""
         x = self._check(x)
+        if isinstance(self.G, DCGANGenerator):
+            self.G.start_at(x.mean(0))
+            return
         last = [m for m in self.G.modules() if isinstance(m, torch.nn.Linear)][-1]
         with torch.no_grad():
             last.bias.copy_(x.mean(0))
@@ -241,7 +283,7 @@ class GAN(GenerativeModel):
     @torch.no_grad()
     def generator_on_grid(self, z_grid: torch.Tensor) -> torch.Tensor:
         """G on noise points given in the first k latent dims (others 0): (m, k) -> (m, *shape)."""
-        L = self.config.latent
+        L = self.latent
         if z_grid.ndim != 2 or not 1 <= z_grid.shape[1] <= L:
             raise ValueError(f"z_grid must be shaped (m, k) with 1 <= k <= latent = {L}, got {tuple(z_grid.shape)}")
         z = torch.cat([z_grid, z_grid.new_zeros(len(z_grid), L - z_grid.shape[1])], 1)
@@ -250,7 +292,7 @@ class GAN(GenerativeModel):
     def _noise_grid(self, m: int = 20) -> torch.Tensor:
         """m*m points over [-2.5, 2.5]^2 of the first two latent dims, row-major ((m, 1) if latent is 1)."""
         axis = torch.linspace(-2.5, 2.5, m, dtype=self._dtype, device=self.device)
-        if self.config.latent == 1:
+        if self.latent == 1:
             return axis[:, None]
         zy, zx = torch.meshgrid(axis, axis, indexing="ij")
         return torch.stack([zx.reshape(-1), zy.reshape(-1)], 1)
@@ -265,13 +307,23 @@ class GAN(GenerativeModel):
         if "witness_real" in state:
             self._witness_real, self._witness_fake = state["witness_real"], state["witness_fake"]
 
+    def fixed_noise(self, m: int = FIXED_Z) -> torch.Tensor:
+        """The first m of FIXED_Z noise vectors that are the same for every model of this latent size:
+        (m, latent), drawn from a generator of its own, so the training RNG is left alone."""
+        g = torch.Generator().manual_seed(FIXED_Z)
+        z = torch.randn(FIXED_Z, self.latent, generator=g, dtype=self._dtype)
+        return z[:m].to(self.device)
+
     def traces(self, x: torch.Tensor, grid: torch.Tensor | None = None, **options) -> dict[str, np.ndarray]:
         """samples (n, D); noise_grid (400, 2) and warped_grid (400, D) = G on it; critic_grad (n, D)
         at the samples; for 2D data with a grid, critic (G*G,) and, for gan/nsgan, critic_prob (G*G,).
 
-        For mmdgan the critic is the witness between x and the samples.
+        For mmdgan the critic is the witness between x and the samples. On DCGAN's networks
+        (images) see _image_traces.
         """
         x = self._check(x)
+        if self.net == "conv":
+            return self._image_traces(x)
         fake = self.flat(self.sample(len(x)))  # (n, D)
         real_ref, fake_ref = (x[:_WITNESS_REF], fake[:_WITNESS_REF]) if self.config.loss == "mmdgan" else (None, None)
         z_grid = self._noise_grid()
@@ -289,3 +341,20 @@ class GAN(GenerativeModel):
                     out["critic_prob"] = to_numpy(torch.sigmoid(self._critic_out(grid)))
         return out
 
+    @torch.no_grad()
+    def _image_traces(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        """samples (m, D) = G(z) on the first m = min(n, 64) fixed noise vectors; noise_grid (100, 2) and
+        warped_grid (100, D) = G on it; critic_real (m,) and critic_fake (m,): D on x[:m] and on the
+        samples, a probability for gan/nsgan, else the raw critic (the mmd witness for mmdgan)."""
+        m = min(len(x), FIXED_Z)
+        fake = self.G(self.fixed_noise(m))  # (m, D)
+        real_ref, fake_ref = (x[:_WITNESS_REF], fake) if self.config.loss == "mmdgan" else (None, None)
+        score = torch.sigmoid if self.config.loss in ("gan", "nsgan") else (lambda v: v)
+        z_grid = self._noise_grid(IMAGE_GRID)
+        return {
+            "samples": to_numpy(fake),
+            "noise_grid": to_numpy(z_grid),
+            "warped_grid": to_numpy(self.flat(self.generator_on_grid(z_grid))),
+            "critic_real": to_numpy(score(self._critic(x[:m], real_ref, fake_ref))),
+            "critic_fake": to_numpy(score(self._critic(fake, real_ref, fake_ref))),
+        }

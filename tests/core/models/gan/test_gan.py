@@ -308,8 +308,9 @@ def test_mmd_witness_averages_to_mmd2():
     assert torch.allclose(out["d_real"] - out["d_fake"], -out["d_loss"], rtol=1e-9)
 
 
-def test_image_shaped_data(name):
-    m = _small(name, (1, 4, 4))
+@pytest.mark.parametrize("net", ["mlp", "conv"])
+def test_image_shaped_data(name, net):
+    m = _small(name, (1, 4, 4), net=net)
     x = torch.rand(12, 1, 4, 4)
     m.init_from_data(x)
     for phase in m.phases(1e-3):
@@ -319,5 +320,10 @@ def test_image_shaped_data(name):
         m.after_phase(phase.name)
     assert m.sample(5).shape == (5, 1, 4, 4)
     t = m.traces(x, None)
-    assert {k: v.shape for k, v in t.items()} == {"samples": (12, 16), "noise_grid": (400, 2),
-                                                  "warped_grid": (400, 16), "critic_grad": (12, 16)}
+    if net == "mlp":
+        assert {k: v.shape for k, v in t.items()} == {"samples": (12, 16), "noise_grid": (400, 2),
+                                                      "warped_grid": (400, 16), "critic_grad": (12, 16)}
+    else:  # the fixed noise's digits and D's scores on them, a 10 x 10 noise grid
+        assert {k: v.shape for k, v in t.items()} == {"samples": (12, 16), "noise_grid": (100, 2),
+                                                      "warped_grid": (100, 16), "critic_real": (12,),
+                                                      "critic_fake": (12,)}
