@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a model or training setting, e.g. --set layers=4 or --set grad_clip=1 "
                         "(see 'python -m core list --settings MODEL')")
     t.add_argument("--metrics-every", type=int, default=0, help="evaluate metrics every N steps (0: about 10 times a run)")
-    t.add_argument("--n-samples", type=int, default=10_000)
+    t.add_argument("--n-samples", type=int, default=None,
+                   help="samples written to samples.npy (default 10,000 points, or 64 digits, also drawn as samples.png)")
     t.add_argument("--out", required=True)
     t.add_argument("--quiet", action="store_true")
 
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("dir")
     lp.add_argument("--points", required=True)
     lp.add_argument("--out", required=True)
+
+    c = sub.add_parser("classifier", help="train (once) and check the digit classifier that judges MNIST samples")
+    c.add_argument("--retrain", action="store_true", help="train it again even if a cached one exists")
 
     b = sub.add_parser("bench", help="training speed and time-to-quality, written as Markdown")
     b.add_argument("--models", nargs="*", default=None)
@@ -152,8 +156,12 @@ def cmd_train(args) -> int:
     device = resolve_device(args.device)
     torch.manual_seed(train_cfg.seed)
     model = registry.build_model(args.model, dataset.shape, {k: v for k, v in args.settings if k not in train_fields})
-    if args.n_samples < 1:
-        raise PlaygroundError(f"--n-samples must be at least 1, got {args.n_samples}")
+    images = registry.data_kind(dataset.shape) == "images"
+    n_samples = args.n_samples if args.n_samples is not None else (64 if images else 10_000)
+    if n_samples < 1:
+        raise PlaygroundError(f"--n-samples must be at least 1, got {n_samples}")
+    if dataset.note and not args.quiet:
+        print(dataset.note, file=sys.stderr)
     trainer = Trainer(model, dataset, train_cfg, device=str(device))
     every = args.metrics_every or max(train_cfg.steps // 10, 1)
     log_every = max(1, min(50, every))
@@ -168,13 +176,20 @@ def cmd_train(args) -> int:
     final = trainer.evaluate(n=2000, with_kl=model.has_log_prob and dataset.has_density, model=model)
     model.eval()
     with torch.no_grad():
-        samples = _sample_chunked(model, args.n_samples)
+        samples = _sample_chunked(model, n_samples)
     np.save(out / "samples.npy", samples)
+    written = ["metrics.json", "samples.npy", checkpoint.WEIGHTS]
+    if images:
+        from .images import write_grid
+
+        write_grid(out / "samples.png", np.clip(samples[:64], 0.0, 1.0))
+        written.insert(2, "samples.png")
     checkpoint.save(out, args.model, model, train_cfg, dataset=args.data)
     report = {
         "model": args.model,
         "family": model.family,
         "dataset": args.data,
+        "data_note": dataset.note,
         "device": str(device),
         "config": {"model": to_dict(model.config), "train": to_dict(train_cfg)},
         "steps_done": trainer.step_count,
@@ -191,7 +206,7 @@ def cmd_train(args) -> int:
         json.dump(_json_safe(report), f, indent=1)
     if not args.quiet:
         summary = "  ".join(f"{k} {v:.4g}" for k, v in final.items() if isinstance(v, (int, float)))
-        print(f"wrote {out}/metrics.json, samples.npy, {checkpoint.WEIGHTS}  |  {summary}", file=sys.stderr)
+        print(f"wrote {out}/{', '.join(written)}  |  {summary}", file=sys.stderr)
     if diverged:
         print(f"error: {diverged}", file=sys.stderr)
         return 3
@@ -247,6 +262,23 @@ def cmd_logprob(args) -> int:
     return 0
 
 
+def cmd_classifier(args) -> int:
+    from . import classifier as K
+    from .data.mnist import MNIST, cache_root
+
+    dataset = MNIST()
+    print(dataset.note, file=sys.stderr)
+    key = K.cache_key(dataset.images, dataset.labels)
+    path = cache_root() / f"classifier-{key}.pt"
+    if args.retrain:
+        path.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    net = K.classifier_for(dataset)
+    print(f"digit classifier: {net.accuracy:.2%} of {dataset.held_out()[1].shape[0]:,} held-out digits correct "
+          f"({time.perf_counter() - t0:.1f} s; cached at {path})")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -258,7 +290,8 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "logprob": cmd_logprob, "bench": cmd_bench}
+COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "logprob": cmd_logprob,
+            "classifier": cmd_classifier, "bench": cmd_bench}
 
 
 def main(argv=None) -> int:

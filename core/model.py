@@ -100,6 +100,9 @@ class GenerativeModel(nn.Module):
     # "threshold" or "dequantized"; its loss applies pixels.view itself, its log_prob on images
     # takes that view, and its NLL is reported in nats (bits/dim) of the discrete digit.
     pixels: ClassVar[str] = "grey"
+    # Samples the metrics draw on images (a classifier's histogram, a Fréchet distance): fewer
+    # for a model whose sampling takes a network pass per pixel.
+    metric_samples: ClassVar[int] = 256
     # Trace key -> dims, checked by check_traces. A dim is a number, "D" (the flat data
     # dimension), "x" (the data shape, *data_shape), "n" (the points given to traces), "G"
     # (the grid's points), or another name, optionally with "+1" or "-1": every use of one

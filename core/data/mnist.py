@@ -115,7 +115,7 @@ def download(name: str, folder: Path, mirrors=MIRRORS, opener=urllib.request.url
     for mirror in mirrors:
         part = target.with_name(target.name + ".part")
         try:
-            with opener(mirror + name, timeout=30) as response, open(part, "wb") as out:
+            with opener(mirror + name, timeout=10) as response, open(part, "wb") as out:
                 total, done = int(response.headers.get("Content-Length") or 0), 0
                 while chunk := response.read(1 << 16):
                     out.write(chunk)

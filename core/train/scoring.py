@@ -8,6 +8,13 @@ dataset and the sizes, so they are kept for the whole process (a few runs'
 worth): a Reset on the same data and seed pays for neither again.
 Evaluation and traces run under their own seeds inside torch.random.fork_rng,
 so they leave the training RNG where it was.
+
+On digits (a dataset with held-out images) the reference is the held-out digits, and the
+metrics are those a paper reports: the NLL of held-out digits in nats and bits per dimension
+(for a model with a density, in the pixel view it reads), and what the project's digit
+classifier says of samples (their classes, its confidence, a Fréchet distance in its feature
+space; core.classifier). Sampling a digit can take hundreds of network passes (PixelCNN), so a
+model's `metric_samples` bounds how many the metrics draw.
 """
 
 from __future__ import annotations
@@ -21,8 +28,13 @@ import numpy as np
 import torch
 
 from .. import metrics as M
+from ..data import pixels as P
 from ..data.base import Dataset
 from ..model import GenerativeModel
+
+IMAGE_SAMPLES = 256  # samples the metrics draw on digits, unless the model's metric_samples says fewer
+NLL_DIGITS = 500  # held-out digits the NLL is averaged over
+NLL_CHUNK = 100
 
 
 _SHARED_SIZE = 8  # references kept with their terms and floors, least recently used first out
@@ -43,9 +55,14 @@ def _shared_for(key: tuple) -> dict:
 class Scoring:
     """The metrics of models of one dataset, against a reference of n_reference true samples."""
 
-    def __init__(self, dataset: Dataset, n_reference: int, n_eval: int, seed: int):
+    def __init__(self, dataset: Dataset, n_reference: int, n_eval: int, seed: int, image_samples: int = IMAGE_SAMPLES):
         self.dataset, self.n_eval, self.seed = dataset, n_eval, seed
-        self.reference = dataset.sample(n_reference, torch.Generator().manual_seed(seed + 1))
+        self.images = callable(getattr(dataset, "held_out", None))
+        if self.images:  # digits: scored against digits no model trains on
+            self.reference = dataset.held_out()[0][:n_reference]
+            self.n_eval = max(2, min(n_eval, int(image_samples)))
+        else:
+            self.reference = dataset.sample(n_reference, torch.Generator().manual_seed(seed + 1))
         # the same data drawn with the same seed: the same reference, whatever object holds it
         digest = hashlib.sha1(self.reference.detach().cpu().numpy().tobytes()).hexdigest()
         self._shared = _shared_for((getattr(dataset, "name", ""), digest, seed))
@@ -62,8 +79,48 @@ class Scoring:
         with_kl = model.live_kl if with_kl is None else with_kl
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 2)
+            if self.images:
+                return self._evaluate_digits(model, min(n or self.n_eval, self.n_eval))
             return M.evaluate(model, self.dataset, self.reference, n=n or self.n_eval, with_kl=with_kl,
                               ref_terms=self.ref_terms)
+
+    @property
+    def classifier(self):
+        """The project's digit classifier (trained once per machine, then cached), with the
+        reference digits' features."""
+        if self._shared.get("classifier") is None:
+            from ..classifier import classifier_for
+
+            net = classifier_for(self.dataset)
+            self._shared["classifier"] = (net, net.judge(self.reference)[1])
+        return self._shared["classifier"]
+
+    @torch.no_grad()
+    def _evaluate_digits(self, model: GenerativeModel, n: int) -> dict:
+        was_training = model.training
+        model.eval()
+        try:
+            samples = model.sample(int(n)).detach().to("cpu", torch.float32)  # (n, 1, 28, 28)
+            out = {}
+            if getattr(model, "has_log_prob", False):
+                out.update(self.held_out_nll(model))
+        finally:
+            model.train(was_training)
+        out.update(M.sample_metrics(samples.double(), self.dataset, self.reference, self.ref_terms))
+        net, ref_features = self.classifier
+        out.update(M.digit_quality(samples, net, ref_features))
+        return out
+
+    def held_out_nll(self, model: GenerativeModel) -> dict:
+        """nll: the mean NLL of NLL_DIGITS held-out digits in nats per digit, in the model's
+        pixel view (binarized or dequantized once, with a fixed seed, so every evaluation
+        scores the same digits); bits_per_dim: the same per pixel, in bits."""
+        held = self.reference[:NLL_DIGITS]
+        x = P.view(held, model.pixels, torch.Generator().manual_seed(self.seed + 5))
+        log_p = torch.cat([model.log_prob(part.to(model.device)).detach().to("cpu", torch.float64)
+                           for part in x.split(NLL_CHUNK)])
+        nats = float(P.nll_nats(log_p, model.pixels, model.dim).mean())
+        return {"nll": nats, "bits_per_dim": float(P.bits_per_dim(nats, model.dim))}
 
     def floors(self, n: int | None = None, compute: bool = True) -> dict:
         """Each sample metric between the reference and n independent true samples (n_eval by
@@ -73,7 +130,12 @@ class Scoring:
         if n not in self._floors:
             if not compute:
                 return {}
-            self._floors[n] = M.noise_floor(self.dataset, self.reference, n, self.seed + 4, ref_terms=self.ref_terms)
+            floors = M.noise_floor(self.dataset, self.reference, n, self.seed + 4, ref_terms=self.ref_terms)
+            if self.images:  # what n real training digits score against the held-out ones
+                digits = self.dataset.sample(n, torch.Generator().manual_seed(self.seed + 4))
+                net, ref_features = self.classifier
+                floors["fd"] = M.digit_quality(digits, net, ref_features)["fd"]
+            self._floors[n] = floors
         return self._floors[n]
 
 

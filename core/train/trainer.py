@@ -82,7 +82,8 @@ class Trainer:
         self.training_data = training_data_for(model, dataset, cfg.n_data, cfg.seed)
         check_data(cfg, self.training_data, model)
         self.data = self.training_data.x  # (N, *shape), on the CPU: what the views draw
-        self.scoring = Scoring(dataset, n_reference, n_eval, cfg.seed)
+        self.scoring = Scoring(dataset, n_reference, n_eval, cfg.seed,
+                               image_samples=getattr(model, "metric_samples", None) or n_eval)
         # Pictures are drawn from copies of the untrained model, which take the live settings.
         self.pictures = Spares(copy.deepcopy(model))
         self._template = self.pictures.template
