@@ -67,13 +67,21 @@ def _kind(value) -> str:
     return "choice"
 
 
-def knobs_for(model_name: str) -> dict[str, tuple[Knob, object]]:
-    """name -> (knob, default) for the model's config and the trainer, with the model's defaults.
+def data_kind(dataset: str) -> str:
+    """"images" for a built-in dataset of images (MNIST), "points" for the rest (uploads, drawings)."""
+    spec = registry.DATASETS.get(dataset)
+    shape = getattr(spec.factory, "shape", (2,)) if spec is not None else (2,)
+    return registry.data_kind(shape)
+
+
+def knobs_for(model_name: str, kind: str = "points") -> dict[str, tuple[Knob, object]]:
+    """name -> (knob, default) for the model's config and the trainer, with the model's defaults
+    on data of `kind` (an image model trains with smaller batches, say).
 
     A setting that tells registered variants apart (a GAN's objective) is the model's name,
     not a knob, and is left out."""
     out = {}
-    for scope, cfg in (("model", registry.model_config(model_name)), ("train", registry.train_config(model_name))):
+    for scope, cfg in (("model", registry.model_config(model_name)), ("train", registry.train_config(model_name, kind=kind))):
         for name, m in describe(cfg).items():
             if scope == "train" and name not in TRAIN_KNOBS or m.get("variant"):
                 continue
@@ -132,8 +140,8 @@ def settings_from(model_name: str, values: dict[str, object]) -> tuple[dict, dic
     return model_s, train_s
 
 
-def non_default(model_name: str, model_s: dict, train_s: dict) -> dict:
-    knobs = knobs_for(model_name)
+def non_default(model_name: str, model_s: dict, train_s: dict, kind: str = "points") -> dict:
+    knobs = knobs_for(model_name, kind)
     merged = {**model_s, **train_s}
     return {k: v for k, v in merged.items() if k in knobs and v != knobs[k][1]}
 
@@ -159,7 +167,7 @@ def decode_query(params: dict) -> tuple[str, str, dict, list[str]]:
     if dataset not in registry.dataset_names():
         problems.append(f"data={dataset!r} is not a dataset here; valid datasets: {', '.join(registry.dataset_names())}")
         dataset = DEFAULT_DATASET
-    knobs = knobs_for(model_name)
+    knobs = knobs_for(model_name, data_kind(dataset))
     settings = {}
     for k, v in params.items():
         if k in ("model", "data", "preset", "__theme"):
@@ -171,7 +179,7 @@ def decode_query(params: dict) -> tuple[str, str, dict, list[str]]:
             if knobs[k][0].scope == "model":
                 value = getattr(registry.model_config(model_name, {k: v}), k)
             else:
-                value = getattr(registry.train_config(model_name, {k: v}), k)
+                value = getattr(registry.train_config(model_name, {k: v}, data_kind(dataset)), k)
             settings[k] = value
         except ConfigError as e:
             problems.append(str(e))

@@ -18,8 +18,8 @@ from core.data.files import PointsFile
 from core.errors import DataError
 
 from .. import presets as P
-from ..controls import (UPLOAD_PREFIX, all_knobs, decode_query, dependents, encode_query, knob_key, knobs_for,
-                        non_default, settings_from, shown)
+from ..controls import (UPLOAD_PREFIX, all_knobs, data_kind, decode_query, dependents, encode_query, knob_key,
+                        knobs_for, non_default, settings_from, shown)
 from ..draw import charts, empty_figure
 from ..runs import Session, thin
 from ..views import render, view_for
@@ -28,14 +28,36 @@ from .status import (MAX_CHART_POINTS, REDRAW, DEFAULT_REDRAW, control_updates, 
                      format_status, knob_updates, model_info, panel_updates, pick_metric, placement)
 
 
-def _fresh_run(session: Session, model: str, dataset: str, knobs: dict) -> dict:
-    """Build a new run from the controls; returns the outputs that show it."""
+def _retarget(session: Session, model: str, dataset: str, knobs: dict) -> tuple[dict, dict]:
+    """Moving between points and digits: training knobs left at the defaults of the data before
+    take the defaults of the new data (smaller batches for a conv net); changed ones stay.
+    Returns (knob values, updates of the controls that changed)."""
+    before = session.current
+    old = data_kind(before.dataset_name) if before is not None else "points"
+    new = data_kind(dataset)
+    if old == new:
+        return knobs, {}
+    knobs, updates = dict(knobs), {}
+    new_defaults = knobs_for(model, new)
+    for name, (knob, old_default) in knobs_for(model, old).items():
+        key = knob_key(knob)
+        if knob.scope == "train" and key in knobs and knob.coerce(knobs[key]) == old_default:
+            knobs[key] = new_defaults[name][1]
+            if new_defaults[name][1] != old_default:
+                updates["knob:" + key] = gr.update(value=new_defaults[name][1])
+    return knobs, updates
+
+
+def _fresh_run(session: Session, model: str, dataset: str, knobs: dict, retarget: bool = True) -> dict:
+    """Build a new run from the controls; returns the outputs that show it. retarget: the knobs
+    are those of the data before (a new dataset), not already this data's."""
+    knobs, moved = _retarget(session, model, dataset, knobs) if retarget else (knobs, {})
     model_s, train_s = settings_from(model, knobs)
     session.new_run(model, dataset, model_s, train_s)
     session.chain = []  # a preset's queued runs end when the person takes over
-    query = _query(session, model, dataset, non_default(model, model_s, train_s))
+    query = _query(session, model, dataset, non_default(model, model_s, train_s, data_kind(dataset)))
     empty = empty_figure("the curves appear as it trains")
-    out = {"status": format_status(session), "query": query, "loss_plot": empty, "metrics_plot": empty}
+    out = {"status": format_status(session), "query": query, "loss_plot": empty, "metrics_plot": empty, **moved}
     out.update(control_updates(family_of(model)))
     return out
 
@@ -50,16 +72,17 @@ def _query(session: Session, model: str, dataset: str, settings: dict) -> str:
     return urllib.parse.urlencode(items)
 
 
-def _knobs_from(model: str, settings: dict | None = None) -> dict:
-    """Control values (keyed like the controls) for the model's defaults with `settings` changed."""
+def _knobs_from(model: str, settings: dict | None = None, kind: str = "points") -> dict:
+    """Control values (keyed like the controls) for the model's defaults on data of `kind`
+    with `settings` changed."""
     settings = settings or {}
-    return {knob_key(k): settings.get(name, d) for name, (k, d) in knobs_for(model).items()}
+    return {knob_key(k): settings.get(name, d) for name, (k, d) in knobs_for(model, kind).items()}
 
 
 def _show(session: Session, model: str, dataset: str, settings: dict | None = None) -> dict:
     """Every control set to this configuration, and a fresh run built from it."""
     out = _controls(session, model, dataset, settings)
-    out.update(_fresh_run(session, model, dataset, _knobs_from(model, settings)))
+    out.update(_fresh_run(session, model, dataset, _knobs_from(model, settings, data_kind(dataset)), retarget=False))
     return out
 
 
@@ -107,7 +130,7 @@ def _controls(session: Session, model: str, dataset: str, settings: dict | None 
                                                                   info=model_info(model)),
            "dataset": gr.update(choices=dataset_choices(session), value=dataset),
            "equations": view_for(family).equations}
-    out.update({"knob:" + k: v for k, v in knob_updates(model, settings).items()})
+    out.update({"knob:" + k: v for k, v in knob_updates(model, settings, data_kind(dataset)).items()})
     out["slots"] = panel_updates(family, model)
     return out
 
@@ -250,7 +273,7 @@ def on_knob(session: Session, model: str, dataset: str, knobs: dict, key: str) -
         note = f"{knob.name} = {knobs[key]} applied to the running model."
     elif run is not None and run.step > 0:
         note = f"{knob.name} takes effect when you press Reset."
-    out = {"query": _query(session, model, dataset, non_default(model, model_s, train_s))}
+    out = {"query": _query(session, model, dataset, non_default(model, model_s, train_s, data_kind(dataset)))}
     follows = dependents(model, knob.name)
     if follows:  # settings that matter only for some values of this one (DDIM's eta, for sampler)
         visible = shown(model, {**model_s, **train_s})
@@ -290,9 +313,14 @@ def tick(session: Session, x_axis: str, metric: str) -> dict:
     return out
 
 
+METRIC_HISTORY_SHOWN = 200  # metric records a view may draw over time
+
+
 def _panels(run, snap: dict) -> dict:
     if "traces" not in snap:
         return {}
+    if run.trainer.metric_history:  # a view may draw the metrics over time (a GAN's digit classes)
+        snap = {**snap, "metric_history": thin(run.trainer.metric_history, METRIC_HISTORY_SHOWN)}
     drawn = render(run.family, snap, run.ctx)
     return {"slots": [drawn.get(key, gr.skip()) if key else gr.skip() for key in placement(run.family, run.model_name)]}
 
@@ -300,8 +328,11 @@ def _panels(run, snap: dict) -> dict:
 def _metrics_chart(run, mets: list[dict], metric: str, x_axis: str):
     if not mets:
         return empty_figure("metrics appear about once a second")
-    return charts.metrics_figure({run.label: thin(mets, MAX_CHART_POINTS)}, pick_metric(metric, mets), x_axis,
-                                 floors=run.floors, notes={run.label: run.kl_note})
+    ref = run.literature
+    references = {ref.metric: (ref.value, ref.source)} if ref is not None else None
+    return charts.metrics_figure({run.label: thin(mets, MAX_CHART_POINTS)},
+                                 pick_metric(metric, mets, ref.metric if ref is not None else None), x_axis,
+                                 floors=run.floors, notes={run.label: run.kl_note}, references=references)
 
 
 def redraw_charts(session: Session, x_axis: str, metric: str) -> dict:

@@ -21,13 +21,15 @@ SLOTS = ("wide0", "slot0", "slot1", "slot2", "slot3", "wide1")
 REDRAW = {"0.15 s": 0.15, "0.5 s": 0.5, "1 s": 1.0}  # timer periods the page offers
 DEFAULT_REDRAW = "0.15 s"
 MAX_CHART_POINTS = 1000
-METRIC_CHOICES = ("auto", "kl", "mmd", "energy", "hist_kl", "hist_js", "modes_covered", "high_quality", "score_error")
+METRIC_CHOICES = ("auto", "kl", "mmd", "energy", "hist_kl", "hist_js", "modes_covered", "high_quality", "score_error",
+                  "nll", "bits_per_dim", "fd", "confidence")
 
 
-def knob_updates(model_name: str, settings: dict | None = None) -> dict[str, dict]:
-    """gr.update per control: the model's knobs visible with its defaults (or `settings`), the rest hidden."""
+def knob_updates(model_name: str, settings: dict | None = None, kind: str = "points") -> dict[str, dict]:
+    """gr.update per control: the model's knobs visible with its defaults on data of `kind`
+    (or `settings`), the rest hidden."""
     settings = settings or {}
-    mine = {knob_key(k): (k, settings.get(name, default)) for name, (k, default) in knobs_for(model_name).items()}
+    mine = {knob_key(k): (k, settings.get(name, default)) for name, (k, default) in knobs_for(model_name, kind).items()}
     visible = shown(model_name, settings)
     out = {}
     for key in all_knobs():
@@ -103,14 +105,18 @@ def format_status(session: Session) -> str:
     elif status == "done":
         text += "\n\nFinished. Press **Reset** for a fresh model, or raise *steps* and Reset."
     note = session.note()
-    return text + (f"\n\n{note}" if note else "")
+    data_note = getattr(run.dataset, "note", "")
+    return text + (f"\n\n{note}" if note else "") + (f"\n\n{data_note}." if data_note else "")
 
 
-def pick_metric(metric: str, records: list[dict]) -> str:
+def pick_metric(metric: str, records: list[dict], prefer: str | None = None) -> str:
+    """The metric a chart shows: the one chosen, else `prefer` (the metric of the model's
+    published figure) where recorded, else the first recorded of KL, NLL, the digit Fréchet
+    distance, MMD and energy."""
     if metric != "auto":
         return metric
     keys = set().union(*(r.keys() for r in records)) if records else set()
-    for m in ("kl", "mmd", "energy"):
+    for m in ((prefer,) if prefer else ()) + ("kl", "nll", "fd", "mmd", "energy"):
         if m in keys:
             return m
     return "mmd"

@@ -24,6 +24,10 @@ METRIC_LABELS = {
     "modes_covered": "modes covered",
     "high_quality": "fraction of high-quality samples",
     "score_error": "score error: relative Fisher divergence to the exact score (lower is better)",
+    "nll": "NLL of held-out digits in nats (lower is better)",
+    "bits_per_dim": "NLL of held-out digits in bits per dimension (lower is better)",
+    "fd": "Fréchet distance in the project's digit-classifier features, not the Inception FID (lower is better)",
+    "confidence": "digit classifier's mean confidence in samples (higher is better)",
 }
 _PALETTE = ("#333333", V.GEN, V.REAL, V.BASE, "#4e79a7", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 
@@ -102,17 +106,19 @@ def loss_figure(history: list[dict], x: str = "step"):
     return V.figure(data, layout)
 
 
-def metrics_figure(runs: dict, metric: str, x: str = "step", floors: dict | None = None, notes: dict | None = None):
+def metrics_figure(runs: dict, metric: str, x: str = "step", floors: dict | None = None, notes: dict | None = None,
+                   references: dict | None = None):
     """One metric across several runs (Compare): a line per run.
 
     floors: metric -> its noise floor (the value between two independent sets of true samples
     of the sizes compared: what a perfect model scores), drawn as a dashed line.
-    notes: run name -> how its KL was computed ("IWAE estimate"), shown beside its name.
+    notes: run name -> how its KL (or NLL) was computed ("IWAE estimate"), shown beside its name.
+    references: metric -> (value, source), a published figure drawn as a dotted line, the paper named.
     """
     x = _x_axis(x)
     runs = _runs(runs)
     label = METRIC_LABELS.get(metric, metric)
-    notes = {k: v for k, v in (notes or {}).items() if v} if metric == "kl" else {}
+    notes = {k: v for k, v in (notes or {}).items() if v} if metric in ("kl", "nll", "bits_per_dim") else {}
     data = []
     values = []
     for i, (name, history) in enumerate(runs.items()):
@@ -140,6 +146,16 @@ def metrics_figure(runs: dict, metric: str, x: str = "step", floors: dict | None
         note = f"dashed: {floor:.2g} between two sets of true samples of the same sizes, the floor a perfect model reaches"
     elif notes:
         note = "; ".join(f"{k}: {v}" for k, v in notes.items())
+    reference = (references or {}).get(metric)
+    if reference is not None and math.isfinite(reference[0]):
+        value, source = reference
+        xs_all = np.concatenate([d["x"] for d in data])
+        shown = f"{value:g} {'nats' if metric == 'nll' else 'bits/dim' if metric == 'bits_per_dim' else ''}".strip()
+        data.append(dict(type="scatter", mode="lines", x=[float(np.nanmin(xs_all)), float(np.nanmax(xs_all))],
+                         y=[value, value], name=f"published: {shown}", hoverinfo="skip",
+                         line=dict(color=V.REAL, width=1.4, dash="dot")))
+        values.append(np.array([value]))
+        note = (note + "; " if note else "") + f"dotted: {shown}, {source}"
     allv = np.concatenate(values)
     log = bool((allv > 0).all() and allv.max() / allv.min() > 20)
     layout = V.base_layout(label, f"metrics:{metric}", note=note)

@@ -142,8 +142,16 @@ class Run:
 
     @property
     def kl_note(self) -> str:
-        """How the model's KL is computed, when it is not exact ("IWAE estimate")."""
-        return self.model.density_note if self.model.live_kl else ""
+        """How the model's KL (or NLL on digits) is computed, when it is not exact ("IWAE estimate")."""
+        live = self.model.live_kl or (self.model.has_log_prob and registry.data_kind(self.dataset.shape) == "images")
+        return self.model.density_note if live else ""
+
+    @property
+    def literature(self):
+        """The model's published NLL on MNIST (core.registry.Literature), when it trains on digits."""
+        if self.dataset_name != "mnist":
+            return None
+        return registry.model_spec(self.model_name).literature
 
     def queue_position(self) -> int:
         return self.manager.position(self) if self.manager else 0
