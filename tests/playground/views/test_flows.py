@@ -8,7 +8,7 @@ import pytest
 
 from playground import draw as V
 from playground.views import render_panel
-from tests.playground.views.helpers import (BOX, G, L, ctx, synthetic, trace)
+from tests.playground.views.helpers import BOX, G, IMAGE_SHAPE, L, ctx, message, synthetic, trace
 
 
 def test_flow_strip_draws_the_layers_in_order_data_to_base():
@@ -56,3 +56,74 @@ def test_flow_logdet_bars_and_base_moment():
     r = np.hypot(circle.x, circle.y)
     r = r[np.isfinite(r)]
     assert np.all(np.isclose(r, 1) | np.isclose(r, 2)) and np.isclose(r, 1).any() and np.isclose(r, 2).any()
+
+
+# ---- digits: the multi-scale flow's pictures ---------------------------------------------------
+
+def multiscale_snapshot(k: int = 8, s: int = 32, L: int = 15, seed: int = 0) -> dict:
+    """Traces shaped as core.models.flows.multiscale sends them for 1 x 28 x 28 digits."""
+    rng = np.random.default_rng(seed)
+    f32 = lambda *shape: rng.normal(size=shape).astype(np.float32)  # noqa: E731
+    y = rng.uniform(size=(k, 1, 28, 28)).astype(np.float32)
+    tr = {"forward_states": f32(L + 1, k, 784), "inverse_states": f32(L + 1, s, 784), "log_dets": f32(L),
+          "latents": f32(k, 784), "latent_shapes": np.array([[2, 14, 14], [8, 7, 7]], np.float32),
+          "latent_digits": y}
+    tr["forward_states"][0] = y.reshape(k, 784)
+    tr["inverse_states"][-1] = rng.uniform(size=(s, 784)).astype(np.float32)
+    return {"step": 7, "traces": tr, "data": y}
+
+
+def digit_ctx():
+    return ctx(data_shape=IMAGE_SHAPE, bounds=None)
+
+
+def phi(z):
+    from math import erf, sqrt
+    return np.vectorize(lambda v: 0.5 * (1 + erf(v / sqrt(2))))(z.astype(np.float64))
+
+
+def test_the_scales_panel_draws_each_digit_and_its_latents_at_each_scale():
+    snap = multiscale_snapshot()
+    tr = snap["traces"]
+    fig = render_panel("flow", "flow_scales", snap, digit_ctx())
+    assert message(fig) is None
+    digits, z1, z2, pulled = (t.z for t in fig.data)
+    k = 4  # rows drawn
+    assert digits.shape == (k * 30 - 2, 28)
+    np.testing.assert_array_equal(digits[30:58], tr["latent_digits"][1, 0])
+    # z_1: the first 2 x 14 x 14 coordinates, its two channels side by side, drawn as Phi(z)
+    first = tr["latents"][0, :392].reshape(2, 14, 14)
+    np.testing.assert_allclose(z1[:14, :14], phi(first[0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(z1[:14, 15:29], phi(first[1]), rtol=1e-5, atol=1e-6)
+    # z_2: the next 8 x 7 x 7, its channels tiled 3 a row (ceil(sqrt(8)))
+    second = tr["latents"][0, 392:].reshape(8, 7, 7)
+    np.testing.assert_allclose(z2[:7, 16:23], phi(second[2]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(z2[8:15, :7], phi(second[3]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pulled[:28], phi(tr["forward_states"][-1, 0].reshape(28, 28)), rtol=1e-5, atol=1e-6)
+    labels = [fig.layout[f"xaxis{s}"].title.text for s in ("", "2", "3", "4")]
+    assert "2 × 14×14" in labels[1] and "8 × 7×7" in labels[2] and "final" in labels[2]
+    # shapes that do not add up to the latents give a message, not an error
+    tr["latent_shapes"] = np.array([[2, 14, 14]], np.float32)
+    assert "do not add up" in message(render_panel("flow", "flow_scales", snap, digit_ctx()))
+    assert message(render_panel("flow", "flow_scales", synthetic("flow"), ctx()))  # 2D flows send no latents
+
+
+def test_on_digits_the_base_panel_is_a_density_histogram_of_z_against_n01():
+    snap = multiscale_snapshot()
+    z = snap["traces"]["forward_states"][-1]
+    fig = render_panel("flow", "flow_base", snap, digit_ctx())
+    assert message(fig) is None
+    bars, pdf = trace(fig, "z = f(x)"), trace(fig, "N(0, 1)")
+    inside = np.mean(np.abs(z) <= 4.5)
+    assert np.sum(np.asarray(bars.y) * bars.width) == pytest.approx(inside, rel=1e-6)
+    np.testing.assert_allclose(pdf.y, np.exp(-0.5 * np.asarray(pdf.x) ** 2) / np.sqrt(2 * np.pi))
+    assert f"{float(np.mean(z.astype(np.float64) ** 2)):.2f}" in fig.layout.annotations[0].text
+
+
+def test_on_digits_the_layer_strip_draws_states_off_the_data_through_phi():
+    snap = multiscale_snapshot()
+    inv = snap["traces"]["inverse_states"]
+    fig = render_panel("flow", "flow_layers", snap, digit_ctx())
+    img = fig.data[0].z
+    np.testing.assert_array_equal(img[:28, :28], inv[-1, 0].reshape(28, 28))  # the data column as it is
+    np.testing.assert_allclose(img[:28, -28:], phi(inv[0, 0].reshape(28, 28)), rtol=1e-5, atol=1e-6)  # the base
