@@ -139,3 +139,25 @@ def test_a_bad_file_of_points_gets_a_message_not_a_traceback(tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("x,y\n1,2\n3,oops\n")
     code, _, err = run(capsys, "train", "realnvp", "--data", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "x"))
     assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_a_run_on_digits_says_which_split_trains_and_writes_a_png_grid(mnist_dir, tmp_path, capsys):
+    from core.images import read_png
+
+    code, _, err = run(capsys, "train", "vae", "--data", "mnist", "--steps", "2", "--batch-size", "16",
+                       "--set", "hidden=16", "--set", "iw_samples=2", "--n-samples", "10", "--out", str(tmp_path))
+    assert code == 0, err
+    assert "only the 10,000-digit test split is present" in err and "samples.png" in err
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert "9,000" in report["data_note"]
+    assert {"nll", "bits_per_dim", "fd", "confidence", "classes"} <= set(report["final"])
+    samples = np.load(tmp_path / "samples.npy")
+    grid = read_png((tmp_path / "samples.png").read_bytes())
+    # 10 digits of 28 x 28 in 4 columns and 3 rows, 2 px gaps and borders, drawn at twice the size
+    assert samples.shape == (10, 1, 28, 28) and grid.shape == (2 * (3 * 30 + 2), 2 * (4 * 30 + 2))
+    assert np.array_equal(grid[4:60:2, 4:60:2], np.round(np.clip(samples[0, 0], 0, 1) * 255).astype(np.uint8))
+
+
+def test_a_points_model_asked_for_digits_is_refused_with_the_models_that_fit(mnist_dir, tmp_path, capsys):
+    code, _, err = run(capsys, "train", "gmm", "--data", "mnist", "--steps", "2", "--out", str(tmp_path))
+    assert code == 2 and "gmm is built for points, not images" in err and "vae" in err and "Traceback" not in err
