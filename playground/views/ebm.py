@@ -1,10 +1,14 @@
 """Energy-based model views: the energy landscape with its Langevin chains, the replay buffer's
-negatives against the data, the grid-normalised density and a film strip of the chains.
+negatives against the data, the grid-normalised density and a film strip of the chains; on
+digits, the energies of data and negatives, the replay buffer as digits and chains from noise.
 
-Trace keys (core.models.ebm): chains (K+1, m, 2) Langevin states from the replay buffer
-(and fresh noise) over the training chain's steps; buffer (B, 2) replay-buffer points;
-box (2, 2) the box of the grid normaliser and of fresh noise; log_z (1,) its log Z; for 2D
+Trace keys (core.models.ebm), for 2D points: chains (K+1, m, 2) Langevin states from the
+replay buffer (and fresh noise) over the training chain's steps; buffer (B, 2) replay-buffer
+points; box (2, 2) the box of the grid normaliser and of fresh noise; log_z (1,) its log Z;
 with a plane grid, energy (G*G,) E(x) and log_density (G*G,) -E(x) - log Z.
+For images: buffer (B, C, H, W) replay-buffer digits and energy_buffer (B,) their energies;
+energy_data (Nd,) energies of data digits; noise_chains (F, m, C, H, W) chains from uniform
+noise at the steps noise_steps (F,).
 """
 
 from __future__ import annotations
@@ -12,12 +16,17 @@ from __future__ import annotations
 import numpy as np
 
 from .. import draw as V
+from ..draw import digits as D
 from . import ExportPicture, FamilyView, Panel
 
 PARTICLES = 100
 FILM_FRAMES = 6
 ENERGY_SCALE = [[0.0, "#2c7bb6"], [0.35, "#abd9e9"], [0.6, "#ffffbf"], [1.0, "#fdae61"]]  # low (blue) to high
-ONLY_2D = "The {what} is drawn for 2D data; this model trains on 2D points only."
+ONLY_2D = "The {what} is drawn for 2D data; for digits, watch the replay buffer and the chains from noise."
+NO_DENSITY = ("No density on digits: the normaliser Z of exp(−E) would need a grid over all {d} pixels, "
+              "so an EBM on images has no log-likelihood here; its energies and samples are drawn instead.")
+BUFFER_TILES = 64
+ENERGY_BINS = 40
 
 
 def _plane(snapshot: dict, ctx: dict, what: str):
@@ -40,6 +49,8 @@ def _box_outline(tr: dict) -> list:
 
 def energy_landscape(snapshot: dict, ctx: dict, uirev: str):
     tr = snapshot.get("traces", {})
+    if V.is_image(ctx, snapshot):
+        return energies(snapshot, ctx, uirev)
     x_r, box = _plane(snapshot, ctx, "energy landscape")
     e = V.array(tr, "energy", "the energy on the plane")
     g = V.grid_side(e, ctx)
@@ -63,8 +74,46 @@ def energy_landscape(snapshot: dict, ctx: dict, uirev: str):
     return V.figure(data, layout)
 
 
+def energies(snapshot: dict, ctx: dict, uirev: str):
+    """Digits: histograms of E on data digits and on the buffer's negatives, with their means."""
+    tr = snapshot.get("traces", {})
+    e_data = V.array(tr, "energy_data", "the energies of data digits").astype(np.float64).ravel()
+    e_neg = V.array(tr, "energy_buffer", "the energies of the buffer's negatives").astype(np.float64).ravel()
+    e_data, e_neg = e_data[np.isfinite(e_data)], e_neg[np.isfinite(e_neg)]
+    both = np.concatenate([e_data, e_neg])
+    lo, hi = np.percentile(both, [0.5, 99.5])
+    hi = hi if hi > lo else lo + 1.0
+    edges = np.linspace(lo, hi, ENERGY_BINS + 1)
+    width, centres = edges[1] - edges[0], 0.5 * (edges[1:] + edges[:-1])
+    data = []
+    for values, color, name in ((e_data, V.REAL, "data x⁺ (pushed down)"), (e_neg, V.GEN, "buffer negatives x⁻ (pushed up)")):
+        counts, _ = np.histogram(np.clip(values, lo, hi), edges)
+        data.append(dict(type="bar", x=centres, y=counts / max(values.size, 1), width=width, name=name,
+                         marker=dict(color=color, opacity=0.6), hovertemplate="E %{x:.3g}<br>share %{y:.2f}<extra></extra>"))
+    m_data, m_neg = float(e_data.mean()), float(e_neg.mean())
+    layout = V.base_layout(f"Energies: data {m_data:.3g}, negatives {m_neg:.3g}", uirev,
+                           note=f"gap E(x⁻) − E(x⁺) = {m_neg - m_data:.3g}; CD pushes it up, α E² and the chains pull it back")
+    layout["barmode"] = "overlay"
+    layout["bargap"] = 0.0
+    layout["xaxis"] = dict(title=dict(text="energy E(x)", standoff=4))
+    layout["yaxis"] = dict(title=dict(text="share of images", standoff=4), rangemode="tozero")
+    return V.figure(data, layout)
+
+
+def buffer_digits(snapshot: dict, ctx: dict, uirev: str):
+    """Digits: the replay buffer's first entries, the negatives the loss contrasts with the data."""
+    buf = V.array(snapshot.get("traces", {}), "buffer", "the replay buffer")
+    lo, hi = D.pixel_range(snapshot)
+    tiles = D.tile(D.images(buf[:BUFFER_TILES], ctx, "buffer images"), 8)
+    label = f"replay buffer, step {snapshot.get('step', 0)}"
+    return D.digits_figure([(tiles, label)], f"Replay buffer: {min(buf.shape[0], BUFFER_TILES)} negatives x⁻",
+                           uirev, lo, hi)
+
+
 def negatives(snapshot: dict, ctx: dict, uirev: str):
     tr = snapshot.get("traces", {})
+    if V.is_image(ctx, snapshot):
+        return buffer_digits(snapshot, ctx, uirev)
     x_r, box = _plane(snapshot, ctx, "replay buffer")
     buf = V.points2d(V.array(tr, "buffer", "the replay buffer"), "buffer")
     data = [V.scatter(x_r, V.REAL, "data x⁺ (energy pushed down)", 4, 0.45)] if x_r is not None else []
@@ -82,6 +131,8 @@ def _density(tr: dict, key: str = "log_density") -> np.ndarray:
 
 def density(snapshot: dict, ctx: dict, uirev: str):
     tr = snapshot.get("traces", {})
+    if V.is_image(ctx, snapshot):
+        raise V.Unavailable(NO_DENSITY.format(d=int(np.prod(ctx.get("data_shape") or (0,)))))
     x_r, box = _plane(snapshot, ctx, "density")
     q = _density(tr)
     g = V.grid_side(q, ctx)
@@ -101,8 +152,25 @@ def density(snapshot: dict, ctx: dict, uirev: str):
     return V.figure(data, layout)
 
 
+def noise_film(snapshot: dict, ctx: dict, uirev: str):
+    """Digits: chains from uniform noise, one row each, one column per frame."""
+    tr = snapshot.get("traces", {})
+    chains = V.array(tr, "noise_chains", "the chains from noise")
+    steps = V.array(tr, "noise_steps", "the steps of the chains' frames")
+    if chains.shape[0] != steps.shape[0]:
+        raise V.Unavailable(f"{chains.shape[0]} frames of the chains came with {steps.shape[0]} step numbers.")
+    lo, hi = D.pixel_range(snapshot)
+    k = min(4, chains.shape[1])
+    imgs = np.stack([D.images(chains[i, :k], ctx, "chain states") for i in range(chains.shape[0])], 1)  # (k, F, H, W)
+    label = "columns: step " + ", ".join(str(int(t)) for t in steps)
+    return D.digits_figure([(D.tile(imgs.reshape(-1, *imgs.shape[2:]), chains.shape[0]), label)],
+                           "Langevin from uniform noise, frame by frame", uirev, lo, hi, height=V.STRIP_HEIGHT)
+
+
 def film(snapshot: dict, ctx: dict, uirev: str):
     tr = snapshot.get("traces", {})
+    if V.is_image(ctx, snapshot):
+        return noise_film(snapshot, ctx, uirev)
     _, box = _plane(snapshot, ctx, "Langevin film strip")
     chains = V.array(tr, "chains", "the Langevin chains")
     idx = V.pick(chains.shape[0], FILM_FRAMES)
@@ -117,8 +185,9 @@ def film(snapshot: dict, ctx: dict, uirev: str):
 
 
 def _export_samples(traces: dict):
+    """The chains' ends on points; on digits (no chains key) the replay buffer."""
     c = V.optional(traces, "chains")
-    return None if c is None else c[-1]
+    return V.optional(traces, "buffer") if c is None else c[-1]
 
 
 def _export_density(traces: dict, ctx: dict):
@@ -133,42 +202,54 @@ def _export_density(traces: dict, ctx: dict):
 EQUATIONS = r"""
 ### Energy-based model: contrastive divergence with Langevin negatives
 
-An energy $E_\theta(x)$ (an MLP) defines a density up to its normaliser,
+An energy $E_\theta(x)$ (an MLP on points, a small convolutional network on digits) defines a density up to its normaliser,
 
 $$p_\theta(x) = \frac{e^{-E_\theta(x)}}{Z_\theta}, \qquad -\nabla_\theta \log p_\theta(x) = \nabla_\theta E_\theta(x) - \mathbb{E}_{x^- \sim p_\theta}\big[\nabla_\theta E_\theta(x^-)\big].$$
 
 So training minimises the contrastive divergence with a small energy regulariser (Du & Mordatch 2019),
 
-$$\mathcal{L} = \mathbb{E}_\text{data}\big[E_\theta(x^+)\big] - \mathbb{E}\big[E_\theta(x^-)\big] + \alpha\big(\mathbb{E}[E_\theta(x^+)^2] + \mathbb{E}[E_\theta(x^-)^2]\big):$$
+$$\mathcal{L} = \mathbb{E}_\text{data}\big[E_\theta(x^+)\big] - \mathbb{E}\big[E_\theta(x^-)\big] + \alpha\big(\mathbb{E}[E_\theta(x^+)^2] + \mathbb{E}[E_\theta(x^-)^2]\big),$$
 
+whose gradient is the CD gradient $\mathbb{E}_\text{data}[\nabla_\theta E] - \mathbb{E}_{x^-}[\nabla_\theta E]$ (plus the regulariser's):
 the energy of the data $x^+$ is pushed down and that of the model's negatives $x^-$ pushed up.
-The negatives come from $K$ steps of Langevin dynamics with step $\epsilon$ and noise scale $s$,
+On points the negatives come from $K$ steps of Langevin dynamics with step $\epsilon$ and noise scale $s$,
 
-$$x_{k+1} = x_k - \tfrac{\epsilon}{2}\nabla_x E_\theta(x_k) + s\sqrt{\epsilon}\, z_k, \qquad z_k \sim \mathcal{N}(0, I),$$
+$$x_{k+1} = x_k - \tfrac{\epsilon}{2}\nabla_x E_\theta(x_k) + s\sqrt{\epsilon}\, z_k, \qquad z_k \sim \mathcal{N}(0, I);$$
 
-each chain started from a replay buffer of earlier negatives, or (with chance *reinit*, 5%) from uniform noise over the box;
-$s = 1$ is the chain of $p_\theta$ itself. For 2D points the normaliser is a midpoint rule over $n$ cells $c_j$ of the box,
+on digits from the short-run chain of Du & Mordatch and Nijkamp et al. 2019, with a gradient step $\lambda$ and a noise $\sigma$ set apart,
+clipped to the pixels' range after every step,
+
+$$x_{k+1} = \operatorname{clip}\big(x_k - \lambda\nabla_x E_\theta(x_k) + \sigma z_k,\ 0,\ 1\big),$$
+
+which is Langevin for $e^{-E_\theta / T}$ at the temperature $T = \sigma^2 / 2\lambda$.
+Each chain starts from a replay buffer of earlier negatives, or (with chance *reinit*, 5%) from uniform noise over the box.
+For 2D points the normaliser is a midpoint rule over $n$ cells $c_j$ of the box,
 
 $$\log Z_\theta \approx \operatorname{logsumexp}_j\big(-E_\theta(c_j)\big) + \log|\text{cell}|, \qquad \log p_\theta(x) = -E_\theta(x) - \log Z_\theta,$$
 
 so `log_prob` and the KL to the data are **estimates by grid normalisation** (mass outside the box is left out).
+On digits no grid covers the pixels: $Z_\theta$ is unknown and the model has **no density** (no NLL), only energies and samples;
+its samples are buffer entries run $K$ more steps.
 
 **What you see**
 - `loss` is $\mathcal{L}$; `cd` its first two terms; `E_data` and `E_model` the mean energies of data and negatives.
-- *Energy landscape*: $E_\theta$ on the plane (blue low), with Langevin chains from the buffer rolling into its valleys.
-- *Negatives vs data*: the replay buffer (purple), whose energy the loss raises, beside the data (green), whose energy it lowers.
-- *Density*: $e^{-E_\theta}/Z_\theta$ by grid normalisation, on the data's colour scale.
-- *Film strip*: the chains at a few of their $K$ steps.
+- *Energy*: on points $E_\theta$ on the plane (blue low), with Langevin chains from the buffer rolling into its valleys;
+  on digits the energies of data digits and of the buffer's negatives, and their gap.
+- *Negatives*: the replay buffer (purple), whose energy the loss raises, beside the data (green), whose energy it lowers;
+  on digits the buffer itself, where digits appear as training goes on.
+- *Density*: $e^{-E_\theta}/Z_\theta$ by grid normalisation, on the data's colour scale (points only).
+- *Film strip*: the chains at a few of their $K$ steps; on digits, chains from uniform noise over 60 steps.
 """
 
 VIEW = FamilyView(
     family="ebm",
     panels=(
-        Panel("ebm_energy", "Energy landscape and Langevin chains", energy_landscape, data=("points",),
-              needs=("energy",)),
-        Panel("ebm_negatives", "Negatives vs data", negatives, data=("points",), needs=("buffer",)),
-        Panel("ebm_density", "Density (grid normalisation)", density, data=("points",), needs=("log_density",)),
-        Panel("ebm_film", "Langevin chains, frame by frame", film, wide=True, data=("points",), needs=("chains",)),
+        Panel("ebm_energy", "Energy: the landscape and its chains (2D), data vs negatives (digits)", energy_landscape,
+              needs={"points": ("energy",), "images": ("energy_data", "energy_buffer")}),
+        Panel("ebm_negatives", "Negatives: the replay buffer", negatives, needs=("buffer",)),
+        Panel("ebm_density", "Density (grid normalisation, 2D only)", density, data=("points",), needs=("log_density",)),
+        Panel("ebm_film", "Langevin chains, frame by frame", film, wide=True,
+              needs={"points": ("chains",), "images": ("noise_chains", "noise_steps")}),
     ),
     equations=EQUATIONS.strip(),
     export=ExportPicture(_export_samples, _export_density),

@@ -165,6 +165,7 @@ def test_traces_chains_start_from_the_buffer_and_repeat_with_fixed_noise():
     torch.testing.assert_close(torch.from_numpy(a["log_density"]).double(), model.log_prob(grid), atol=1e-5, rtol=0)
 
 
-def test_images_are_refused_with_a_reason():
-    with pytest.raises(ConfigError, match="2D points"):
-        registry.build_model("ebm", (1, 28, 28))
+def test_data_neither_2d_nor_images_are_refused_with_a_reason():
+    for shape in ((3,), (28, 28)):
+        with pytest.raises(ConfigError, match=r"2D points .* or images shaped \(C, H, W\)"):
+            registry.build_model("ebm", shape)
