@@ -1,5 +1,4 @@
-"""The VAE on digits: the conv encoder and decoder, binarized pixels, training on real MNIST
-and the command line."""
+"""The VAE on digits: the conv encoder and decoder, binarized pixels and training on real MNIST."""
 
 import math
 
@@ -8,8 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core import checkpoint, registry
-from core.cli import main
+from core import registry
 from core.config import make
 from core.errors import ConfigError
 from core.models.vae import VAE, VAEConfig
@@ -130,27 +128,3 @@ def test_a_few_steps_on_real_digits_lower_the_negative_elbo(mnist_dir):
     torch.manual_seed(11)
     nll = -m.log_prob(held, K=8).mean().item()
     assert nll < 784 * math.log(2) - 60, nll  # held-out digits: well below D log 2, every pixel a coin flip
-
-
-def test_cli_trains_samples_and_scores_digits(mnist_dir, tmp_path, capsys):
-    out = tmp_path / "run"
-    code = main(["train", "vae", "--data", "mnist", "--steps", "4", "--batch-size", "16", "--set", "hidden=16",
-                 "--set", "channels=4", "--set", "n_data=256", "--set", "iw_samples=4", "--metrics-every", "4",
-                 "--n-samples", "8", "--out", str(out), "--quiet"])
-    assert code == 0, capsys.readouterr().err
-    assert np.load(out / "samples.npy").shape == (8, 1, 28, 28)
-    model, meta = checkpoint.load(out)
-    assert meta["model"] == "vae" and model.config.net == "conv" and model.pixels == "binary"
-
-    assert main(["sample", str(out), "--n", "5", "--out", str(tmp_path / "s.npy")]) == 0
-    s = np.load(tmp_path / "s.npy")
-    assert s.shape == (5, 1, 28, 28) and set(np.unique(s)) <= {0.0, 1.0}
-
-    from core.data.mnist import MNIST
-
-    digits = (MNIST(mnist_dir).held_out()[0][:6] > 0.5).float().numpy()
-    np.save(tmp_path / "d.npy", digits)
-    assert main(["logprob", str(out), "--points", str(tmp_path / "d.npy"), "--out", str(tmp_path / "lp.npy")]) == 0
-    lp = np.load(tmp_path / "lp.npy")
-    assert lp.shape == (6,) and np.isfinite(lp).all() and (lp < 0).all()
-    assert "estimate" in capsys.readouterr().err
