@@ -128,3 +128,15 @@ def test_a_few_steps_on_real_digits_lower_the_negative_elbo(mnist_dir):
     torch.manual_seed(11)
     nll = -m.log_prob(held, K=8).mean().item()
     assert nll < 784 * math.log(2) - 60, nll  # held-out digits: well below D log 2, every pixel a coin flip
+
+
+def test_a_gaussian_conv_decoder_starts_at_each_channels_mean():
+    torch.manual_seed(12)
+    m = VAE((2, 4, 4), make(VAEConfig, {**TINY, "likelihood": "gaussian"}))
+    assert m.config.net == "conv" and m.pixels == "grey"
+    x = torch.randn(50, 2, 4, 4) * 0.5 + torch.tensor([3.0, -1.0])[None, :, None, None]
+    m.init_from_data(x)
+    last = m.decoder.up[-1]
+    assert torch.allclose(last.bias, x.mean((0, 2, 3)), atol=1e-5)  # one bias per channel
+    assert torch.allclose(m.log_var_x.exp(), 0.1 * x.reshape(50, -1).var(0), rtol=1e-4)
+    assert torch.isfinite(m.loss(x)["loss"])
