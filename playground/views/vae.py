@@ -59,9 +59,9 @@ def manifold(snapshot: dict, ctx: dict, uirev: str):
 
 
 def _latent_note(k: int) -> str:
-    """Which latent size shows what: 2 is the whole latent space, more dims draw a slice."""
+    """Which latent size shows what, for digits: 2 is the whole latent space, more dims a slice."""
     if k == 2:
-        return "latent = 2: the whole latent space; set latent = 16 for sharper samples"
+        return "latent = 2: the whole latent space; latent = 16 gives sharper digits"
     if k > 2:
         return f"latent = {k}: a slice through the first 2 dims; latent = 2 shows it all"
     return ""
@@ -106,7 +106,7 @@ def latent(snapshot: dict, ctx: dict, uirev: str):
             name = "unlabelled" if lab < 0 else f"{ctx.get('labels_name') or 'label'} {lab}"
             data.append(V.scatter(z[sel], color, name, 4, 0.75))
     dims = "" if k == 2 else (" (z vs label)" if k == 1 else f" (first 2 of {k} dims)")
-    note = _latent_note(k) + V.hidden_note(z)
+    note = (_latent_note(k) if V.is_image(ctx, snapshot) else "") + V.hidden_note(z)
     layout = V.base_layout(f"Latent space: encoder means vs the prior{dims}", uirev, note=note)
     V.plane_axes(layout, LATENT_BOX)
     return V.figure(data, layout)
