@@ -1,5 +1,11 @@
 """GAN views in the spirit of GAN Lab (Kahng et al. 2019).
 
+On digits (DCGAN's networks) the traces are samples (m, D) of a fixed set of noise vectors, the
+noise grid and its images, and critic_real / critic_fake (m,): D on the data shown and on the
+samples; the modes panel draws the class histogram of generated digits from the run's metric
+records (snapshot["metric_history"], each record's `classes`: 10 fractions from the project's
+digit classifier) instead of counting samples near known modes.
+
 Trace keys (core.models.gan): samples (n, D); noise_grid (M*M, 2); warped_grid (M*M, D)
 the generator applied to the noise grid; critic_grad (n, D) dD/dx at the
 samples; for 2D, critic (G*G,) the raw discriminator output and, for gan/nsgan,
@@ -72,12 +78,7 @@ def critic(snapshot: dict, ctx: dict, uirev: str):
     tr = snapshot.get("traces", {})
     samples = V.array(tr, "samples", "generated samples")
     if V.is_image(ctx, snapshot):
-        lo, hi = D.pixel_range(snapshot)
-        panels = [(D.tile(D.images(samples[:64], ctx, "samples"), 8), "generated")]
-        real = snapshot.get("data")
-        if isinstance(real, np.ndarray) and real.size:
-            panels.insert(0, (D.tile(D.images(real[:64].astype(np.float32), ctx, "data"), 8), "real"))
-        return D.digits_figure(panels, "Real vs generated digits", uirev, lo, hi)
+        return _digits_and_scores(snapshot, ctx, uirev, samples)
     x_g = V.points2d(samples, "samples")
     x_r = V.data_points(snapshot)
     box = V.bounds_of(ctx, x_r)
@@ -112,6 +113,27 @@ def critic(snapshot: dict, ctx: dict, uirev: str):
     return V.figure(data, layout)
 
 
+def _mean_score(tr: dict, key: str) -> float | None:
+    v = V.optional(tr, key)
+    return None if v is None or not np.isfinite(v).any() else float(np.nanmean(v))
+
+
+def _digits_and_scores(snapshot: dict, ctx: dict, uirev: str, samples: np.ndarray):
+    """Data digits beside G(z) of the fixed noise (the same z every frame), with D's mean score on each."""
+    tr = snapshot.get("traces", {})
+    lo, hi = D.pixel_range(snapshot)
+    d_real, d_fake = _mean_score(tr, "critic_real"), _mean_score(tr, "critic_fake")
+    label = "G(z), the same z at every step" + ("" if d_fake is None else f": mean D {d_fake:.3g}")
+    panels = [(D.tile(D.images(samples[:64], ctx, "samples"), 8), label)]
+    real = snapshot.get("data")
+    if isinstance(real, np.ndarray) and real.size:
+        k = min(64, real.shape[0])
+        panels.insert(0, (D.tile(D.images(real[:k].astype(np.float32), ctx, "data"), 8),
+                          "data" + ("" if d_real is None else f": mean D {d_real:.3g}")))
+    title = f"Real vs generated digits, step {snapshot.get('step', 0)}"
+    return D.digits_figure(panels, title, uirev, lo, hi)
+
+
 def warp(snapshot: dict, ctx: dict, uirev: str):
     tr = snapshot.get("traces", {})
     warped = V.array(tr, "warped_grid", "the generator's image of the noise grid")
@@ -138,7 +160,8 @@ def warp(snapshot: dict, ctx: dict, uirev: str):
 def optimal(snapshot: dict, ctx: dict, uirev: str):
     tr = snapshot.get("traces", {})
     if V.is_image(ctx, snapshot):
-        raise V.Unavailable("The optimal discriminator is drawn for 2D datasets with a known density.")
+        raise V.Unavailable("The optimal discriminator D* = p_data / (p_data + p_g) is drawn for 2D datasets "
+                            "only: on digits neither density has a formula to draw it from.")
     true = ctx.get("true_log_density")
     if true is None:
         raise V.Unavailable("This dataset has no known density, so the optimal discriminator cannot be drawn.")
@@ -166,9 +189,11 @@ def optimal(snapshot: dict, ctx: dict, uirev: str):
 
 
 def modes(snapshot: dict, ctx: dict, uirev: str):
+    if V.is_image(ctx, snapshot):
+        return class_histogram(snapshot, uirev)
     tr = snapshot.get("traces", {})
     centres = ctx.get("modes")
-    if centres is None or V.is_image(ctx, snapshot):
+    if centres is None:
         raise V.Unavailable("Mode counts need a mixture dataset with known modes (e.g. eight_gaussians).")
     centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
     if not len(centres):
@@ -204,6 +229,76 @@ def modes(snapshot: dict, ctx: dict, uirev: str):
     layout["yaxis"] = dict(range=[0, max(float(counts.max()) if counts.size else 0, 2 * uniform) * 1.05],
                            title=dict(text="samples", standoff=4))
     layout["bargap"] = 0.15
+    return V.figure(data, layout)
+
+
+# ---- digits: the classifier's class histogram, over the run ------------------------------
+CLASSES = 10  # digits 0-9, as the project's classifier names them
+
+
+def _fractions(value) -> np.ndarray | None:
+    """A record's `classes` as 10 finite fractions, or None."""
+    try:
+        f = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+    return f if f.shape == (CLASSES,) and np.isfinite(f).all() else None
+
+
+def class_records(snapshot: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(steps (T,), fractions (T, 10)) from the metric records that hold a class histogram, in step order;
+    the newest metrics (snapshot["metrics"]) count as one more record when they are newer."""
+    records = snapshot.get("metric_history") if isinstance(snapshot.get("metric_history"), list) else []
+    latest = snapshot.get("metrics")
+    if isinstance(latest, dict):
+        records = [*records, {"step": snapshot.get("step", 0), **latest}]
+    rows = {}
+    for r in records:
+        f = _fractions(r.get("classes")) if isinstance(r, dict) else None
+        step = r.get("step") if isinstance(r, dict) else None
+        if f is not None and isinstance(step, (int, float, np.integer, np.floating)) and np.isfinite(step):
+            rows.setdefault(float(step), f)  # a record of the run first, the newest metrics only if newer
+    steps = np.array(sorted(rows), dtype=np.float64)
+    return steps, np.array([rows[s] for s in steps], dtype=np.float64).reshape(-1, CLASSES)
+
+
+def class_histogram(snapshot: dict, uirev: str):
+    """Mode collapse on digits: the class fractions of generated digits over the run (stacked), and the
+    latest beside the uniform 1/10; a class below COVERAGE_FRACTION of its share is drawn in red."""
+    steps, fractions = class_records(snapshot)
+    uniform = 1.0 / CLASSES
+    ks = np.arange(CLASSES)
+    if not len(steps):
+        latest, starved = np.zeros(CLASSES), np.zeros(CLASSES, dtype=bool)
+        title = "Generated digits per class"
+        note = ("no class histogram yet: the digit classifier scores generated digits at each metrics "
+                "evaluation on MNIST, and each record adds a column here")
+    else:
+        latest = fractions[-1]
+        starved = latest < COVERAGE_FRACTION * uniform
+        title = f"Generated digits per class: {int((~starved).sum())} of {CLASSES} covered"
+        note = (f"class of each generated digit by the project's classifier, over {len(steps)} evaluations; "
+                f"covered: at least {COVERAGE_FRACTION:.0%} of a uniform share")
+    layout = V.base_layout(title, uirev, note=note)
+    layout["xaxis"] = dict(domain=[0.0, 0.58], anchor="y", title=dict(text="step", standoff=4), showgrid=False)
+    layout["yaxis"] = dict(domain=[0.0, 1.0], anchor="x", range=[0, 1], title=dict(text="fraction", standoff=4))
+    layout["xaxis2"] = dict(domain=[0.68, 1.0], anchor="y2", range=[-0.5, CLASSES - 0.5], tickvals=list(ks),
+                            title=dict(text="digit, latest", standoff=4), showgrid=False)
+    layout["yaxis2"] = dict(domain=[0.0, 1.0], anchor="x2",
+                            range=[0, max(float(latest.max()) * 1.1, 2.5 * uniform)])
+    layout["bargap"] = 0.15
+    mode = "lines" if len(steps) > 1 else "markers"
+    colors = [V.LABEL_COLORS[k] for k in ks]  # the bars' colours name the bands of the stack
+    data = [dict(type="scatter", x=steps, y=fractions[:, k], mode=mode, stackgroup="classes", name=f"digit {k}",
+                 line=dict(width=0.5, color=colors[k]), fillcolor=colors[k], showlegend=False,
+                 hovertemplate=f"digit {k}" + ": %{y:.1%} at step %{x}<extra></extra>") for k in ks]
+    data.append(V.on_axes(dict(type="bar", x=ks, y=latest, marker=dict(color=colors), name="latest", showlegend=False,
+                               hovertemplate="digit %{x}: %{y:.1%}<extra></extra>"), "2"))
+    data.append(V.on_axes(dict(type="scatter", mode="markers", x=ks[starved], y=np.zeros(int(starved.sum())),
+                               name="not covered", marker=dict(color=UNCOVERED, symbol="x", size=9),
+                               hovertemplate="digit %{x}: not covered<extra></extra>"), "2"))
+    data.append(V.on_axes(V.lines(np.array([-0.5, CLASSES - 0.5]), np.array([uniform, uniform]), V.REAL,
+                                  "uniform: 1/10 each", width=1.5, legend=True, dash="dash"), "2"))
     return V.figure(data, layout)
 
 
@@ -364,6 +459,11 @@ encoder learns to invert the generator without ever seeing a pair $(G(z), z)$ as
 - *Generator*: a regular grid of noise $z$ and its image $G(z)$: how the generator folds and stretches noise.
 - *Learned vs optimal discriminator*: $D$ beside $D^*$, with $p_g$ estimated from the samples.
 - *Samples per mode* and the modes-covered timeline: mode collapse shows as modes with no samples.
+- On MNIST: real digits beside $G(z)$ for the same 64 noise vectors $z$ at every step, so one $z$ can be watched
+  becoming a digit, with $D$'s mean score on each side; the generator over a grid of the first two noise dimensions;
+  and, in place of the modes, the **class histogram** of generated digits by the project's digit classifier over the
+  run (stacked), with the latest beside the uniform $1/10$: mode collapse on real data shows as classes fading out.
+  The optimal discriminator needs both densities and is drawn for 2D datasets only.
 - *CycleGAN*: points $a$ and their images $G(a)$ on the data, the data $b$ and $F(b)$ on the source, and the round trip
   $F(G(a))$ beside $a$, with the cycle error; its discriminator panel shows $D_B$ and the translated points.
 - *BiGAN*: the codes $E(x)$ of data points (coloured by label where the data has labels) over the prior, and the
@@ -377,7 +477,8 @@ VIEW = FamilyView(
         Panel("gan_warp", "Generator: the noise grid warped into data space", warp,
               needs=("warped_grid",)),
         Panel("gan_optimal", "Learned vs optimal discriminator", optimal, data=("points",), needs=("samples",)),
-        Panel("gan_modes", "Generated samples per mode", modes, data=("points",), needs=("samples",)),
+        Panel("gan_modes", "Generated samples per mode (per digit class on MNIST)", modes,
+              needs={"points": ("samples",), "images": ()}),
         Panel("gan_cycle", "CycleGAN: both maps and the round trip", cycle, wide=True, data=("points",),
               needs=("source", "back", "round_trip", "samples")),
         Panel("gan_bigan", "BiGAN: latent codes and reconstructions", encoder, wide=True,

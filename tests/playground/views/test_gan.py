@@ -154,7 +154,9 @@ def test_each_model_is_shown_the_panels_its_traces_feed():
     for name in registry.model_names("gan"):  # what a panel needs, the model declares
         cls = registry.model_spec(name).cls
         for p in view.panels_for(name):
-            assert set(p.needs) <= set(cls.TRACES) | set(cls.GRID_TRACES), (name, p.key)
+            for kind in cls.data_kinds:
+                declared = set(getattr(cls, "IMAGE_TRACES", cls.TRACES)) if kind == "images" else set(cls.TRACES)
+                assert set(p.needs_for(kind)) <= declared | set(cls.GRID_TRACES), (name, p.key, kind)
 
 
 def _segments(tr) -> np.ndarray:
@@ -223,3 +225,101 @@ def test_bigan_panel_shows_digits_beside_their_reconstructions():
     assert message(fig) is None and fig.data[0].type == "heatmap"
     img = np.asarray(fig.data[0].z)
     assert img.shape[0] > 2 * 28  # two rows: the data, then G(E(x))
+
+
+# ---- digits: the samples of the fixed noise, the class histogram over the run -------------
+DIGITS = dict(data_shape=(1, 28, 28), bounds=None, true_log_density=None, modes=None)
+
+
+def _records(fractions, steps=None) -> list[dict]:
+    steps = steps if steps is not None else [100 * (i + 1) for i in range(len(fractions))]
+    return [{"step": s, "time": 0.5 * s, "fd": 30.0, "classes": list(f)} for s, f in zip(steps, fractions)]
+
+
+def _collapsing(T: int = 6) -> np.ndarray:
+    """Class fractions that start uniform and end on digits 1 and 7 (mode collapse): (T, 10)."""
+    start, end = np.full(10, 0.1), np.zeros(10)
+    end[[1, 7]] = [0.6, 0.4]
+    w = np.linspace(0, 1, T)[:, None]
+    return (1 - w) * start + w * end
+
+
+def test_class_histogram_draws_the_records_stacked_and_the_latest_against_uniform(monkeypatch):
+    from playground.draw import layout
+
+    monkeypatch.setattr(layout, "VALIDATE", True)  # every property a valid Plotly property
+    snap = synthetic("gan", d=784)
+    f = _collapsing()
+    snap["metric_history"] = _records(f)
+    fig = render_panel("gan", "gan_modes", snap, ctx(**DIGITS))
+    assert message(fig) is None
+    for k in range(10):
+        band = trace(fig, f"digit {k}")
+        assert band.stackgroup == "classes" and band.xaxis in (None, "x")
+        np.testing.assert_allclose(band.x, [100, 200, 300, 400, 500, 600])
+        np.testing.assert_allclose(band.y, f[:, k])
+    bars = trace(fig, "latest", "bar")
+    np.testing.assert_allclose(bars.y, f[-1])
+    assert bars.xaxis == "x2"
+    uniform = trace(fig, "uniform: 1/10 each")
+    np.testing.assert_allclose(uniform.y, [0.1, 0.1])
+    assert list(trace(fig, "not covered").x) == [0, 2, 3, 4, 5, 6, 8, 9]
+    assert "2 of 10 covered" in fig.layout.annotations[0].text
+
+
+def test_class_histogram_orders_records_and_skips_those_without_a_histogram():
+    snap = synthetic("gan", d=784)
+    f = np.full((3, 10), 0.1)
+    recs = _records(f, steps=[300, 100, 200])
+    recs.insert(1, {"step": 150, "fd": 3.0})  # a record without classes
+    recs.append({"step": 250, "classes": [0.5, 0.5]})  # not ten fractions
+    recs.append({"step": 260, "classes": [float("nan")] * 10})
+    snap["metric_history"] = recs
+    fig = render_panel("gan", "gan_modes", snap, ctx(**DIGITS))
+    np.testing.assert_allclose(trace(fig, "digit 0").x, [100, 200, 300])
+    assert "10 of 10 covered" in fig.layout.annotations[0].text
+    assert len(trace(fig, "not covered").x) == 0
+
+
+def test_class_histogram_takes_the_newest_metrics_when_they_are_newer():
+    snap = synthetic("gan", d=784)
+    snap["step"] = 900
+    snap["metric_history"] = _records(np.full((2, 10), 0.1))
+    newest = np.eye(10)[3]
+    snap["metrics"] = {"classes": list(newest)}
+    fig = render_panel("gan", "gan_modes", snap, ctx(**DIGITS))
+    np.testing.assert_allclose(trace(fig, "latest", "bar").y, newest)
+    np.testing.assert_allclose(trace(fig, "digit 3").x, [100, 200, 900])
+
+
+def test_class_histogram_without_records_still_draws_and_says_why_it_is_empty():
+    snap = synthetic("gan", d=784)
+    for history in (None, [], [{"step": 10, "fd": 2.0}], "not a list"):
+        snap["metric_history"] = history
+        fig = render_panel("gan", "gan_modes", snap, ctx(**DIGITS))
+        assert message(fig) is None and fig.data
+        assert "no class histogram yet" in fig.layout.annotations[0].text
+        np.testing.assert_allclose(trace(fig, "latest", "bar").y, np.zeros(10))
+        np.testing.assert_allclose(trace(fig, "uniform: 1/10 each").y, [0.1, 0.1])
+
+
+def test_digits_panel_shows_the_data_beside_the_fixed_noise_samples_with_ds_scores():
+    snap = synthetic("gan", d=784)
+    tr = snap["traces"]
+    tr["critic_real"] = np.full(64, 0.8, np.float32)
+    tr["critic_fake"] = np.full(64, 0.25, np.float32)
+    fig = render_panel("gan", "gan_critic", snap, ctx(**DIGITS))
+    assert message(fig) is None and len(fig.data) == 2
+    real, fake = (np.asarray(t.z) for t in fig.data)
+    np.testing.assert_allclose(fake[:28, :28], tr["samples"][0].reshape(28, 28), rtol=1e-6)
+    np.testing.assert_allclose(real[:28, :28], snap["data"][0, 0], rtol=1e-6)
+    assert "mean D 0.8" in fig.layout.xaxis.title.text and "mean D 0.25" in fig.layout.xaxis2.title.text
+    assert "same z" in fig.layout.xaxis2.title.text
+    tr.pop("critic_real"), tr.pop("critic_fake")  # without scores: the digits alone
+    fig = render_panel("gan", "gan_critic", snap, ctx(**DIGITS))
+    assert message(fig) is None and "mean D" not in fig.layout.xaxis2.title.text
+
+
+def test_optimal_discriminator_says_it_is_for_2d_on_digits():
+    fig = render_panel("gan", "gan_optimal", synthetic("gan", d=784), ctx(**DIGITS))
+    assert "2D datasets only" in message(fig)
