@@ -19,6 +19,7 @@ register_model(
     "ddpm", DDPM, DDPMConfig,
     summary="DDPM (Ho et al. 2020): learn to predict the noise added to data, then denoise step by step from pure noise",
     train={"lr": 1e-3, "batch_size": 512, "steps": 5000},
+    train_images={"lr": 5e-4, "batch_size": 32, "steps": 6000},
     quality=Quality("mmd", 2.0, scale="floor"),
 )
 

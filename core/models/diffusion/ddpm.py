@@ -11,9 +11,13 @@ and a network eps_theta(x_t, t) learns to recover the noise with the simple loss
 
 here averaged over dimensions, so an untrained predictor near 0 scores about 1.
 The network eps_theta(x, t) takes flat data and continuous time t = i/T (the
-time convention of core.dynamics); by default core.nets.TimeMLP.
+time convention of core.dynamics): core.nets.TimeMLP on points, and on images the small
+U-Net of core.nets.unet (Ho et al.'s architecture, smaller), which works on the digits
+rescaled to [-1, 1] (x = 2 * pixel - 1, sec. 3.3); sample() maps back to [0, 1], and
+log_prob adds the Jacobian D log 2 of that rescaling. On images the weights that sample
+have an exponential moving average (decay 0.999, as Ho et al. use 0.9999 over far longer runs).
 Sampling runs the reverse chain with a sampler from samplers.py (ancestral,
-Algorithm 2, or DDIM). Since eps_theta = -sigma_t grad log p_t (Song et al. 2021),
+Algorithm 2, or DDIM); on images the predicted x_0 is clipped to [-1, 1] at every step. Since eps_theta = -sigma_t grad log p_t (Song et al. 2021),
 the model also gives a score field and, through the probability-flow ODE
 (likelihood.py), a density: log_prob is that ODE model's density, an estimate of the
 DDPM's, not an exact likelihood.
@@ -30,6 +34,8 @@ from ...config import param
 from ...errors import ConfigError
 from ...model import GenerativeModel, to_numpy
 from ...nets import TimeMLP
+from ...nets.auto import NETS, Rescale, auto_ema, is_image, pick_net
+from ...nets.unet import UNet
 from ...dynamics.schedules import KINDS, NoiseSchedule
 from .likelihood import pf_ode_log_prob
 from .samplers import SAMPLERS, Sampler, make_sampler
@@ -56,6 +62,11 @@ class DDPMConfig:
     eta: float = param(0.0, lo=0.0, hi=1.0, help="DDIM noise: 0 deterministic, 1 the DDPM posterior", live=True,
                        when=("sampler", "ddim"))
     ode_steps: int = param(100, lo=4, hi=2000, help="RK4 steps of the probability-flow ODE in log_prob", live=True)
+    net: str = param("auto", choices=NETS, help="noise predictor: auto (the U-Net for images, the MLP for points), mlp or unet")
+    channels: int = param(16, lo=4, hi=256, help="U-Net width at full resolution (doubled at 1/2 and 1/4)",
+                          when=("net", ("auto", "unet")))
+    ema: float = param(-1.0, lo=-1.0, hi=0.9999,
+                       help="decay of the weight average that samples and pictures use (0: none; -1: auto, 0.999 for images, none for points)")
 
 
 class DDPM(GenerativeModel):
@@ -68,7 +79,12 @@ class DDPM(GenerativeModel):
     EXACT_DIV_MAX_DIM = 16    # above this, Hutchinson's divergence estimator
     LOG_PROB_CHUNK = 1024     # points per ODE solve
     TRACE_STEPS = 100         # at most this many reverse steps in traces(): the whole default chain
-    TRACE_MAX_IMAGES = 16     # particles traced for data of more than 16 dimensions
+    TRACE_MAX_IMAGES = 16     # particles traced for data of more than 16 dimensions that are not images
+    # On images a live picture runs the U-Net once per step for every digit: a short deterministic
+    # DDIM chain (eta = 0) of TRACE_IMAGE_STEPS steps for TRACE_IMAGES digits (sample() still runs the
+    # configured chain).
+    TRACE_IMAGES = 8
+    TRACE_IMAGE_STEPS = 20
     # particles traced for points: the whole 100-step chain for 150 costs ~15% more than 50 steps for
     # 300 did, where 300 over 100 steps cost 70% more (a CPU picture is the network's arithmetic)
     TRACE_MAX_POINTS = 150
@@ -81,8 +97,12 @@ class DDPM(GenerativeModel):
     GRID_TRACES = {"eps_field": ("G", 2), "score_field": ("G", 2)}
 
     def __init__(self, data_shape: tuple, config: DDPMConfig, net: torch.nn.Module | None = None):
-        """net: eps_theta(x (n, D), t (n,) or (1,)) -> (n, D); by default a TimeMLP of the config's size."""
+        """net: eps_theta(x (n, D), t (n,) or (1,)) -> (n, D); by default the config's `net`: a TimeMLP of
+        its size, or a U-Net of its channels on images."""
         super().__init__(data_shape, config)
+        self.rescale = Rescale.for_data(self.data_shape)  # images to [-1, 1]; points as they are
+        if net is None and pick_net(config.net, self.data_shape) == "unet":
+            net = UNet(self.data_shape, config.channels)  # its last layer starts at 0: eps_theta = 0
         if net is None:
             net = TimeMLP(self.dim, config.hidden, config.layers)
             with torch.no_grad():  # start near eps_theta = 0, where L_simple = E||eps||^2 / D = 1
@@ -91,6 +111,9 @@ class DDPM(GenerativeModel):
         self.eps_net = net
         self._schedule: NoiseSchedule | None = None
         self._coefficient_cache: tuple = (None, None)
+
+    def ema_decay(self) -> float:
+        return auto_ema(self.config.ema, self.data_shape)
 
     @property
     def schedule(self) -> NoiseSchedule:
@@ -143,7 +166,7 @@ class DDPM(GenerativeModel):
         return self._coefficient_cache[1]
 
     def loss(self, x: torch.Tensor) -> dict:
-        x0 = self.flat(x)  # (n, D)
+        x0 = self.flat(self.rescale.encode(x))  # (n, D), images in [-1, 1]
         T = self.schedule.T
         t_index = torch.randint(1, T + 1, (x0.shape[0],), device=x0.device)  # t ~ U{1..T}
         eps = torch.randn_like(x0)
@@ -158,19 +181,25 @@ class DDPM(GenerativeModel):
         if steps is not None and (int(steps) != steps or steps < 1):
             raise ConfigError(f"steps={steps} is not allowed; use a whole number of at least 1")
         if name == "ddim":
-            return make_sampler("ddim", steps or self.config.ddim_steps, self.config.eta)
-        return make_sampler(name, steps, variance=self.config.variance)
+            return make_sampler("ddim", steps or self.config.ddim_steps, self.config.eta, clip=self._box)
+        return make_sampler(name, steps, variance=self.config.variance, clip=self._box)
+
+    @property
+    def _box(self) -> tuple | None:
+        """Where x_0 lies for the network: [-1, 1] for images (the samplers clip x0_hat to it), else None."""
+        return (-1.0, 1.0) if is_image(self.data_shape) else None
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         _check_n(n)
         x_T = torch.randn(n, self.dim, device=self.device, dtype=self._dtype)
-        return self.unflat(self.make_sampler()(self.eps_theta, self.schedule, x_T))
+        return self.unflat(self.rescale.decode(self.make_sampler()(self.eps_theta, self.schedule, x_T)))
 
     @torch.no_grad()
     def reverse_trajectory(self, n: int, sampler: str | None = None, steps: int | None = None,
                            generator: torch.Generator | None = None) -> torch.Tensor:
-        """(S+1, n, *data_shape): n particles from x_T ~ N(0, I) (first) to x_0 (last)."""
+        """(S+1, n, *data_shape): n particles from x_T ~ N(0, I) (first) to x_0 (last), in the
+        network's range (images in [-1, 1])."""
         return self._reverse_trajectory(n, self.make_sampler(sampler, steps), generator)[0]
 
     def _reverse_trajectory(self, n: int, smp: Sampler, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,13 +247,14 @@ class DDPM(GenerativeModel):
         """log p(x) of the probability-flow ODE (see ode.py), (n, *data_shape) -> (n,).
 
         Exact divergence up to 16 dimensions; above, Hutchinson's estimator with
-        one Rademacher probe per point (unbiased, but noisy point by point).
+        one Rademacher probe per point (unbiased, but noisy point by point). Images are
+        densities on [0, 1]^D: the ODE's density of y = 2 x - 1, plus D log 2.
         """
         if x.dim() < 1 or tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(f"x must have shape (n, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
         exact = self.dim <= self.EXACT_DIV_MAX_DIM
-        x_flat = self.flat(x).to(self.device, self._dtype)
-        out = [pf_ode_log_prob(self.eps_theta, self.schedule, chunk, steps=self.config.ode_steps,
+        x_flat = self.flat(self.rescale.encode(x.to(self.device, self._dtype)))
+        out = [self.rescale.log_det(self.dim) + pf_ode_log_prob(self.eps_theta, self.schedule, chunk, steps=self.config.ode_steps,
                                t_eps=self.ODE_T_EPS, exact=exact)
                for chunk in x_flat.split(self.LOG_PROB_CHUNK)]
         return torch.cat(out) if out else x_flat.new_zeros(0)
@@ -232,30 +262,41 @@ class DDPM(GenerativeModel):
     # ---- live views ------------------------------------------------------
     @torch.no_grad()
     def traces(self, x: torch.Tensor, grid: torch.Tensor | None = None, t: float | None = None) -> dict[str, np.ndarray]:
-        """What the diffusion view draws (m particles: up to 150 of x for D <= 16, else 16).
+        """What the diffusion view draws (m particles: up to 150 of x for D <= 16, TRACE_IMAGES = 8
+        digits for images, else 16).
 
         "trajectory" (S+1, m, *data_shape), "trajectory_t" (S+1,): m particles from
         fixed noise (so frames stay put between calls while the model trains) to
-        data, by the configured sampler with at most TRACE_STEPS = 100 steps (ancestral
-        with T > 100: the respaced chain of Nichol & Dhariwal), S+1 <= 101 frames; at
-        the default T = 100, the very chain that sample() runs.
+        data. On points and non-image data: by the configured sampler with at most
+        TRACE_STEPS = 100 steps (ancestral with T > 100: the respaced chain of Nichol &
+        Dhariwal), S+1 <= 101 frames; at the default T = 100, the very chain that sample()
+        runs. On images: DDIM with eta = 0 over S = min(TRACE_IMAGE_STEPS, T) steps (or the
+        configured ddim_steps if fewer), mapped back to [0, 1]: a short chain that keeps
+        the picture's cost bounded while training runs.
         "forward" (K, m, *data_shape), "forward_t" (K,): x noised by q(x_t | x_0) at
-        K = 6 evenly spaced t from 0 to 1, with fixed noise.
+        K = 6 evenly spaced t from 0 to 1, with fixed noise (images: noised in [-1, 1], shown in [0, 1]).
         "field_t" (1,): the time t of the fields (default FIELD_T = 0.1); for 2D data
         with a grid, "eps_field" and "score_field" (G*G, 2) at t, as fields(grid, t).
         """
-        m = min(x.shape[0], self.TRACE_MAX_POINTS if self.dim <= 16 else self.TRACE_MAX_IMAGES)
-        x0 = x[:m].to(self.device, self._dtype)
+        image = is_image(self.data_shape)
+        m = min(x.shape[0], self.TRACE_MAX_POINTS if self.dim <= 16 else
+                (self.TRACE_IMAGES if image else self.TRACE_MAX_IMAGES))
+        x0 = self.rescale.encode(x[:m].to(self.device, self._dtype))
         T = self.schedule.T
         g = torch.Generator().manual_seed(0)
-        steps = min(self.config.ddim_steps if self.config.sampler == "ddim" else T, self.TRACE_STEPS)
-        traj, traj_t = self._reverse_trajectory(m, self.make_sampler(steps=steps), generator=g)
+        if image:
+            steps = min(self.config.ddim_steps, self.TRACE_IMAGE_STEPS, T)
+            smp = make_sampler("ddim", steps, eta=0.0, clip=self._box)
+        else:
+            smp = self.make_sampler(steps=min(self.config.ddim_steps if self.config.sampler == "ddim" else T,
+                                              self.TRACE_STEPS))
+        traj, traj_t = self._reverse_trajectory(m, smp, generator=g)
 
         t_index = torch.linspace(0, T, self.FORWARD_FRAMES).round().long()  # (K,)
         noise = torch.randn(x0.shape, generator=g).to(x0)
         forward = torch.stack([self.q_sample(x0, int(i), noise) for i in t_index])
-        out = {"trajectory": to_numpy(traj), "trajectory_t": to_numpy(traj_t),
-               "forward": to_numpy(forward), "forward_t": to_numpy(t_index.double() / T)}
+        out = {"trajectory": to_numpy(self.rescale.decode(traj)), "trajectory_t": to_numpy(traj_t),
+               "forward": to_numpy(self.rescale.decode(forward)), "forward_t": to_numpy(t_index.double() / T)}
         field_t = self.FIELD_T if t is None else float(t)
         out["field_t"] = np.array([field_t], dtype=np.float32)
         if grid is not None and self.data_shape == (2,):

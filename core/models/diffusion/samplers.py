@@ -17,6 +17,14 @@ Ho et al.'s Algorithm 2; with fewer steps it is the respaced DDPM of Nichol & Dh
 steps have alpha = alpha_bar_t / alpha_bar_s. DDIM (Song, Meng & Ermon 2021,
 "Denoising Diffusion Implicit Models", eq. 12 and 16) with eta = 1 draws the same
 steps; eta = 0 is deterministic.
+
+Clipping. Data that live in a box (images in [-1, 1]) let a sampler clip the prediction
+x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) to the box and step with the
+eps that clipped x0_hat implies, eps' = (x_t - sqrt(alpha_bar_t) x0_hat) / sqrt(1 - alpha_bar_t):
+the ancestral mean is then the posterior mean of q(x_s | x_t, x0_hat) with x0_hat in the box,
+as Ho et al.'s own sampler does. Near t = T, where alpha_bar_t is tiny (2e-7 for the cosine
+schedule at T = 100), it keeps the network's small errors from being magnified into samples
+far outside the data's range.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ class Sampler:
     """The loop shared by the samplers; a subclass writes one step t -> s."""
 
     steps: int | None = None  # S; None walks all T steps
+    clip: tuple | None = None  # (lo, hi): the box the predicted x_0 is clipped to, or None
     name = ""
 
     def times(self, T: int) -> torch.Tensor:
@@ -77,6 +86,8 @@ class Sampler:
         for t, s in zip(tau[:-1], tau[1:]):
             t_cont = torch.full((1,), t / schedule.T, dtype=x.dtype, device=x.device)  # one time for every point
             eps = eps_fn(x, t_cont)
+            if self.clip is not None:
+                eps = _clipped_eps(schedule, x, eps, t, self.clip)
             z = _randn_like(x, generator)  # drawn at every step, so samplers share one noise stream
             x = self._step(schedule, x, eps, t, s, z)
             if trajectory:
@@ -127,15 +138,26 @@ class DDIM(Sampler):
         return math.sqrt(ab_s) * x0_pred + dir_xt + sigma * z
 
 
+def _clipped_eps(schedule, x_t, eps, t, box):
+    """eps' = (x_t - sqrt(alpha_bar_t) clip(x0_hat)) / sqrt(1 - alpha_bar_t), x0_hat from eps."""
+    ab_t = float(schedule.alpha_bar[t])
+    x0_hat = ((x_t - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)).clamp(*box)
+    return (x_t - math.sqrt(ab_t) * x0_hat) / math.sqrt(1 - ab_t)
+
+
 SAMPLERS = {"ancestral": Ancestral, "ddim": DDIM}
 
 
-def make_sampler(name: str, steps: int | None = None, eta: float = 0.0, variance: str = "beta_tilde") -> Sampler:
-    """A sampler by name: "ancestral" (steps: None for all T; variance) or "ddim" (steps, eta)."""
+def make_sampler(name: str, steps: int | None = None, eta: float = 0.0, variance: str = "beta_tilde",
+                 clip: tuple | None = None) -> Sampler:
+    """A sampler by name: "ancestral" (steps: None for all T; variance) or "ddim" (steps, eta);
+    clip: the box (lo, hi) of the data, to clip the predicted x_0 to, or None."""
     if name not in SAMPLERS:
         raise ConfigError(f"sampler={name!r} is not allowed; choose one of: {', '.join(SAMPLERS)}")
     if not 0.0 <= eta <= 1.0:
         raise ConfigError(f"eta={eta} is out of range; it must be between 0 and 1")
     if variance not in ("beta_tilde", "beta"):
         raise ConfigError(f"variance={variance!r} is not allowed; choose one of: beta_tilde, beta")
-    return Ancestral(steps, variance=variance) if name == "ancestral" else DDIM(steps, eta=eta)
+    if clip is not None and not clip[0] < clip[1]:
+        raise ConfigError(f"clip={clip} must be a box (lo, hi) with lo < hi")
+    return Ancestral(steps, clip, variance=variance) if name == "ancestral" else DDIM(steps, clip, eta=eta)
