@@ -31,6 +31,7 @@ from ...dynamics.ode import METHODS, log_likelihood, odeint
 from ...errors import ConfigError
 from ...model import GenerativeModel, to_numpy
 from ...nets import TimeMLP
+from ...nets.auto import Rescale
 
 TIME_SCALE = 0.01  # time features at frequencies up to 10 rad per unit t, smooth enough for a coarse grid
 
@@ -77,7 +78,20 @@ class ContinuousFlow(GenerativeModel):
 
     def __init__(self, data_shape: tuple, config):
         super().__init__(data_shape, config)
-        self.velocity = VelocityNet(self.dim, config.hidden, config.layers)
+        self.rescale = self.make_rescale()
+        self.velocity = self.make_velocity()
+
+    def make_velocity(self) -> nn.Module:
+        """v_theta(x (n, D), t (n,) or (1,)) -> (n, D): the MLP of the config's size."""
+        return VelocityNet(self.dim, self.config.hidden, self.config.layers)
+
+    def make_rescale(self) -> Rescale:
+        """The map y = a x + b from the data to where the ODE runs: the identity here."""
+        return Rescale()
+
+    def trace_solver(self) -> tuple[int, str]:
+        """(steps, method) of the paths traces() draws."""
+        return self.TRACE_STEPS, self.config.solver
 
     DENSITY = ""  # how log_prob is computed, before the solver's name and steps
 
@@ -122,7 +136,8 @@ class ContinuousFlow(GenerativeModel):
     def sample(self, n: int) -> torch.Tensor:
         self._check_solver(self.config.solver, self.config.steps)
         x_1 = self._noise(n)
-        return self.unflat(odeint(self.v, x_1, self._grid(self.config.steps, 1.0, 0.0), self.config.solver))
+        x_0 = odeint(self.v, x_1, self._grid(self.config.steps, 1.0, 0.0), self.config.solver)
+        return self.unflat(self.rescale.decode(x_0))
 
     # ---- density ---------------------------------------------------------
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,24 +147,29 @@ class ContinuousFlow(GenerativeModel):
         method, steps = self.config.solver, self.config.log_prob_steps
         self._check_solver(method, steps)
         exact = self.dim <= self.EXACT_DIV_MAX_DIM
-        x_flat = self.flat(x).to(self.device, self._dtype)
+        x_flat = self.flat(self.rescale.encode(x.to(self.device, self._dtype)))
         grid = self._grid(steps, 0.0, 1.0)
-        out = [log_likelihood(self.v, chunk, grid, method, exact=exact) for chunk in x_flat.split(self.LOG_PROB_CHUNK)]
+        log_det = self.rescale.log_det(self.dim)  # log |dy/dx| of the map to where the ODE runs
+        out = [log_det + log_likelihood(self.v, chunk, grid, method, exact=exact)
+               for chunk in x_flat.split(self.LOG_PROB_CHUNK)]
         return torch.cat(out) if out else x_flat.new_zeros(0)
 
     # ---- live views ------------------------------------------------------
     @torch.no_grad()
     def traces(self, x: torch.Tensor, grid: torch.Tensor | None = None, t: float | None = None) -> dict[str, np.ndarray]:
         """"paths" (S+1, m, *shape) from fixed noise at t = 1 (first) to samples at t = 0 (last),
-        S = TRACE_STEPS, with "paths_t" (S+1,); "straightness" (1,) of those paths; "field_t" (1,)
-        the time of the field; for 2D data with a grid, "velocity_field" (G*G, 2) = v_theta(grid, t)."""
+        S and the solver from trace_solver() (TRACE_STEPS of the configured solver unless a model
+        shortens them), with "paths_t" (S+1,); "straightness" (1,) of those paths (measured where
+        the ODE runs), "field_t" (1,) the time of the field; for 2D data with a grid,
+        "velocity_field" (G*G, 2) = v_theta(grid, t). Paths are shown in the data's range."""
         m = min(x.shape[0], self.TRACE_MAX_POINTS if self.dim <= 16 else self.TRACE_MAX_IMAGES)
         g = torch.Generator().manual_seed(0)
-        paths = self.trajectory(self._noise(m, g), steps=self.TRACE_STEPS)  # (S+1, m, D)
+        steps, method = self.trace_solver()
+        paths = self.trajectory(self._noise(m, g), steps=steps, method=method)  # (S+1, m, D)
         field_t = self.FIELD_T if t is None else float(t)
         if not (0.0 <= field_t <= 1.0 and math.isfinite(field_t)):
             raise ValueError(f"t must be a time in [0, 1], got {field_t}")
-        out = {"paths": to_numpy(paths.reshape(paths.shape[0], m, *self.data_shape)),
+        out = {"paths": to_numpy(self.rescale.decode(paths).reshape(paths.shape[0], m, *self.data_shape)),
                "paths_t": np.linspace(1.0, 0.0, paths.shape[0], dtype=np.float32),
                "straightness": np.array([float(straightness(paths))], dtype=np.float32),
                "field_t": np.array([field_t], dtype=np.float32)}
