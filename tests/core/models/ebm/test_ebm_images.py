@@ -215,9 +215,9 @@ def test_image_traces_show_the_buffer_its_energies_and_chains_from_noise():
         torch.testing.assert_close(torch.from_numpy(a["energy_data"]), model.energy(x[:64]))
         torch.testing.assert_close(torch.from_numpy(a["energy_buffer"]), model.energy(model.replay[:64]))
     chains = a["noise_chains"]
-    assert list(a["noise_steps"]) == [0, 10, 20, 30, 40, 50, 60] and chains.shape == (7, 8, *SHAPE)
+    assert list(a["noise_steps"]) == [0, 10, 20, 30, 40, 50, 60] and chains.shape == (7, 4, *SHAPE)
     assert (chains == b["noise_chains"]).all() and chains.min() >= 0 and chains.max() <= 1
-    assert abs(chains[0].mean() - 0.5) < 0.05 and abs(chains[0].var() - 1 / 12) < 0.015  # they start uniform
+    assert abs(chains[0].mean() - 0.5) < 0.06 and abs(chains[0].var() - 1 / 12) < 0.02  # they start uniform
 
 
 # ---- real digits ------------------------------------------------------------------------------------
