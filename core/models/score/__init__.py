@@ -33,6 +33,7 @@ register_model(
     "ncsn", NCSN, NCSNConfig,
     summary="Noise-conditional score network (Song & Ermon 2019): one score network over a ladder of noise levels, annealed Langevin sampling",
     train={"lr": 1e-3, "batch_size": 512, "steps": 5000},
+    train_images={"lr": 5e-4, "batch_size": 32, "steps": 6000},
     quality=Quality("mmd", 2.0, scale="floor"),
 )
 

@@ -11,6 +11,8 @@ here live the rest:
   (1 / alpha) s(x / alpha, sigma / alpha).
 - chains start from x_0 ~ N(m, diag(v)), the mean m and variance v of the first batch
   (init_from_data), so that they begin where the data is spread whatever its scale.
+- a model may learn where its network works best, y = a x + b (NCSN rescales images from
+  [0, 1] to [-1, 1]): `rescale` maps batches there, samples back, and score_at below converts.
 - traces: the learned field on the plane grid at the level `field_sigma(sigma)` and that
   level (1, sigma) as "field_level" (the page draws the exact score there beside it), and
   up to TRACE_PARTICLES chains from fixed noise, so frames stay put while the model trains.
@@ -23,6 +25,7 @@ import torch
 
 from ...errors import ConfigError
 from ...model import GenerativeModel, to_numpy
+from ...nets.auto import Rescale
 
 
 class ScoreModel(GenerativeModel):
@@ -40,13 +43,18 @@ class ScoreModel(GenerativeModel):
         super().__init__(data_shape, config)
         self.register_buffer("x0_mean", torch.zeros(self.dim))  # (D,) where the chains start
         self.register_buffer("x0_std", torch.ones(self.dim))    # (D,)
+        self.rescale = self.make_rescale()
+
+    def make_rescale(self) -> Rescale:
+        """y = a x + b from the data to where the score is learned: the identity here."""
+        return Rescale()
 
     @property
     def _dtype(self) -> torch.dtype:
         return self._device_probe.dtype
 
     def init_from_data(self, x: torch.Tensor) -> None:
-        x = self.flat(x).to(self.x0_mean.device, self.x0_mean.dtype)
+        x = self.flat(self.rescale.encode(x.to(self.x0_mean.device, self.x0_mean.dtype)))
         with torch.no_grad():
             self.x0_mean.copy_(x.mean(0))
             self.x0_std.copy_(x.std(0).clamp_min(1e-3) if x.shape[0] > 1 else torch.ones_like(self.x0_std))
@@ -64,12 +72,16 @@ class ScoreModel(GenerativeModel):
         raise NotImplementedError
 
     def score_at(self, x: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
-        """The model's grad log p of alpha X + sigma eps at x (n, *data_shape) -> (n, *data_shape)."""
+        """The model's grad log p of alpha X + sigma eps at x (n, *data_shape) -> (n, *data_shape).
+
+        With the network's y = a X + b: (a / alpha) z + b = Y + (a sigma / alpha) eps, so the
+        score is (a / alpha) s((a / alpha) z + b, a sigma / alpha); a = 1, b = 0 without rescaling."""
         alpha, sigma = float(alpha), float(sigma)
         if alpha <= 0 or sigma < 0:
             raise ConfigError(f"a noise level needs alpha > 0 and sigma >= 0, got ({alpha}, {sigma})")
         x = self.flat(x).to(self.device, self._dtype)
-        return self.unflat(self.score(x / alpha, sigma / alpha) / alpha)
+        a, b = self.rescale.a, self.rescale.b
+        return self.unflat(self.score(a / alpha * x + b, a * sigma / alpha) * (a / alpha))
 
     # ---- sampling ------------------------------------------------------------
     def x0(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -91,7 +103,11 @@ class ScoreModel(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         x, _ = self.chain(self.x0(n))
-        return self.unflat(x)
+        return self.unflat(self.rescale.decode(x))
+
+    def trace_chain(self, x_0: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The chain traces() draws: the sampler's own, unless a model shortens it for a live picture."""
+        return self.chain(x_0, generator=generator, trajectory=True)
 
     # ---- live views ------------------------------------------------------------
     @torch.no_grad()
@@ -102,11 +118,11 @@ class ScoreModel(GenerativeModel):
         level (1, sigma) of "score_field" (G*G, 2), the learned score on the grid (2D data only)."""
         m = min(max(x.shape[0], 1), self.TRACE_PARTICLES if self.dim <= 16 else self.TRACE_IMAGES)
         g = torch.Generator().manual_seed(self.TRACE_SEED)
-        states, levels = self.chain(self.x0(m, g), generator=g, trajectory=True)  # (S+1, m, D)
+        states, levels = self.trace_chain(self.x0(m, g), g)  # (S+1, m, D)
         keep = np.unique(np.linspace(0, states.shape[0] - 1, min(self.TRACE_FRAMES, states.shape[0])).round())
         keep = torch.as_tensor(keep, dtype=torch.long)
         level = self.own_sigma(sigma)
-        out = {"chain": to_numpy(states[keep].reshape(len(keep), m, *self.data_shape)),
+        out = {"chain": to_numpy(self.rescale.decode(states[keep]).reshape(len(keep), m, *self.data_shape)),
                "chain_sigma": to_numpy(levels[keep]),
                "field_level": np.array([1.0, level], dtype=np.float32)}
         if grid is not None and self.data_shape == (2,):

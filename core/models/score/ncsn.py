@@ -18,6 +18,13 @@ t = (log sigma - log SIGMA_LO) / (log SIGMA_HI - log SIGMA_LO).
 Samples come from annealed Langevin (Algorithm 1, core.dynamics.annealed_langevin): T steps
 at each level with step alpha_i = eps sigma_i^2 / sigma_L^2, from x_0 spread like the data
 widened by sigma_1.
+
+Images. With net = "auto", f_theta is the small U-Net of core.nets.unet (Song & Ermon use a
+RefineNet; the noise level enters here through the same embedding as DDPM's time), on digits
+rescaled to [-1, 1], so the ladder's sigmas are in those units (Song & Ermon's sigma_1 = 1 on
+[0, 1] is 2 here); samples are mapped back to [0, 1] and clipped. An exponential moving average
+of the weights (decay 0.999) draws the samples. The live picture runs every level with
+TRACE_IMAGE_STEPS steps each for 8 digits (sample() runs steps_per_level).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from ...config import param
 from ...dynamics import annealed_langevin
 from ...errors import ConfigError
 from ...nets import TimeMLP
+from ...nets.auto import NETS, Rescale, auto_ema, is_image, pick_net
+from ...nets.unet import UNet
 from .base import ScoreModel
 
 SIGMA_LO, SIGMA_HI = 1e-3, 1e2  # the log-noise range that the network's time [0, 1] spans
@@ -47,18 +56,35 @@ class NCSNConfig:
     eps: float = param(1e-3, lo=1e-8, hi=1.0, live=True,
                        help="step size at the last level; level i steps alpha_i = eps sigma_i^2 / sigma_L^2")
     score_levels: int = param(3, lo=1, hi=1000, help="levels of the ladder, evenly picked, at which the score error is measured")
+    net: str = param("auto", choices=NETS, help="score network: auto (the U-Net for images, the MLP for points), mlp or unet")
+    channels: int = param(16, lo=4, hi=256, help="U-Net width at full resolution (doubled at 1/2 and 1/4)",
+                          when=("net", ("auto", "unet")))
+    ema: float = param(-1.0, lo=-1.0, hi=0.9999,
+                       help="decay of the weight average that samples and pictures use (0: none; -1: auto, 0.999 for images, none for points)")
 
 
 class NCSN(ScoreModel):
+    TRACE_IMAGES = 8          # chains traced for images
+    TRACE_IMAGE_STEPS = 2     # Langevin steps per level of the traced chains on images
+
     def __init__(self, data_shape: tuple, config: NCSNConfig):
         if config.sigma_min >= config.sigma_max:
             raise ConfigError(f"sigma_min={config.sigma_min} must be smaller than sigma_max={config.sigma_max}")
         super().__init__(data_shape, config)
-        self.net = TimeMLP(self.dim, config.hidden, config.layers)  # f_theta(x, t(sigma)) ~ -eps
-        with torch.no_grad():
-            self.net.out.weight.mul_(0.1)
-            self.net.out.bias.zero_()
+        if pick_net(config.net, self.data_shape) == "unet":
+            self.net = UNet(self.data_shape, config.channels)  # f_theta(x, t(sigma)) ~ -eps; starts at 0
+        else:
+            self.net = TimeMLP(self.dim, config.hidden, config.layers)  # f_theta(x, t(sigma)) ~ -eps
+            with torch.no_grad():
+                self.net.out.weight.mul_(0.1)
+                self.net.out.bias.zero_()
         self._ladder_cache: tuple = (None, None)
+
+    def make_rescale(self) -> Rescale:
+        return Rescale.for_data(self.data_shape)  # images to [-1, 1]
+
+    def ema_decay(self) -> float:
+        return auto_ema(self.config.ema, self.data_shape)
 
     # ---- the ladder --------------------------------------------------------
     def sigmas(self) -> torch.Tensor:
@@ -95,7 +121,7 @@ class NCSN(ScoreModel):
 
     # ---- training ------------------------------------------------------------
     def loss(self, x: torch.Tensor) -> dict:
-        x = self.flat(x)                                                   # (n, D)
+        x = self.flat(self.rescale.encode(x))                              # (n, D), images in [-1, 1]
         sig, t = self._ladder(x)                                           # (L,) each
         i = torch.randint(0, sig.shape[0], (x.shape[0],), device=x.device)  # a level per point
         sigma = sig[i][:, None]                                            # (n, 1)
@@ -111,13 +137,22 @@ class NCSN(ScoreModel):
         widen = torch.sqrt(1 + self.config.sigma_max**2 / self.x0_std**2)  # (D,)
         return self.x0_mean + widen * z
 
-    def chain(self, x_0, generator=None, trajectory=False):
+    def chain(self, x_0, generator=None, trajectory=False, steps_per_level: int | None = None):
+        """Annealed Langevin from x_0 with the config's steps_per_level T (or `steps_per_level`)."""
         c = self.config
+        T = c.steps_per_level if steps_per_level is None else int(steps_per_level)
         sig = self.sigmas()
-        out = annealed_langevin(self.score, x_0, sig.tolist(), c.steps_per_level, c.eps, generator,
+        out = annealed_langevin(self.score, x_0, sig.tolist(), T, c.eps, generator,
                                 return_intermediates=trajectory)
-        levels = torch.cat([sig[:1], sig.repeat_interleave(c.steps_per_level)])  # (L*T + 1,)
+        levels = torch.cat([sig[:1], sig.repeat_interleave(T)])  # (L*T + 1,)
         return out, levels
+
+    def trace_chain(self, x_0, generator):
+        """On images: every level, TRACE_IMAGE_STEPS steps each (a bounded live picture)."""
+        if is_image(self.data_shape):
+            T = min(self.config.steps_per_level, self.TRACE_IMAGE_STEPS)
+            return self.chain(x_0, generator, trajectory=True, steps_per_level=T)
+        return super().trace_chain(x_0, generator)
 
 
 def _time(sigma):
