@@ -23,8 +23,9 @@ PARTICLES = 100
 FILM_FRAMES = 6
 ENERGY_SCALE = [[0.0, "#2c7bb6"], [0.35, "#abd9e9"], [0.6, "#ffffbf"], [1.0, "#fdae61"]]  # low (blue) to high
 ONLY_2D = "The {what} is drawn for 2D data; for digits, watch the replay buffer and the chains from noise."
-NO_DENSITY = ("No density on digits: the normaliser Z of exp(−E) would need a grid over all {d} pixels, "
-              "so an EBM on images has no log-likelihood here; its energies and samples are drawn instead.")
+NO_DENSITY = ("The density is drawn for 2D data only. No density on digits: the normaliser Z of exp(−E) would need "
+              "a grid over all {d} pixels, so an EBM on images has no log-likelihood here; its energies and "
+              "samples are drawn instead.")
 BUFFER_TILES = 64
 ENERGY_BINS = 40
 

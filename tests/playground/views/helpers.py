@@ -62,6 +62,9 @@ def synthetic(family: str, seed: int = 0, d: int = 2) -> dict:
         if d == 2:
             tr["energy"] = (0.5 * (grid**2).sum(1)).astype(np.float32)
             tr["log_density"] = (-0.5 * (grid**2).sum(1) - math.log(2 * math.pi)).astype(np.float32)
+        else:  # digits: energies of data and buffer, chains from noise at their steps
+            tr.update(energy_data=f32(n), energy_buffer=f32(n), noise_chains=f32(7, 4, d),
+                      noise_steps=np.arange(0, 61, 10, dtype=np.float32))
     elif family == "autoregressive":
         tr = {"samples": f32(n, d)}
         if d == 2:
