@@ -156,7 +156,8 @@ class GAN(GenerativeModel):
         """D's output on flat x: (n,) scores, or (n, D + features) kernel inputs [x, phi(x)] for mmdgan.
 
         frozen: D's weights enter as constants, so a G loss sends no gradient to D
-        (and nothing about the modules is changed, which keeps it thread-safe).
+        (and no parameter is changed, which keeps it thread-safe; a batch-norm critic in train
+        mode still moves its running statistics, as DCGAN's generator step does).
         """
         if frozen:
             out = functional_call(self.D, {k: v.detach() for k, v in self.D.named_parameters()}, (x,))
