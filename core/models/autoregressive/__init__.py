@@ -32,14 +32,14 @@ register_model(
     "fvsbn", FVSBN, FVSBNConfig,
     summary="fully visible sigmoid belief net (Frey 1998): p(x_i = 1 | x_<i) = sigmoid(b_i + W_i . x_<i), "
             "W strictly lower-triangular; binarized digits, exact likelihood",
-    train={"lr": 1e-3, "batch_size": 64, "steps": 3000},
+    train={"lr": 3e-3, "batch_size": 64, "steps": 3000},
     literature=Literature(97.45, "nats", "Larochelle & Murray 2011, FVSBN"),
 )
 register_model(
     "nade", NADE, NADEConfig,
     summary="NADE (Larochelle & Murray 2011): one hidden layer shared by every conditional through a "
             "running sum; binarized digits, exact likelihood",
-    train={"lr": 1e-3, "batch_size": 64, "steps": 3000},
+    train={"lr": 3e-3, "batch_size": 32, "steps": 3000},
     literature=Literature(88.33, "nats", "Uria et al. 2016, NADE (fixed order)"),
 )
 register_model(
@@ -53,7 +53,7 @@ register_model(
     "pixelcnn", PixelCNN, PixelCNNConfig,
     summary="PixelCNN (van den Oord et al. 2016): a 7x7 mask-A and 3x3 mask-B convolutions give "
             "every pixel's conditional at once; binarized digits, exact likelihood, drawn pixel by pixel",
-    train={"lr": 1e-3, "batch_size": 32, "steps": 3000},
+    train={"lr": 3e-3, "batch_size": 16, "steps": 6000},
     literature=Literature(81.30, "nats", "van den Oord et al. 2016, PixelCNN"),
 )
 

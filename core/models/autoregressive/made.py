@@ -67,9 +67,10 @@ class MADE(BinaryAutoregressive):
         if i == 0:
             cache["z"] = first.bias.expand(x.shape[0], -1)  # (n, hidden)
             cache["W"] = first.weight * first.mask  # (hidden, D)
+            cache["V"] = self.out.weight * self.out.mask  # (D, hidden)
         else:
             cache["z"] = cache["z"] + x[:, i - 1:i] * cache["W"][:, i - 1]  # the running sum
         h = F.relu(cache["z"])
         for layer in self.hidden_layers[1:]:
             h = F.relu(layer(h))
-        return self.out.bias[i] + h @ (self.out.weight[i] * self.out.mask[i])  # (n,)
+        return self.out.bias[i] + h @ cache["V"][i]  # (n,)

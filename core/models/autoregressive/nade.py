@@ -28,7 +28,7 @@ from .binary import BinaryAutoregressive
 
 @dataclasses.dataclass
 class NADEConfig:
-    hidden: int = param(256, lo=1, hi=4096, help="hidden units H shared by every conditional (the paper: 500)")
+    hidden: int = param(128, lo=1, hi=4096, help="hidden units H shared by every conditional (the paper: 500)")
 
 
 class NADE(BinaryAutoregressive):

@@ -1,6 +1,6 @@
 """fvsbn, nade, made and pixelcnn: the autoregressive property, a pmf that sums to one over
-every binary image, a sampler whose frequencies follow it, each model's own conditional,
-training on binarized MNIST and the command line."""
+every binary image, a sampler whose frequencies follow it, each model's own conditional and
+training on binarized MNIST (the command line: test_binary_cli.py)."""
 
 import itertools
 import math
@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from core import registry
-from core.cli import main
 from core.data.mnist import MNIST
 from core.models.autoregressive import FVSBN, MADE, NADE, PixelCNN
 
@@ -178,18 +177,3 @@ def test_a_few_steps_on_binarized_mnist_lower_the_nll(name, mnist_dir):
     # from the independent pixels of init_from_data (about 206 nats) to a model that reads the past
     assert np.mean(nll[-8:]) < np.mean(nll[:8]) - 5.0, nll
     assert 50 < nll[-1] < 400  # nats of a 784-pixel binary digit: below the 543 of p = 1/2 everywhere
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_the_command_line_trains_samples_and_scores_on_mnist(name, mnist_dir, tmp_path, capsys):
-    out = tmp_path / "run"
-    argv = ["train", name, "--data", "mnist", "--steps", "4", "--batch-size", "16", "--n-samples", "4", "--out", str(out), "--quiet"]
-    for key, value in SMALL[name].items():
-        argv += ["--set", f"{key}={value}"]
-    assert main(argv) == 0
-    assert main(["sample", str(out), "--n", "3", "--out", str(tmp_path / "s.npy")]) == 0
-    samples = np.load(tmp_path / "s.npy")
-    assert samples.shape == (3, 1, 28, 28) and set(np.unique(samples)) <= {0.0, 1.0}
-    assert main(["logprob", str(out), "--points", str(tmp_path / "s.npy"), "--out", str(tmp_path / "lp.npy")]) == 0
-    log_p = np.load(tmp_path / "lp.npy")
-    assert log_p.shape == (3,) and np.isfinite(log_p).all() and (log_p < 0).all()
