@@ -67,22 +67,27 @@ def test_log_prob_of_digits_adds_the_jacobian_of_the_rescaling():
     torch.testing.assert_close(got, want + 64 * math.log(2))
 
 
-def test_the_live_picture_on_digits_is_a_short_ddim_chain_of_eight_digits():
+def test_the_live_picture_on_digits_is_a_short_chain_of_eight_digits():
     torch.manual_seed(0)
-    model = registry.build_model("ddpm", (1, 8, 8), {"channels": 4}).eval()  # T = 100
-    tr = model.traces(TinyImages().sample(40))
+    model = registry.build_model("ddpm", (1, 8, 8), {"channels": 4}).eval()  # T = 100, ancestral
+    with torch.no_grad():
+        for p in model.eps_net.out.parameters():
+            p.normal_(0, 0.1)
+    x = TinyImages().sample(40)
+    tr = model.traces(x)
     S = model.TRACE_IMAGE_STEPS
     assert tr["trajectory"].shape == (S + 1, 8, 1, 8, 8) and tr["trajectory_t"].shape == (S + 1,)
     assert tr["trajectory_t"][0] == pytest.approx((1 + (S - 1) * 100 // S) / 100) and tr["trajectory_t"][-1] == 0
     assert tr["trajectory"].min() >= 0 and tr["trajectory"].max() <= 1
     # the forward strip starts at the digits themselves, shown in [0, 1]
-    x = TinyImages().sample(40)
-    tr = model.traces(x)
     torch.testing.assert_close(torch.from_numpy(tr["forward"][0]), x[:8])
-    # it is deterministic (eta = 0) and its last frame is what the model's own DDIM chain gives
+    # its last frame is the respaced ancestral chain of S steps from the fixed noise, clipped, in [0, 1]
     g = torch.Generator().manual_seed(0)
-    traj = model.reverse_trajectory(8, "ddim", S, generator=g)
+    traj = model.reverse_trajectory(8, "ancestral", S, generator=g)
     torch.testing.assert_close(torch.from_numpy(tr["trajectory"][-1]), ((traj[-1] + 1) / 2).clamp(0, 1))
+    assert model.traces(x)["trajectory"].tobytes() == tr["trajectory"].tobytes()  # frames stay put
+    model.config.sampler, model.config.ddim_steps = "ddim", 7
+    assert model.traces(x)["trajectory"].shape[0] == 8  # DDIM's own steps when fewer
 
 
 def test_training_on_real_digits_lowers_the_loss(mnist_dir):
