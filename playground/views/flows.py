@@ -135,16 +135,21 @@ def _mosaic(part: np.ndarray) -> np.ndarray:
 
 
 def scales(snapshot: dict, ctx: dict, uirev: str):
-    """A few digits y and z = f(y): each scale's latent channels as images, then z in the digit's layout."""
+    """A few digits y and z = f(y): each scale's latent channels as images, then z in the digit's
+    layout. A flow that sends no latents (a flat one) gets the digit and z alone."""
+    if not V.is_image(ctx, snapshot):
+        raise V.Unavailable("Latents at each scale are drawn for digits, not for 2D datasets.")
     tr = snapshot.get("traces", {})
-    y = V.array(tr, "latent_digits", "the digits whose latents are drawn")
-    z = V.array(tr, "latents", "the latents of each scale")
-    shapes = V.array(tr, "latent_shapes", "the shapes of the latents")
     fwd = V.array(tr, "forward_states", "the digits pulled back to the base")
-    shapes = np.nan_to_num(shapes).astype(int).reshape(-1, 3)
-    if shapes.size == 0 or int(np.prod(shapes, 1).sum()) != z.shape[1] or (shapes < 1).any():
-        raise V.Unavailable(f"The latent shapes {shapes.tolist()} do not add up to the {z.shape[1]} dimensions sent.")
-    k = min(SCALE_DIGITS, y.shape[0], z.shape[0])
+    z = V.optional(tr, "latents")
+    if z is None:
+        y, z, shapes = fwd[0], fwd[-1], np.zeros((0, 3), int)
+    else:
+        y = V.array(tr, "latent_digits", "the digits whose latents are drawn")
+        shapes = np.nan_to_num(V.array(tr, "latent_shapes", "the shapes of the latents")).astype(int).reshape(-1, 3)
+        if shapes.size == 0 or int(np.prod(shapes, 1).sum()) != z.shape[1] or (shapes < 1).any():
+            raise V.Unavailable(f"The latent shapes {shapes.tolist()} do not add up to the {z.shape[1]} dimensions sent.")
+    k = min(SCALE_DIGITS, y.shape[0], z.shape[0], fwd.shape[1])
     lo, hi = 0.0, 1.0
     columns = [(D.tile(D.images(y[:k], ctx, "the digits"), cols=1), "digit y")]
     start = 0

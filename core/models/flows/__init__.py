@@ -46,7 +46,9 @@ register_model("iaf", IAF, FlowConfig, "IAF: inverse autoregressive layers; one-
 register_model("nsf", NSF, SplineFlowConfig,
                "Neural spline flow: rational-quadratic spline couplings, both halves moved per layer",
                train=_SPLINE_TRAIN, quality=Quality("kl", 0.1), layers=3, bins=12)
-# Images only. Batch 64 at the default size: MEASURE steps a second on two CPU threads.
+# Images only. A step at batch 64 is 2.3 GFLOP: 0.22 s of CPU on one thread (4.6 steps a second
+# per core); held-out bits/dim fell from 10.9 to about 2.6-3.0 in 950 steps (one thread, about
+# 3.5 minutes of CPU), when samples are still blobs of ink rather than digits.
 _MULTISCALE_TRAIN = {"lr": 1e-3, "batch_size": 64, "steps": 3000, "grad_clip": 50.0}
 register_model("realnvp_ms", MultiScaleRealNVP, MultiScaleConfig,
                "RealNVP's multi-scale flow on dequantized digits: squeeze, checkerboard and channel couplings, "

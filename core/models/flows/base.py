@@ -8,6 +8,10 @@ h_0 = x and h_l = f_l(h_{l-1}):
 
 Sampling runs the stack backwards: z ~ N(0, I), x = f_1^{-1}(...f_L^{-1}(z)).
 
+On images the flow is a density of dequantized digits (core.data.pixels): every batch is
+read as y = (255 x + u) / 256, u ~ U[0, 1)^D, and -log q(y) + D log 256 bounds the digit's
+NLL from above; a density of the raw grey levels, many exactly 0, could grow without bound.
+
 Every transform speaks one protocol (as in nflows): `forward(x) -> (z, log_det)`
 maps towards the base, `inverse(z) -> (x, log_det)` maps towards the data, and
 log_det is log|det dz/dx| resp. log|det dx/dz|, shape (n,). `Inverse` swaps the
@@ -23,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...data.pixels import view as view_pixels
 from ...model import GenerativeModel, to_numpy
 
 DIRECTIONS = ("forward", "inverse")
@@ -87,6 +92,11 @@ class Flow(GenerativeModel):
     def build_transforms(self) -> list[Transform]:
         raise NotImplementedError
 
+    @property
+    def pixels(self) -> str:
+        """How images are read: dequantized; points as they are."""
+        return "dequantized" if len(self.data_shape) > 1 else "grey"
+
     # ---- argument checks ------------------------------------------------
     def _flat_checked(self, x: torch.Tensor, what: str = "x") -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() < 1:
@@ -121,8 +131,9 @@ class Flow(GenerativeModel):
         return self.unflat(states[-1])
 
     def loss(self, x: torch.Tensor) -> dict:
-        """Maximum likelihood: minimise -E[log q(x)] (the negative log-likelihood in nats)."""
-        states, log_dets = self._run(self._flat_checked(x), "forward")
+        """Maximum likelihood: minimise -E[log q(x)] (the negative log-likelihood in nats; on
+        images of y, the batch dequantized afresh)."""
+        states, log_dets = self._run(view_pixels(self._flat_checked(x), self.pixels), "forward")
         log_det = sum(log_dets, torch.zeros_like(states[0][:, 0]))  # (n,)
         log_q = standard_normal_log_prob(states[-1]) + log_det
         nll = -log_q.mean()
@@ -131,7 +142,7 @@ class Flow(GenerativeModel):
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor) -> None:
         """Let each layer (ActNorm) initialise itself from the batch as it arrives there."""
-        h = self._flat_checked(x)
+        h = view_pixels(self._flat_checked(x), self.pixels)
         for layer in self.transforms:
             layer.initialize(h)
             h, _ = layer(h)

@@ -21,12 +21,17 @@ The flow, data -> base (image_layers.py), with the change of variables of base.p
 
 On a 1 x 28 x 28 digit with two scales: z_1 is 2 x 14 x 14, factored out after the first
 scale, and the final z_2 is 8 x 7 x 7. The symmetric logit is the one of MAF's
-pre-processing (Papamakarios et al. 2017), alpha = 0.05 as RealNVP used.
+pre-processing (Papamakarios et al. 2017), alpha = 0.05 as RealNVP used. The inverse logit
+reaches the box (-a, 1 + a)^D, a = alpha / (1 - 2 alpha), where p integrates to one; on
+[0, 1]^D its mass is at most one, so the NLL above remains an upper bound, and sample()
+clamps what lands outside onto the cube.
 
 What differs from the paper: the checkerboard couplings run on the squeezed image (the same
 partition of pixels, see image_layers.py), so every scale opens with its squeeze; no batch
 normalisation (the conditioners' zero read-out starts each layer at the identity, and the
-soft-clamped log-scale keeps it stable); a small ResNet per coupling. Published on MNIST:
+soft-clamped log-scale keeps it stable); a small convolutional net per coupling, by default
+conv 3 x 3, ReLU, conv 3 x 3 with 64 channels (core.nets.resnet with no residual block), so
+a step takes about 2.3 GFLOP at batch 64 and trains at a few steps a second on a CPU. Published on MNIST:
 1.06 bits/dim for RealNVP (Grathwohl et al. 2019, FFJORD, Table 2).
 """
 
@@ -54,8 +59,8 @@ TRACE_SAMPLES = 32  # base samples pushed to the data in traces()
 class MultiScaleConfig:
     scales: int = param(2, lo=1, hi=4, help="scales; each squeezes 2 x 2, all but the last factor out half the channels")
     layers: int = param(3, lo=1, hi=8, help="checkerboard couplings per scale, then as many channel-wise ones")
-    hidden: int = param(32, lo=2, hi=256, help="channels of each coupling's ResNet")
-    blocks: int = param(1, lo=0, hi=8, help="residual blocks of each coupling's ResNet")
+    hidden: int = param(64, lo=2, hi=256, help="channels of each coupling's ResNet")
+    blocks: int = param(0, lo=0, hi=8, help="residual blocks of each coupling's ResNet (0: conv, act, conv)")
     activation: str = param("relu", choices=ACTIVATION_CHOICES, help="nonlinearity of the ResNets")
     alpha: float = param(0.05, lo=1e-6, hi=0.25, help="logit pre-processing: u = logit(alpha + (1 - 2 alpha) y)")
 

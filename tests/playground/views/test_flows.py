@@ -127,3 +127,13 @@ def test_on_digits_the_layer_strip_draws_states_off_the_data_through_phi():
     img = fig.data[0].z
     np.testing.assert_array_equal(img[:28, :28], inv[-1, 0].reshape(28, 28))  # the data column as it is
     np.testing.assert_allclose(img[:28, -28:], phi(inv[0, 0].reshape(28, 28)), rtol=1e-5, atol=1e-6)  # the base
+
+
+def test_the_scales_panel_of_a_flat_flow_shows_the_digit_and_its_noise_and_says_why_not_on_points():
+    snap = multiscale_snapshot()
+    for key in ("latents", "latent_shapes", "latent_digits"):
+        del snap["traces"][key]
+    fig = render_panel("flow", "flow_scales", snap, digit_ctx())
+    assert message(fig) is None and len(fig.data) == 2
+    np.testing.assert_array_equal(fig.data[0].z[:28], snap["traces"]["forward_states"][0, 0].reshape(28, 28))
+    assert "2D datasets" in message(render_panel("flow", "flow_scales", synthetic("flow"), ctx()))

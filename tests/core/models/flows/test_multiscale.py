@@ -292,3 +292,19 @@ def test_cli_trains_samples_and_scores_digits(mnist_dir, tmp_path, capsys):
         np.testing.assert_allclose(lp, model.log_prob(torch.from_numpy(y)).double().numpy(), rtol=1e-5)
     bits = pixels.bits_per_dim(pixels.nll_nats(torch.from_numpy(lp), "dequantized", 784), 784)
     assert torch.isfinite(bits).all() and (bits > 0).all()
+
+
+@pytest.mark.parametrize("name", ["nice", "realnvp", "glow", "nsf"])
+def test_the_flat_flows_read_digits_dequantized_and_points_as_they_are(name):
+    torch.manual_seed(0)
+    flow = registry.build_model(name, (1, 4, 4), {"hidden": 8, "layers": 2}).to(DTYPE)
+    x = torch.round(255 * digits_like(16)) / 255
+    assert flow.pixels == "dequantized"
+    torch.manual_seed(3)
+    nll = flow.loss(x)["nll"]
+    torch.manual_seed(3)
+    torch.testing.assert_close(nll, -flow.log_prob(pixels.dequantize(x)).mean())
+    points = registry.build_model(name, (2,), {"hidden": 8, "layers": 2}).to(DTYPE)
+    p = torch.randn(16, 2, dtype=DTYPE)
+    assert points.pixels == "grey"
+    torch.testing.assert_close(points.loss(p)["nll"], -points.log_prob(p).mean())
