@@ -32,6 +32,11 @@ from ...model import GenerativeModel, to_numpy
 LOGIT_CLAMP = 6.9  # |start logit| <= logit(0.999): a pixel that is never on still costs a little
 
 
+def frame_counts(D: int, frames: int) -> list[int]:
+    """Pixels drawn when each of `frames` canvases is kept: round(k D / frames), at least 1."""
+    return [max(1, round(k * D / frames)) for k in range(1, frames + 1)]
+
+
 class BinaryAutoregressive(GenerativeModel):
     family = "autoregressive"
     has_log_prob = True
@@ -86,19 +91,19 @@ class BinaryAutoregressive(GenerativeModel):
     @torch.no_grad()
     def draw(self, n: int, frames: int = 0, generator: torch.Generator | None = None):
         """x (n, *data_shape) in {0, 1} drawn pixel by pixel, and (frames, n, *data_shape) canvases:
-        the k-th after round(k D / frames) pixels (k = 1 .. frames; none for frames = 0)."""
+        the k-th after frame_counts(D, frames)[k] pixels (none for frames = 0)."""
         if int(n) != n or n < 1:
             raise ValueError(f"n must be a whole number of at least 1, got {n}")
         n, D = int(n), self.dim
         x = torch.zeros(n, D, device=self.device, dtype=self._dtype())
-        marks = {round(k * D / frames): k - 1 for k in range(1, frames + 1)} if frames else {}
+        counts = frame_counts(D, frames)
         canvases, cache = [None] * frames, {}
         for i in range(D):
             p = torch.sigmoid(self.conditional_logit(x, i, cache))  # (n,)
             u = torch.rand(n, generator=generator, device=self.device if generator is None else generator.device)
             x[:, i] = (u.to(self.device) < p).to(x.dtype)  # x_i ~ Bernoulli(p)
-            if i + 1 in marks:
-                canvases[marks[i + 1]] = x.clone()
+            for f in (f for f, count in enumerate(counts) if count == i + 1):
+                canvases[f] = x.clone()
         shots = torch.stack(canvases) if frames else x.new_zeros(0, n, D)  # (frames, n, D)
         return self.unflat(x), shots.reshape(frames, n, *self.data_shape)
 
@@ -116,6 +121,6 @@ class BinaryAutoregressive(GenerativeModel):
         drawn, shots = self.draw(m, frames=self.FRAMES)
         digit = view_pixels(self._check(x[:1]), self.pixels)  # (1, *x)
         p_digit = torch.sigmoid(self.logits(digit))  # (1, D)
-        counts = [round(k * self.dim / self.FRAMES) for k in range(1, self.FRAMES + 1)]
+        counts = frame_counts(self.dim, self.FRAMES)
         return {"samples": to_numpy(drawn), "frames": to_numpy(shots), "frame_pixels": np.array(counts, np.float32),
                 "digit": to_numpy(digit[0]), "p_digit": to_numpy(self.unflat(p_digit)[0])}

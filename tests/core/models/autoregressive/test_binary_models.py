@@ -107,6 +107,14 @@ def test_the_samplers_one_pixel_logits_equal_the_one_pass_logits(name):
         torch.testing.assert_close(model.flat(frame)[:, :done], flat[:, :done])
         assert (model.flat(frame)[:, done:] == 0).all()
     torch.testing.assert_close(frames[-1], x)
+    # more canvases than pixels: each canvas still holds the pixels drawn by then
+    with torch.no_grad():
+        x, frames = build(name, (1, 2, 2)).draw(2, frames=8)
+    assert frames.shape == (8, 2, 1, 2, 2)
+    for k, frame in enumerate(frames, 1):
+        done = max(1, round(k * 4 / 8))
+        torch.testing.assert_close(frame.reshape(2, 4)[:, :done], x.reshape(2, 4)[:, :done])
+        assert (frame.reshape(2, 4)[:, done:] == 0).all()
 
 
 def test_fvsbn_is_a_logistic_regression_on_the_earlier_pixels():
