@@ -88,24 +88,25 @@ class BinaryAutoregressive(GenerativeModel):
         self.start_logits(torch.logit(p, eps=1e-3).clamp(-LOGIT_CLAMP, LOGIT_CLAMP))
 
     # ---- sampling -----------------------------------------------------------------
-    @torch.no_grad()
     def draw(self, n: int, frames: int = 0, generator: torch.Generator | None = None):
         """x (n, *data_shape) in {0, 1} drawn pixel by pixel, and (frames, n, *data_shape) canvases:
         the k-th after frame_counts(D, frames)[k] pixels (none for frames = 0)."""
         if int(n) != n or n < 1:
             raise ValueError(f"n must be a whole number of at least 1, got {n}")
         n, D = int(n), self.dim
-        x = torch.zeros(n, D, device=self.device, dtype=self._dtype())
         counts = frame_counts(D, frames)
-        canvases, cache = [None] * frames, {}
-        for i in range(D):
-            p = torch.sigmoid(self.conditional_logit(x, i, cache))  # (n,)
-            u = torch.rand(n, generator=generator, device=self.device if generator is None else generator.device)
-            x[:, i] = (u.to(self.device) < p).to(x.dtype)  # x_i ~ Bernoulli(p)
-            for f in (f for f, count in enumerate(counts) if count == i + 1):
-                canvases[f] = x.clone()
-        shots = torch.stack(canvases) if frames else x.new_zeros(0, n, D)  # (frames, n, D)
-        return self.unflat(x), shots.reshape(frames, n, *self.data_shape)
+        with torch.inference_mode():  # D small steps: no autograd bookkeeping on any of them
+            x = torch.zeros(n, D, device=self.device, dtype=self._dtype())
+            canvases, cache = [None] * frames, {}
+            for i in range(D):
+                p = torch.sigmoid(self.conditional_logit(x, i, cache))  # (n,)
+                u = torch.rand(n, generator=generator, device=self.device if generator is None else generator.device)
+                x[:, i] = (u.to(self.device) < p).to(x.dtype)  # x_i ~ Bernoulli(p)
+                for f in (f for f, count in enumerate(counts) if count == i + 1):
+                    canvases[f] = x.clone()
+            shots = torch.stack(canvases) if frames else x.new_zeros(0, n, D)  # (frames, n, D)
+        # cloned outside inference mode: ordinary tensors, which callers may change in place
+        return self.unflat(x.clone()), shots.clone().reshape(frames, n, *self.data_shape)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.draw(n, generator=generator)[0]
