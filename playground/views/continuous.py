@@ -70,7 +70,8 @@ def paths(snapshot: dict, ctx: dict, uirev: str):
     tr = snapshot.get("traces", {})
     traj, _ = _paths_noise_first(tr)
     if V.is_image(ctx, snapshot):
-        return D.samples_view(snapshot, ctx, uirev, what="x₀ at the end of the ODE", points=traj[-1])
+        return D.samples_view(snapshot, ctx, uirev, what=f"x₀ at the end of the live {traj.shape[0] - 1}-step ODE solve",
+                              points=traj[-1])
     k = min(PARTICLES, traj.shape[1])
     pts = np.stack([V.points2d(traj[i, :k], "paths") for i in range(traj.shape[0])], 1)  # (k, S+1, 2)
     x_r = V.data_points(snapshot)
@@ -95,7 +96,8 @@ def film(snapshot: dict, ctx: dict, uirev: str):
     last = traj.shape[0] - 1
     label = (lambda i: f"t = {t[i]:.2f}") if t is not None else (lambda i: f"step {i}/{last}")
     title = "The flow, frame by frame: x₁ → … → x₀"
-    if V.is_image(ctx, snapshot):
+    if V.is_image(ctx, snapshot):  # digits: a solve shortened for the live picture
+        title += f", {last} solver steps"
         lo, hi = D.pixel_range(snapshot)
         k = min(4, traj.shape[1])
         imgs = np.stack([D.images(traj[i, :k], ctx, "paths") for i in idx], 1)  # (k, frames, H, W)
@@ -149,6 +151,8 @@ Hutchinson's estimate $\nabla \cdot v = \mathbb{E}_\varepsilon[\varepsilon^\top 
 - *Particle paths*: 100 particles from fixed noise to samples, with their straightness
   $\frac{1}{m}\sum_i \frac{L_i}{\lVert x_0^i - x_1^i \rVert} - 1$, $L_i$ the path's length: 0 when every path is straight.
 - *Frame by frame*: the same particles at a few times of the solve.
+- On digits flow matching's $v_\theta$ is a small U-Net on pixels rescaled to $[-1, 1]$ (its density adds $D \log 2$ for the
+  rescaling); the live pictures solve the ODE by 10 Euler steps for 8 digits, sampling by the configured solver and steps.
 """
 
 VIEW = FamilyView(

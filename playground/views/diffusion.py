@@ -90,7 +90,8 @@ def reverse(snapshot: dict, ctx: dict, uirev: str):
     traj = V.array(tr, "trajectory", "the reverse trajectories")
     traj, t = _data_last(traj, _times(tr, "trajectory_t", traj.shape[0]))
     if V.is_image(ctx, snapshot):
-        return D.samples_view(snapshot, ctx, uirev, what="x₀ at the end of the reverse chain", points=traj[-1])
+        what = f"x₀ at the end of the live {traj.shape[0] - 1}-step reverse chain"
+        return D.samples_view(snapshot, ctx, uirev, what=what, points=traj[-1])
     steps = V.pick(traj.shape[0], PATH_POINTS)
     k = min(PARTICLES, traj.shape[1])
     paths = np.stack([V.points2d(traj[i, :k], "trajectory") for i in steps], 1)  # (k, steps, 2)
@@ -149,7 +150,10 @@ def film(snapshot: dict, ctx: dict, uirev: str):
     last = traj.shape[0] - 1
     label = (lambda i: f"t = {t[i]:.2f}") if t is not None else (lambda i: f"step {i}/{last}")
     color = lambda i: V.GEN if i == last else V.NEUTRAL  # noqa: E731
-    return _frames_strip(traj, t, idx, snapshot, ctx, "Denoising film strip: x_T → … → x₀", uirev, color, label)
+    title = "Denoising film strip: x_T → … → x₀"
+    if V.is_image(ctx, snapshot):  # digits: a chain shortened for the live picture (sampling runs the whole one)
+        title += f", a {last}-step chain"
+    return _frames_strip(traj, t, idx, snapshot, ctx, title, uirev, color, label)
 
 
 def _export_samples(traces: dict):
@@ -189,6 +193,9 @@ posterior's $\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\beta_
 - *Reverse process*: particles following the reverse chain from noise (grey) to samples (purple).
 - *Learned field*: the score $\nabla_x \log p_t(x)$ (or $-\epsilon_\theta$) on the plane at the chosen $t$; arrows point towards the data.
 - *Denoising film strip*: the same particles at a few steps of the reverse chain.
+- On digits the network is a small U-Net on pixels rescaled to $[-1, 1]$; each step clips the predicted $\hat x_0$ to $[-1, 1]$.
+  The live pictures run the sampler shortened to 20 steps for 8 digits (the respaced chain, Nichol & Dhariwal 2021); sampling
+  runs all $T$, with the weights' moving average.
 """
 
 VIEW = FamilyView(

@@ -19,6 +19,7 @@ from . import Control, ExportPicture, FamilyView, Panel
 
 PARTICLES = 100
 PATH_POINTS = 60
+STRIP_FRAMES = 6
 
 
 def _level(tr: dict) -> str:
@@ -42,7 +43,8 @@ def chains(snapshot: dict, ctx: dict, uirev: str):
     tr = snapshot.get("traces", {})
     traj = V.array(tr, "chain", "the Langevin chains")
     if V.is_image(ctx, snapshot):
-        return D.samples_view(snapshot, ctx, uirev, what="the last state of the Langevin chains", points=traj[-1])
+        return D.samples_view(snapshot, ctx, uirev, what=f"the last state of the live Langevin chains ({traj.shape[0] - 1} steps)",
+                              points=traj[-1])
     steps = V.pick(traj.shape[0], PATH_POINTS)
     k = min(PARTICLES, traj.shape[1])
     paths = np.stack([V.points2d(traj[i, :k], "chain") for i in steps], 1)  # (k, steps, 2)
@@ -61,6 +63,35 @@ def chains(snapshot: dict, ctx: dict, uirev: str):
     layout = V.base_layout(f"Sampler: {k} chains ({what})", uirev, note=V.hidden_note(paths[:, -1]))
     V.plane_axes(layout, box)
     return V.figure(data, layout)
+
+
+def _level_ends(sigma: np.ndarray, frames: int) -> np.ndarray:
+    """Indices of the last state at each noise level of a chain (the start first), `frames` of them evenly."""
+    ends = [i for i in range(1, len(sigma)) if i == len(sigma) - 1 or sigma[i + 1] != sigma[i]]
+    ends = np.array([0] + ends)
+    return ends[np.unique(np.linspace(0, len(ends) - 1, min(frames, len(ends))).round().astype(int))]
+
+
+def strip(snapshot: dict, ctx: dict, uirev: str):
+    """Digits along annealed Langevin: the start, then the chains as each noise level ends."""
+    if not V.is_image(ctx, snapshot):
+        raise V.Unavailable("The strip of Langevin frames is drawn for digits; on 2D datasets the chains panel shows the paths.")
+    tr = snapshot.get("traces", {})
+    traj = V.array(tr, "chain", "the Langevin chains")
+    sig = V.optional(tr, "chain_sigma")
+    if sig is None or sig.size != traj.shape[0] or not np.isfinite(sig).all():
+        idx, label = V.pick(traj.shape[0], STRIP_FRAMES), (lambda i: f"step {i}")
+    else:
+        sig = sig.reshape(-1)
+        idx = _level_ends(sig, STRIP_FRAMES)
+        label = lambda i: "start" if i == 0 else f"σ = {sig[i]:.2g}"  # noqa: E731
+    lo, hi = D.pixel_range(snapshot)
+    k = min(4, traj.shape[1])
+    imgs = np.stack([D.images(traj[i, :k], ctx, "chain states") for i in idx], 1)  # (k, frames, H, W)
+    steps = traj.shape[0] - 1
+    title = f"Annealed Langevin, level by level ({steps} steps)"
+    return D.digits_figure([(D.tile(imgs.reshape(-1, *imgs.shape[2:]), len(idx)),
+                             "columns: " + ", ".join(label(i) for i in idx))], title, uirev, lo, hi)
 
 
 def _export_samples(traces: dict):
@@ -101,6 +132,8 @@ annealed Langevin, $T$ steps at each level with step $\alpha_i = \epsilon\, \sig
 - *Score field*: the learned score on the plane (left) beside the exact score of the data at the same level (right), with their
   relative error over the plane. For ncsn the slider σ picks the level; dsm and ssm learn one level, their own σ, and show it whatever the slider.
 - *Sampler*: chains from their start (grey) to samples (purple) over the data (green).
+- On digits, *Annealed Langevin, level by level*: a few digits at the end of each noise level, from the wide start to
+  $\sigma_L$. The live chain takes 2 steps per level (sampling takes *steps_per_level*), so it is rougher than the samples.
 """
 
 VIEW = FamilyView(
@@ -108,6 +141,7 @@ VIEW = FamilyView(
     panels=(
         Panel("score_field", "Learned vs exact score", field, wide=True, data=("points",), needs=("score_field",)),
         Panel("score_chains", "Langevin chains", chains, needs=("chain",)),
+        Panel("score_strip", "Annealed Langevin, level by level", strip, wide=True, data=("images",), needs=("chain",)),
     ),
     controls=(Control("sigma", "noise level σ of the score field", 0.05, 2.0, 0.01, 0.1,
                       "ncsn draws its score at this σ; dsm and ssm always draw their own σ"),),

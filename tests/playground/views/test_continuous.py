@@ -68,3 +68,20 @@ def test_the_field_is_refused_for_digits_and_the_export_draws_the_samples():
     np.testing.assert_array_equal(view_for("continuous").export.samples(snap["traces"]), snap["traces"]["paths"][-1])
     assert view_for("continuous").export.samples({}) is None
     assert snapshot_png("continuous", snap, ctx(), size=80)[:4] == b"\x89PNG"
+
+
+def test_digits_get_the_flow_frame_by_frame_and_a_reason_for_the_field():
+    snap = synthetic("continuous", d=784)
+    c = ctx(data_shape=(1, 28, 28), bounds=None)
+    assert "2D data" in message(render_panel("continuous", "cont_field", snap, c))
+    fig = render_panel("continuous", "cont_film", snap, c)
+    assert message(fig) is None and fig.data[-1].type == "heatmap"
+    paths, t = snap["traces"]["paths"], snap["traces"]["paths_t"]
+    idx = V.pick(paths.shape[0], 6)
+    assert fig.layout.xaxis.title.text == "columns: " + ", ".join(f"t = {t[i]:.2f}" for i in idx)
+    assert "30 solver steps" in fig.layout.annotations[0].text
+    tile = fig.data[-1].z
+    np.testing.assert_array_equal(tile[:28, :28], paths[0, 0].reshape(28, 28))   # noise x_1 first
+    np.testing.assert_array_equal(tile[:28, -28:], paths[-1, 0].reshape(28, 28))  # the digit x_0 last
+    fig = render_panel("continuous", "cont_paths", snap, c)
+    assert message(fig) is None and "30-step ODE solve" in fig.layout.xaxis.title.text

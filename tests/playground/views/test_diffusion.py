@@ -7,7 +7,7 @@ import numpy as np
 
 from playground import draw as V
 from playground.views import render_panel
-from tests.playground.views.helpers import (BOX, ctx, plane_grid, synthetic, trace)
+from tests.playground.views.helpers import BOX, ctx, message, plane_grid, synthetic, trace
 
 
 def test_score_field_arrows_point_at_the_data():
@@ -46,3 +46,21 @@ def test_diffusion_strips_show_the_requested_times():
     assert k == 100
     np.testing.assert_array_equal(trace(fig, "end: samples x₀").x, snap["traces"]["trajectory"][-1][:k, 0])
     np.testing.assert_array_equal(trace(fig, "start: noise x_T").y, snap["traces"]["trajectory"][0][:k, 1])
+
+
+def test_digits_get_a_film_strip_labelled_with_t_and_a_reason_for_the_field():
+    snap = synthetic("diffusion", d=784)
+    c = ctx(data_shape=(1, 28, 28), bounds=None)
+    assert "2D data" in message(render_panel("diffusion", "diff_field", snap, c))
+    fig = render_panel("diffusion", "diff_film", snap, c)
+    assert message(fig) is None and fig.data[-1].type == "heatmap"
+    traj, t = snap["traces"]["trajectory"], snap["traces"]["trajectory_t"]
+    idx = V.pick(traj.shape[0], 6)
+    assert fig.layout.xaxis.title.text == "columns: " + ", ".join(f"t = {t[i]:.2f}" for i in idx)
+    assert "40-step chain" in fig.layout.annotations[0].text  # the live chain is labelled with its length
+    tile = fig.data[-1].z  # 4 digits down, the frames across: noise first, x_0 last
+    assert tile.shape == (4 * 28 + 3 * 2, 6 * 28 + 5 * 2)
+    np.testing.assert_array_equal(tile[:28, :28], traj[0, 0].reshape(28, 28))
+    np.testing.assert_array_equal(tile[30:58, -28:], traj[-1, 1].reshape(28, 28))
+    fig = render_panel("diffusion", "diff_reverse", snap, c)
+    assert "40-step reverse chain" in fig.layout.xaxis.title.text

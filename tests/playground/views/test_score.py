@@ -99,3 +99,42 @@ def test_the_sigma_control_and_the_equations():
     s = snapshot()
     np.testing.assert_array_equal(view.export.samples(s["traces"]), s["traces"]["chain"][-1])
     assert G == 60
+
+
+def _digit_snapshot(levels=(2.0, 1.0, 0.5, 0.25), per_level=3):
+    """A chain of len(levels) * per_level + 1 digit states, the start at the first level."""
+    from tests.playground.views.helpers import synthetic
+
+    snap = synthetic("score", d=784)
+    sig = np.concatenate([[levels[0]], np.repeat(levels, per_level)]).astype(np.float32)
+    rng = np.random.default_rng(0)
+    snap["traces"]["chain"] = rng.random((sig.size, 8, 784)).astype(np.float32)
+    snap["traces"]["chain_sigma"] = sig
+    return snap
+
+
+def test_digits_get_the_annealed_langevin_strip_at_the_end_of_each_level():
+    snap = _digit_snapshot()
+    c = ctx(data_shape=(1, 28, 28), bounds=None)
+    fig = render_panel("score", "score_strip", snap, c)
+    assert message(fig) is None and fig.data[-1].type == "heatmap"
+    # the start (0), then the last state of each level: 3, 6, 9, 12; five frames
+    assert fig.layout.xaxis.title.text == "columns: start, σ = 2, σ = 1, σ = 0.5, σ = 0.25"
+    tile, chain = fig.data[-1].z, snap["traces"]["chain"]
+    assert tile.shape == (4 * 28 + 3 * 2, 5 * 28 + 4 * 2)
+    for col, i in enumerate([0, 3, 6, 9, 12]):
+        np.testing.assert_array_equal(tile[:28, col * 30: col * 30 + 28], chain[i, 0].reshape(28, 28))
+    assert "(12 steps)" in fig.layout.annotations[0].text
+    # more levels than frames: six, evenly among the start and the ten levels' ends, the last level among them
+    levels = np.geomspace(3, 0.05, 10)
+    snap = _digit_snapshot(levels=tuple(levels), per_level=2)
+    label = render_panel("score", "score_strip", snap, c).layout.xaxis.title.text
+    assert label == "columns: start, " + ", ".join(f"σ = {levels[j]:.2g}" for j in (1, 3, 5, 7, 9))
+
+
+def test_the_strip_says_why_not_on_the_plane_and_the_field_says_why_not_on_digits():
+    from tests.playground.views.helpers import synthetic
+
+    assert "digits" in message(render_panel("score", "score_strip", synthetic("score"), ctx()))
+    c = ctx(data_shape=(1, 28, 28), bounds=None)
+    assert "2D data" in message(render_panel("score", "score_field", _digit_snapshot(), c))
