@@ -246,7 +246,7 @@ $$\text{bits/dim} = \frac{-\log p(b)}{D \ln 2}, \qquad D = 784.$$
 VIEW = FamilyView(
     family="vae",
     panels=(
-        Panel("vae_manifold", "Decoder manifold", manifold, needs=("decoded_grid",)),
+        Panel("vae_manifold", "Decoder manifold", manifold, wide=True, needs=("decoded_grid",)),
         Panel("vae_latent", "Latent space", latent, needs=("z_mean",)),
         Panel("vae_recon", "Reconstructions", recon, needs=("recon",)),
         Panel("vae_samples", "Samples", samples, needs=("samples",)),

@@ -106,7 +106,8 @@ def test_bad_links_fall_back_with_a_reason_for_each_value():
 
 
 def test_strips_get_the_full_width_and_the_rest_the_grid():
-    assert A.placement("flow") == ["flow_layers", "flow_base", "flow_density", "flow_logdet", None, None]
+    assert A.placement("flow", "realnvp") == ["flow_layers", "flow_base", "flow_density", "flow_logdet", None, None]
+    assert A.placement("flow", "realnvp_ms")[-1] == "flow_scales"  # a digit's latents at each scale, full width
     assert A.placement("diffusion") == ["diff_forward", "diff_reverse", "diff_field", None, None, "diff_film"]
     for family in registry.families():
         shown = [k for k in A.placement(family) if k]
@@ -160,7 +161,7 @@ def test_tick_redraws_only_new_snapshots_and_reports_divergence(manager):
     out = A.tick(s, "step", "auto")
     assert len(out["slots"]) == len(A.SLOTS) and "loss_plot" in out and "status" in out
     drawn = [v for v in out["slots"] if v != gr.skip()]
-    assert len(drawn) == len(view_for("flow").panels) == 4  # every flow panel, each in its place
+    assert len(drawn) == len(view_for("flow").panels_for(run.model_name)) == 4  # every panel it feeds, in its place
     assert A.tick(s, "step", "auto") == {}  # nothing new: nothing sent
 
 
