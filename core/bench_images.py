@@ -80,12 +80,12 @@ def _has_mlp(name: str) -> bool:
 
 
 def run(models=None, device: str = "auto", budget: float = 240.0, before: bool = False, quality=None,
-        log=print) -> str:
+        threads: int = 1, log=print) -> str:
     from .data.mnist import MNIST
 
     dev = resolve_device(device)
     if dev.type == "cpu":
-        torch.set_num_threads(2)
+        torch.set_num_threads(threads)
     dataset = MNIST()
     names = models or image_models()
     warm_up()
@@ -125,10 +125,13 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--budget", type=float, default=240.0, help="training seconds allowed per time-to-confidence run (0: skip)")
     p.add_argument("--before", action="store_true", help="also train each quality model with its MLP, back to back")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default 1, as the page's training process uses; the metrics take the other core)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     try:
-        text = run(args.models, args.device, args.budget, args.before, args.quality, log=lambda s: print(s, file=sys.stderr))
+        text = run(args.models, args.device, args.budget, args.before, args.quality, args.threads,
+                   log=lambda s: print(s, file=sys.stderr))
     except PlaygroundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
