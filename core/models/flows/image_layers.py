@@ -15,7 +15,7 @@ log-determinant (an identity block). Factoring out half the channels at the end 
         log|det du/dy| = sum_i [ log(1 - 2 alpha) - log s_i - log(1 - s_i) ].
     Squeeze (section 3.6, figure 3): each 2 x 2 block of each channel becomes 4 channels,
         (C, H, W) -> (4C, H/2, W/2); a permutation, log|det| = 0.
-    ChannelCoupling (eqs. 7-9): the channels split into kept ones a and transformed ones b,
+    ChannelCoupling (sections 3.2, 3.4): the channels split into kept ones a and transformed ones b,
         z_a = h_a,    z_b = h_b * exp(s(h_a)) + t(h_a),    log|det| = sum s(h_a),
         with s, t from one convolutional ResNet (core.nets.resnet) whose read-out starts at zero.
 
