@@ -35,6 +35,7 @@ from ..model import GenerativeModel
 IMAGE_SAMPLES = 256  # samples the metrics draw on digits, unless the model's metric_samples says fewer
 NLL_DIGITS = 200  # held-out digits the NLL is averaged over (a standard error of about 2 nats)
 NLL_CHUNK = 100
+DISCRETE_VIEWS = ("binary", "threshold", "dequantized")  # pixel views whose NLL papers report
 
 
 _SHARED_SIZE = 8  # references kept with their terms and floors, least recently used first out
@@ -102,7 +103,9 @@ class Scoring:
         try:
             samples = model.sample(int(n)).detach().to("cpu", torch.float32)  # (n, 1, 28, 28)
             out = {}
-            if getattr(model, "has_log_prob", False):
+            # an NLL of digits is a discrete one: binarized, or a density of dequantized pixels;
+            # a density of grey levels as reals (DDPM's, through an ODE) is neither, and costly
+            if getattr(model, "has_log_prob", False) and model.pixels in DISCRETE_VIEWS:
                 out.update(self.held_out_nll(model))
         finally:
             model.train(was_training)
