@@ -8,8 +8,8 @@ until generated digits convince the project's digit classifier, as Markdown.
 - epoch: seconds for one pass over the 9,000 training digits (ceil(9000 / batch) steps).
 - time to confidence: default settings trained until the classifier's mean confidence in
   samples (core.metrics.digit_quality) reaches CONFIDENCE, checked every CHECK_S seconds of
-  training, within a budget. `--before` adds the same model with its MLP (net=mlp), back to
-  back, where it has one: what the model did on digits before it had an image network.
+  training, within a budget. `--before M ...` adds those models with their MLP (net=mlp), back
+  to back, where they have one: what the model did on digits before it had an image network.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def _has_mlp(name: str) -> bool:
     return net is not None and "mlp" in (net.metadata.get("choices") or ())
 
 
-def run(models=None, device: str = "auto", budget: float = 240.0, before: bool = False, quality=None,
-        threads: int = 1, log=print) -> str:
+def run(models=None, device: str = "auto", budget: float = 240.0, before=(), quality=None,
+        threads: int = 1, seconds: float = 8.0, log=print) -> str:
     from .data.mnist import MNIST
 
     dev = resolve_device(device)
@@ -94,7 +94,7 @@ def run(models=None, device: str = "auto", budget: float = 240.0, before: bool =
              "| model | family | batch | steps/s | epoch over 9,000 digits (s) | >= 5 steps/s |",
              "|---|---|---|---|---|---|"]
     for name in names:
-        rate, batch = steps_per_second(name, dataset, dev)
+        rate, batch = steps_per_second(name, dataset, dev, seconds=seconds)
         epoch = math.ceil(EPOCH_DIGITS / batch) / rate
         lines.append(f"| {name} | {registry.model_spec(name).family} | {batch} | {rate:.1f} | {epoch:.0f} | "
                      f"{'yes' if rate >= 5 else 'no'} |")
@@ -106,7 +106,7 @@ def run(models=None, device: str = "auto", budget: float = 240.0, before: bool =
                   "| model | network | reached | steps | training seconds | confidence | fd | classes covered (>= 5%) | nll (nats) | bits/dim |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for name in chosen:
-            variants = [("auto", None)] + ([("mlp", {"net": "mlp"})] if before and _has_mlp(name) else [])
+            variants = [("auto", None)] + ([("mlp", {"net": "mlp"})] if name in before and _has_mlp(name) else [])
             for label, settings in variants:
                 r = time_to_confidence(name, dataset, dev, budget, settings)
                 m = r["metrics"]
@@ -124,13 +124,15 @@ def main(argv=None) -> int:
     p.add_argument("--quality", nargs="*", default=None, help=f"models to train to confidence (default: {' '.join(QUALITY_MODELS)})")
     p.add_argument("--device", default="auto")
     p.add_argument("--budget", type=float, default=240.0, help="training seconds allowed per time-to-confidence run (0: skip)")
-    p.add_argument("--before", action="store_true", help="also train each quality model with its MLP, back to back")
+    p.add_argument("--before", nargs="*", default=[], metavar="MODEL",
+                   help="quality models also trained with their MLP (net=mlp), back to back")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default 1, as the page's training process uses; the metrics take the other core)")
+    p.add_argument("--seconds", type=float, default=8.0, help="seconds each steps/s figure is timed over")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     try:
-        text = run(args.models, args.device, args.budget, args.before, args.quality, args.threads,
+        text = run(args.models, args.device, args.budget, args.before, args.quality, args.threads, args.seconds,
                    log=lambda s: print(s, file=sys.stderr))
     except PlaygroundError as e:
         print(f"error: {e}", file=sys.stderr)
