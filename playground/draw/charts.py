@@ -106,6 +106,13 @@ def loss_figure(history: list[dict], x: str = "step"):
     return V.figure(data, layout)
 
 
+def _span(lines: list) -> list[float]:
+    """The x range a horizontal reference line spans: the runs' own, or 0 to their one x."""
+    xs = np.concatenate([d["x"] for d in lines])
+    lo, hi = float(np.nanmin(xs)), float(np.nanmax(xs))
+    return [lo, hi] if hi > lo else [min(0.0, lo), max(hi, 1.0)]
+
+
 def metrics_figure(runs: dict, metric: str, x: str = "step", floors: dict | None = None, notes: dict | None = None,
                    references: dict | None = None):
     """One metric across several runs (Compare): a line per run.
@@ -138,8 +145,7 @@ def metrics_figure(runs: dict, metric: str, x: str = "step", floors: dict | None
     floor = (floors or {}).get(metric)
     note = ""
     if floor is not None and math.isfinite(floor) and floor > 0:
-        xs_all = np.concatenate([d["x"] for d in data])
-        data.append(dict(type="scatter", mode="lines", x=[float(np.nanmin(xs_all)), float(np.nanmax(xs_all))],
+        data.append(dict(type="scatter", mode="lines", x=_span(data),
                          y=[floor, floor], name="true vs true samples", hoverinfo="skip",
                          line=dict(color=V.NEUTRAL, width=1.2, dash="dash")))
         values.append(np.array([floor]))
@@ -149,9 +155,8 @@ def metrics_figure(runs: dict, metric: str, x: str = "step", floors: dict | None
     reference = (references or {}).get(metric)
     if reference is not None and math.isfinite(reference[0]):
         value, source = reference
-        xs_all = np.concatenate([d["x"] for d in data])
         shown = f"{value:g} {'nats' if metric == 'nll' else 'bits/dim' if metric == 'bits_per_dim' else ''}".strip()
-        data.append(dict(type="scatter", mode="lines", x=[float(np.nanmin(xs_all)), float(np.nanmax(xs_all))],
+        data.append(dict(type="scatter", mode="lines", x=_span(data),
                          y=[value, value], name=f"published: {shown}", hoverinfo="skip",
                          line=dict(color=V.REAL, width=1.4, dash="dot")))
         values.append(np.array([value]))

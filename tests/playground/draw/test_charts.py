@@ -73,3 +73,15 @@ def test_metrics_figure_draws_the_noise_floor_and_names_estimates():
     assert [t.name for t in plain.data] == ["run A", "run B"]  # no floor known: no line
     mmd_runs = {"a": [{"step": 1, "time": 1.0, "mmd": 0.01}]}
     assert "(IWAE" not in charts.metrics_figure(mmd_runs, "mmd", notes={"a": "IWAE estimate"}).data[0].name
+
+
+def test_the_published_figure_is_a_line_beside_the_runs_even_after_one_record():
+    from playground.draw import charts
+
+    fig = charts.metrics_figure({"vae": [{"step": 40, "time": 1.0, "nll": 180.0}]}, "nll",
+                                references={"nll": (86.76, "Burda et al. 2016")})
+    ref = [t for t in fig.data if t.name and t.name.startswith("published")]
+    assert len(ref) == 1 and list(ref[0].y) == [86.76, 86.76] and ref[0].x[1] > ref[0].x[0]
+    assert "Burda et al. 2016" in fig.layout.annotations[0].text or "Burda et al. 2016" in str(fig.layout)
+    none = charts.metrics_figure({"vae": [{"step": 40, "time": 1.0, "nll": 180.0}]}, "nll")
+    assert not [t for t in none.data if t.name and t.name.startswith("published")]
