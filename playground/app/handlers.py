@@ -58,7 +58,7 @@ def _fresh_run(session: Session, model: str, dataset: str, knobs: dict, retarget
     query = _query(session, model, dataset, non_default(model, model_s, train_s, data_kind(dataset)))
     empty = empty_figure("the curves appear as it trains")
     out = {"status": format_status(session), "query": query, "loss_plot": empty, "metrics_plot": empty, **moved}
-    out.update(control_updates(family_of(model)))
+    out.update(control_updates(family_of(model), kind=data_kind(dataset)))
     return out
 
 
@@ -131,7 +131,7 @@ def _controls(session: Session, model: str, dataset: str, settings: dict | None 
            "dataset": gr.update(choices=dataset_choices(session), value=dataset),
            "equations": view_for(family).equations}
     out.update({"knob:" + k: v for k, v in knob_updates(model, settings, data_kind(dataset)).items()})
-    out["slots"] = panel_updates(family, model)
+    out["slots"] = panel_updates(family, model, data_kind(dataset))
     return out
 
 
@@ -322,7 +322,7 @@ def _panels(run, snap: dict) -> dict:
     if run.trainer.metric_history:  # a view may draw the metrics over time (a GAN's digit classes)
         snap = {**snap, "metric_history": thin(run.trainer.metric_history, METRIC_HISTORY_SHOWN)}
     drawn = render(run.family, snap, run.ctx)
-    return {"slots": [drawn.get(key, gr.skip()) if key else gr.skip() for key in placement(run.family, run.model_name)]}
+    return {"slots": [drawn.get(key, gr.skip()) if key else gr.skip() for key in placement(run.family, run.model_name, data_kind(run.dataset_name))]}
 
 
 def _metrics_chart(run, mets: list[dict], metric: str, x_axis: str):

@@ -50,23 +50,25 @@ def family_of(model_name: str) -> str:
     return registry.model_spec(model_name).family
 
 
-def placement(family: str, model: str | None = None) -> list[str | None]:
+def placement(family: str, model: str | None = None, kind: str | None = None) -> list[str | None]:
     """The panel key shown in each of SLOTS (None: hidden): wide panels full width, the rest in the grid;
-    with a model, only the panels it feeds (FamilyView.panels_for)."""
-    panels = view_for(family).panels_for(model)
+    with a model, only the panels it feeds (FamilyView.panels_for); with a kind of data, only the
+    panels drawn for it (no plane's field beside digits)."""
+    panels = [p for p in view_for(family).panels_for(model) if kind is None or kind in p.data]
     wide = [p.key for p in panels if p.wide][:2]
     grid = [p.key for p in panels if p.key not in wide][:4]
     return [wide[0] if wide else None, *(grid + [None] * 4)[:4], wide[1] if len(wide) > 1 else None]
 
 
-def panel_updates(family: str, model: str | None = None) -> list:
+def panel_updates(family: str, model: str | None = None, kind: str | None = None) -> list:
     return [gr.update(visible=key is not None, value=empty_figure("press Play") if key else None)
-            for key in placement(family, model)]
+            for key in placement(family, model, kind)]
 
 
-def control_updates(family: str, values: dict | None = None) -> dict[str, dict]:
-    """gr.update per view control ("control:<name>"): the family's shown at its value or default."""
-    mine = {c.name: c for c in view_for(family).controls}
+def control_updates(family: str, values: dict | None = None, kind: str = "points") -> dict[str, dict]:
+    """gr.update per view control ("control:<name>"): the family's controls for data of `kind`
+    shown at their value or default (a field's time t moves nothing on digits), the rest hidden."""
+    mine = {c.name: c for c in view_for(family).controls if kind in c.data}
     values = values or {}
     return {f"control:{name}": gr.update(visible=name in mine, value=values.get(name, c.default))
             if name in mine else gr.update(visible=False) for name, c in all_controls().items()}

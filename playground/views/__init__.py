@@ -65,6 +65,7 @@ class Control:
     step: float
     default: float
     info: str = ""
+    data: tuple = DATA_KINDS  # the data whose panels it moves (a field on the plane: points only)
 
 
 @dataclasses.dataclass(frozen=True)

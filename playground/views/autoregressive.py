@@ -266,7 +266,7 @@ VIEW = FamilyView(
               needs=("digit", "p_digit")),
     ),
     controls=(Control("x1", "x₁ of the conditional p(x₂ | x₁)", -4.0, 4.0, 0.05, 0.0,
-                      "where the conditional panel slices the density; recomputed from the newest weights"),),
+                      "where the conditional panel slices the density; recomputed from the newest weights", data=("points",)),),
     equations=EQUATIONS.strip(),
     export=ExportPicture(lambda traces: V.optional(traces, "samples"), _export_density),
     showcase=("made_mog", "pinwheel"),

@@ -163,7 +163,7 @@ VIEW = FamilyView(
         Panel("cont_film", "The flow, frame by frame", film, wide=True, needs=("paths",)),
     ),
     controls=(Control("t", "diffusion time t of the field panels", 0.01, 1.0, 0.01, 0.1,
-                      "0 is data, 1 is noise; the field is recomputed from the newest weights"),),
+                      "0 is data, 1 is noise; the field is recomputed from the newest weights", data=("points",)),),
     equations=EQUATIONS.strip(),
     export=ExportPicture(_export_samples),
     showcase=("flow_matching", "eight_gaussians"),

@@ -207,7 +207,7 @@ VIEW = FamilyView(
         Panel("diff_film", "Denoising, frame by frame", film, wide=True, needs=("trajectory",)),
     ),
     controls=(Control("t", "diffusion time t of the field panels", 0.01, 1.0, 0.01, 0.1,
-                      "0 is data, 1 is noise; the field is recomputed from the newest weights"),),
+                      "0 is data, 1 is noise; the field is recomputed from the newest weights", data=("points",)),),
     equations=EQUATIONS.strip(),
     export=ExportPicture(_export_samples),
     showcase=("ddpm", "swiss_roll"),

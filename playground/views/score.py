@@ -144,7 +144,7 @@ VIEW = FamilyView(
         Panel("score_strip", "Annealed Langevin, level by level", strip, wide=True, data=("images",), needs=("chain",)),
     ),
     controls=(Control("sigma", "noise level σ of the score field", 0.05, 2.0, 0.01, 0.1,
-                      "ncsn draws its score at this σ; dsm and ssm always draw their own σ"),),
+                      "ncsn draws its score at this σ; dsm and ssm always draw their own σ", data=("points",)),),
     equations=EQUATIONS.strip(),
     export=ExportPicture(_export_samples),
     showcase=("ncsn", "eight_gaussians"),

@@ -35,6 +35,7 @@ class PixelCNNConfig:
 
 class PixelCNN(BinaryAutoregressive):
     TRACE_DIGITS = 8
+    metric_samples = 64  # each sample costs 784 passes of the net's new-pixel step
 
     def __init__(self, data_shape: tuple, config: PixelCNNConfig):
         super().__init__(data_shape, config)

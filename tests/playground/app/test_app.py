@@ -289,3 +289,13 @@ def test_a_preset_sets_everything_and_queues_its_second_run(manager):
     assert out["model"]["value"] == second["model"] and list(s.runs_for_compare())[0].startswith(first["model"])
     s.close()
     assert A.apply_preset(s, "no such preset") == {}
+
+
+def test_on_digits_the_page_hides_what_only_the_plane_has():
+    # a field's slider and a plane's panels move nothing beside digits
+    assert "gan_optimal" in A.placement("gan", "nsgan", "points")
+    assert "gan_optimal" not in A.placement("gan", "nsgan", "images")
+    assert "gan_modes" in A.placement("gan", "nsgan", "images")  # the digit classes take its place
+    for family, control in (("diffusion", "t"), ("autoregressive", "x1"), ("score", "sigma")):
+        assert A.control_updates(family, kind="points")[f"control:{control}"]["visible"] is True
+        assert A.control_updates(family, kind="images")[f"control:{control}"]["visible"] is False
