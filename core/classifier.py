@@ -109,14 +109,18 @@ def cache_key(images: torch.Tensor, labels: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
+def cache_path(dataset, cache_dir: Path | None = None) -> Path:
+    """Where the classifier of `dataset`'s training digits is cached."""
+    from .data.mnist import cache_root
+
+    return Path(cache_dir or cache_root()) / f"classifier-{cache_key(dataset.images, dataset.labels)}.pt"
+
+
 def classifier_for(dataset, cache_dir: Path | None = None, train_if_missing: bool = True) -> DigitClassifier:
     """The classifier of `dataset` (core.data.mnist.MNIST): from the cache, else trained on its
     training digits now (a minute or so on a CPU) and cached. Raises DataError if it is not
     cached and train_if_missing is False, or if it misses the required accuracy."""
-    from .data.mnist import cache_root
-
-    key = cache_key(dataset.images, dataset.labels)
-    path = Path(cache_dir or cache_root()) / f"classifier-{key}.pt"
+    path = cache_path(dataset, cache_dir)
     if path.is_file():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)

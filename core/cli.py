@@ -264,12 +264,11 @@ def cmd_logprob(args) -> int:
 
 def cmd_classifier(args) -> int:
     from . import classifier as K
-    from .data.mnist import MNIST, cache_root
+    from .data.mnist import MNIST
 
     dataset = MNIST()
     print(dataset.note, file=sys.stderr)
-    key = K.cache_key(dataset.images, dataset.labels)
-    path = cache_root() / f"classifier-{key}.pt"
+    path = K.cache_path(dataset)
     if args.retrain:
         path.unlink(missing_ok=True)
     t0 = time.perf_counter()

@@ -177,14 +177,8 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torc
 @functools.lru_cache(maxsize=4)
 def load_test_split(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (10000, 1, 28, 28) float32 in [0, 1], labels (10000,) int64) from root/mnist/."""
-    folder = Path(root) / "mnist"
-    images_path, labels_path = folder / IMAGES, folder / LABELS
-    missing = [p for p in (images_path, labels_path) if not p.is_file()]
-    if missing:
-        raise DataError(f"MNIST not found: looked for {', '.join(str(p) for p in missing)}. "
-                        f"Set PLAYGROUND_DATA to a folder containing mnist/{IMAGES} and mnist/{LABELS} "
-                        f"(e.g. PLAYGROUND_DATA=../shared/data)")
-    return _read_pair(images_path, labels_path)
+    folder = Path(root) / "mnist"  # find_folder says where it looked when the files are absent
+    return _read_pair(folder / IMAGES, folder / LABELS)
 
 
 @functools.lru_cache(maxsize=2)

@@ -26,17 +26,37 @@ def relative_error(learned: np.ndarray, exact: np.ndarray) -> float:
     return float(num / den) if den > 0 else float("nan")
 
 
-def field_on_axes(vec: np.ndarray, box, g: int, s: str, name: str, color: str, top: float) -> list:
-    """|vec| (G*G, 2) as a shade and vec as arrows on a coarse subgrid, on axis pair s."""
+def field_arrows(vec: np.ndarray, box, g: int, color: str, name: str) -> list:
+    """vec (G*G, 2), a row-major field on the plane grid, as arrows on a coarse subgrid."""
     xs, ys = M.grid_axes(box, g)
     sub = M.pick(g, FIELD_ARROWS)
     gx, gy = np.meshgrid(xs[sub], ys[sub])  # row-major like the grid: row i is y = ys[i]
     origins = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
     v = vec.reshape(g, g, 2)[np.ix_(sub, sub)].reshape(-1, 2)
-    mag = np.linalg.norm(vec.reshape(g, g, 2), axis=-1)
     spacing = (box[0][1] - box[0][0]) / max(len(sub) - 1, 1)
-    out = [L.on_axes(M.heatmap(mag, box, L.MAGNITUDE_SCALE, 0, top, f"|{name}|", hover="|s|"), s)]
-    return out + [L.on_axes(a, s) for a in M.arrows(origins, v, 0.9 * spacing, color, name, power=ARROW_POWER)]
+    return M.arrows(origins, v, 0.9 * spacing, color, name, power=ARROW_POWER)
+
+
+def magnitude(vec: np.ndarray, g: int) -> np.ndarray:
+    """|vec| (G, G) of a row-major field on the plane grid."""
+    return np.linalg.norm(vec.reshape(g, g, 2), axis=-1)
+
+
+def plane_field(vec: np.ndarray, box, g: int, name: str, shade: str, hover: str, data=None) -> list:
+    """One field on one plane: |vec| as a shade up to its 99th percentile, the data points (if
+    given), then vec as arrows on a coarse subgrid."""
+    mag = magnitude(vec, g)
+    top = float(np.nanpercentile(mag, 99))
+    out = [M.heatmap(mag, box, L.MAGNITUDE_SCALE, 0, top if np.isfinite(top) and top > 0 else 1.0, shade, hover=hover)]
+    if data is not None:
+        out.append(M.scatter(data, L.REAL, "data", 3, 0.35))
+    return out + field_arrows(vec, box, g, "#444444", name)
+
+
+def field_on_axes(vec: np.ndarray, box, g: int, s: str, name: str, color: str, top: float) -> list:
+    """|vec| (G*G, 2) as a shade and vec as arrows on a coarse subgrid, on axis pair s."""
+    out = [L.on_axes(M.heatmap(magnitude(vec, g), box, L.MAGNITUDE_SCALE, 0, top, f"|{name}|", hover="|s|"), s)]
+    return out + [L.on_axes(a, s) for a in field_arrows(vec, box, g, color, name)]
 
 
 def score_beside_exact(snapshot: dict, ctx: dict, uirev: str, title: str, learned_name: str, exact_name: str,

@@ -13,12 +13,11 @@ import numpy as np
 
 from .. import draw as V
 from ..draw import digits as D
+from ..draw import fields as F
 from . import Control, ExportPicture, FamilyView, Panel
 
 PARTICLES = 100
 FILM_FRAMES = 6
-FIELD_ARROWS = 15  # per side of the coarse grid
-ARROW_POWER = 0.5  # |v| grows far from the data; a square root keeps the arrows near it visible
 
 
 def _straightness(tr: dict) -> float | None:
@@ -44,20 +43,9 @@ def field(snapshot: dict, ctx: dict, uirev: str):
         raise V.Unavailable("The velocity field is drawn for 2D data; for digits, watch the frames of the flow.")
     vec = -V.array(tr, "velocity_field", "the velocity field")  # sampling runs t downwards: it moves along -v
     g = V.grid_side(vec, ctx)
-    box = V.bounds_of(ctx, V.data_points(snapshot))
-    xs, ys = V.grid_axes(box, g)
-    sub = V.pick(g, FIELD_ARROWS)
-    gx, gy = np.meshgrid(xs[sub], ys[sub])  # row-major like the grid: row i is y = ys[i]
-    origins = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
-    v = vec.reshape(g, g, 2)[np.ix_(sub, sub)].reshape(-1, 2)
-    mag = np.linalg.norm(vec.reshape(g, g, 2), axis=-1)
-    top = float(np.nanpercentile(mag, 99))
-    data = [V.heatmap(mag, box, V.MAGNITUDE_SCALE, 0, top if np.isfinite(top) and top > 0 else 1.0, "|v|", hover="|v|")]
     x_r = V.data_points(snapshot)
-    if x_r is not None:
-        data.append(V.scatter(x_r, V.REAL, "data", 3, 0.35))
-    spacing = (box[0][1] - box[0][0]) / max(len(sub) - 1, 1)
-    data += V.arrows(origins, v, 0.9 * spacing, "#444444", "−v_θ(x, t)", power=ARROW_POWER)
+    box = V.bounds_of(ctx, x_r)
+    data = F.plane_field(vec, box, g, "−v_θ(x, t)", "|v|", "|v|", x_r)
     t = V.optional(tr, "field_t")
     at = f" at t = {float(t.reshape(-1)[0]):.2f}" if t is not None and t.size == 1 and np.isfinite(t).all() else ""
     layout = V.base_layout(f"Learned velocity{at}", uirev,
