@@ -175,18 +175,21 @@ class Trainer:
 
     # ---- background -----------------------------------------------------------------
     def start(self, on_snapshot: Callable[[dict], None] | None = None, snapshot_interval: float = 0.2,
-              metrics_interval: float = 1.0, log_every: int = 10, paused: bool = False) -> None:
+              metrics_interval: float = 1.0, log_every: int = 10, paused: bool = False,
+              watched: Callable[[], bool] | None = None) -> None:
         """Train in the background until cfg.steps, stop() or divergence.
 
         Every `snapshot_interval` seconds the run reports its weights; the views
         draw them and call on_snapshot(snapshot) from a worker thread. Each
         snapshot carries the newest metrics, evaluated at most every
-        `metrics_interval` seconds on a thread of their own.
+        `metrics_interval` seconds on a thread of their own. watched() False: nobody looks at
+        the pictures now, so none are drawn and no metrics evaluated until it is True again
+        (the final picture and metrics are drawn regardless).
         """
         if self._transport is not None:
             raise RuntimeError("a trainer trains in the background once, from where it is; make a new one")
         self.status = "paused" if paused else "running"
-        self._views = Views(self, on_snapshot, metrics_interval) if on_snapshot else None
+        self._views = Views(self, on_snapshot, metrics_interval, watched) if on_snapshot else None
         if self.transport == "thread":
             self._transport = ThreadTransport(self.engine, self.cfg.steps, log_every, snapshot_interval, paused)
             self._transport.runner.elapsed = self.elapsed
@@ -202,8 +205,11 @@ class Trainer:
         if msg.get("lost"):
             if self.status not in FINISHED:
                 self.status = "error"
-                self.message = (f"Training stopped at step {self.step_count}: the training process ended "
-                                f"unexpectedly (exit code {msg['exitcode']}). Press Reset to start again.")
+                code = msg["exitcode"]
+                how = f"was killed (signal {-code})" if isinstance(code, int) and code < 0 else \
+                    f"ended unexpectedly (exit code {code})"
+                self.message = (f"Training stopped at step {self.step_count}: the training process {how}. "
+                                f"Press Play to start again.")
         else:
             self.step_count, self.elapsed = msg["step"], msg["elapsed"]
             self.history.extend(msg["history"])

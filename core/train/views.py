@@ -48,8 +48,14 @@ class Views:
 
     METRICS_REST = 5.0
 
-    def __init__(self, trainer, callback: Callable[[dict], None], metrics_interval: float):
+    WATCH_POLL = 0.25  # seconds between looks at watched() while nobody watches
+
+    def __init__(self, trainer, callback: Callable[[dict], None], metrics_interval: float,
+                 watched: Callable[[], bool] | None = None):
         self.trainer, self.callback, self.metrics_interval = trainer, callback, metrics_interval
+        self.watched = watched or (lambda: True)
+        self.evaluations = 0  # metric evaluations so far
+        self.polls = 0  # wake-ups of the metrics thread: it must sleep while there is nothing new
         self._pending = None
         self._cv = threading.Condition()
         self._closed = False
@@ -88,6 +94,10 @@ class Views:
                 if self._pending is None:
                     break
                 _, _, _, final, _ = self._pending
+                if not final and not self.watched():
+                    # nobody looks: keep only the newest copy, and look again in a while
+                    self._cv.wait(self.WATCH_POLL)
+                    continue
             if not final:
                 time.sleep(max(0.0, min(self._rest_until - time.perf_counter(), 1.0)))
             with self._cv:  # a newer copy may have come while resting
@@ -125,9 +135,13 @@ class Views:
         while True:
             self._metrics_wake.wait(wait)
             self._metrics_wake.clear()
+            self.polls += 1
             end = self._metrics_end
             if end == "stop":
                 return
+            if not end and not self.watched():
+                wait = self.WATCH_POLL
+                continue
             with trainer.newest() as (model, at):
                 if model is not None and at != done and (end or time.perf_counter() >= self._next_eval):
                     step, elapsed = at
@@ -139,10 +153,14 @@ class Views:
                     trainer.latest_metrics = {"step": step, "time": round(elapsed, 4), **m}
                     trainer.metric_history.append(trainer.latest_metrics)
                     done = at
+                    self.evaluations += 1
                     t1 = time.perf_counter()
                     self._next_eval = max(t0 + self.metrics_interval, t1 + self.METRICS_REST * (t1 - t0))
+                fresh = model is not None and at != done
             if end == "final":
                 return
-            wait = max(0.0, self._next_eval - time.perf_counter()) if done is not None else 0.5
+            # Nothing new since the last evaluation (a paused run, a queued one): sleep until the
+            # pictures bring a newer copy (they set the wake event), not in a loop of zero waits.
+            wait = max(0.0, self._next_eval - time.perf_counter()) if fresh else None
 
     _next_eval = 0.0
