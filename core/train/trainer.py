@@ -203,6 +203,7 @@ class Trainer:
     def _on_report(self, msg: dict) -> None:
         """A report of the run (from a thread of this process): keep its records, draw its weights."""
         if msg.get("lost"):
+            self.lost = True
             if self.status not in FINISHED:
                 self.status = "error"
                 code = msg["exitcode"]
@@ -229,6 +230,7 @@ class Trainer:
             self._views.close()
 
     _stopping = False
+    lost = False  # the training process ended without a last word (killed)
 
     def pause(self) -> None:
         if self._transport is not None:
