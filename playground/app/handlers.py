@@ -8,6 +8,7 @@ for a view control, or "slots" for the list of panels in SLOTS order.
 from __future__ import annotations
 
 import os
+import time
 import urllib.parse
 
 import gradio as gr
@@ -18,14 +19,14 @@ from core.data.files import PointsFile
 from core.errors import DataError
 
 from .. import presets as P
-from ..controls import (UPLOAD_PREFIX, all_knobs, data_kind, decode_query, dependents, encode_query, knob_key,
-                        knobs_for, non_default, settings_from, shown)
+from ..controls import (UPLOAD_PREFIX, all_knobs, data_kind, decode_query, dependents, encode_query, initial_values,
+                        knob_key, knobs_for, non_default, settings_from, shown)
 from ..draw import charts, empty_figure
 from ..runs import Session, thin
 from ..views import render, view_for
 from . import drawing as D
 from .status import (MAX_CHART_POINTS, REDRAW, DEFAULT_REDRAW, control_updates, dataset_choices, family_of,
-                     format_status, knob_updates, model_info, panel_updates, pick_metric, placement)
+                     format_status, html_text, knob_updates, model_info, panel_updates, pick_metric, placement)
 
 
 def _retarget(session: Session, model: str, dataset: str, knobs: dict) -> tuple[dict, dict]:
@@ -53,7 +54,9 @@ def _fresh_run(session: Session, model: str, dataset: str, knobs: dict, retarget
     are those of the data before (a new dataset), not already this data's."""
     knobs, moved = _retarget(session, model, dataset, knobs) if retarget else (knobs, {})
     model_s, train_s = settings_from(model, knobs)
-    session.new_run(model, dataset, model_s, train_s)
+    run = session.new_run(model, dataset, model_s, train_s)
+    if run.note:
+        session.notify(run.note)
     session.chain = []  # a preset's queued runs end when the person takes over
     query = _query(session, model, dataset, non_default(model, model_s, train_s, data_kind(dataset)))
     empty = empty_figure("the curves appear as it trains")
@@ -100,7 +103,7 @@ def on_load(session: Session, request: gr.Request | None = None) -> dict:
         if P.find(preset) is not None:
             return apply_preset(session, preset)
         msg = f"preset={preset!r} is unknown; valid presets: {', '.join(p['slug'] for p in P.PRESETS)}"
-        gr.Warning(msg)
+        gr.Warning(html_text(msg))
         session.notify(f"⚠️ {msg}", seconds=20)
     code = params.pop(D.QUERY_KEY, None)
     model, dataset, settings, problems = decode_query(params)
@@ -117,7 +120,7 @@ def on_load(session: Session, request: gr.Request | None = None) -> dict:
     out.update(restored)
     if problems:
         msg = "Some settings in the link were not used: " + "; ".join(problems)
-        gr.Warning(msg)
+        gr.Warning(html_text(msg))
         session.notify(f"⚠️ {msg}", seconds=20)
         out["status"] = format_status(session)
     return out
@@ -224,11 +227,27 @@ def _drawing_shown(data: DrawnPoints) -> dict:
             "draw_preview": D.preview_figure(data)}
 
 
+def _own_knobs(session: Session, model: str, dataset: str, knobs: dict) -> dict:
+    """The knob values for `model`. The page's controls always show the current model's (the
+    model menu resets them), but a script calling the API names any model, and sends the values
+    the page opened with for knobs it did not set: those take this model's defaults."""
+    if session.current is not None and session.current.model_name == model:
+        return knobs
+    if model not in registry.model_names():
+        return knobs  # refused by name further on
+    opened = initial_values()
+    own = _knobs_from(model, kind=data_kind(dataset))
+    return {key: own[key] if key in own and key in opened and value == opened[key][0] else value
+            for key, value in knobs.items()}
+
+
 def play(session: Session, model: str, dataset: str, knobs: dict) -> dict:
     """Start (or resume). A run that has not taken a step picks up changed settings first."""
+    knobs = _own_knobs(session, model, dataset, knobs)
     run = session.current
     out = {}
-    if run is None or (run.step == 0 and run.status == "ready" and not _same_settings(run, model, dataset, knobs)):
+    lost = run is not None and run.status == "error" and run.trainer.lost  # its training process was killed
+    if run is None or lost or (run.step == 0 and run.status == "ready" and not _same_settings(run, model, dataset, knobs)):
         out = _fresh_run(session, model, dataset, knobs)
         run = session.current
     note = run.play()
@@ -247,6 +266,7 @@ def pause(session: Session) -> dict:
 
 def step(session: Session, model: str, dataset: str, knobs: dict) -> dict:
     """One optimisation step (pausing first if it was training)."""
+    knobs = _own_knobs(session, model, dataset, knobs)
     run = session.current
     out = {}
     if run is None or run.finished:
@@ -259,7 +279,7 @@ def step(session: Session, model: str, dataset: str, knobs: dict) -> dict:
 
 def reset(session: Session, model: str, dataset: str, knobs: dict) -> dict:
     """Stop the run (its curves go to Compare) and build a fresh model with the current settings."""
-    return _fresh_run(session, model, dataset, knobs)
+    return _fresh_run(session, model, dataset, _own_knobs(session, model, dataset, knobs))
 
 
 def on_knob(session: Session, model: str, dataset: str, knobs: dict, key: str) -> dict:
@@ -285,22 +305,37 @@ def on_knob(session: Session, model: str, dataset: str, knobs: dict, key: str) -
     return out
 
 
-def tick(session: Session, x_axis: str, metric: str) -> dict:
-    """The timer: redraw only what changed since the last tick."""
+HIDDEN = "hidden"  # document.visibilityState of a background tab
+
+
+def tick(session: Session, x_axis: str, metric: str, visible: str = "visible") -> dict:
+    """The timer: redraw only what changed since the last tick, as often as the server's picture
+    budget allows (RunManager.redraw_interval); a background tab costs no pictures."""
     run = session.current
     out = {}
+    session.seen(visible != HIDDEN)
+    manager = session.manager
+    if manager is not None and session.owner:
+        (manager.watching if session.visible else manager.unwatched)(session.owner)
     if run is None:
         return out
-    seq, snap = run.snapshot_now()
     status = format_status(session)
     if status != session.shown_status:
         out["status"] = session.shown_status = status
+    now = time.monotonic()
+    final = run.finished and session.shown_seq != run.seq
+    if not session.visible or (not final and manager is not None and
+                               now - session.last_redraw < manager.redraw_interval(session.redraw_period)):
+        return out
+    session.last_redraw = now
+    cpu = time.thread_time()
+    seq, snap = run.snapshot_now()
     if snap is not None and seq != session.shown_seq:
         session.shown_seq = seq
         out.update(_panels(run, snap))
         if snap.get("status") in ("diverged", "error") and session.warned_run != run.label:
             session.warned_run = run.label
-            gr.Warning(run.trainer.message or snap.get("message", "training stopped"))
+            gr.Warning(html_text(run.trainer.message or snap.get("message", "training stopped")))
     hist, mets = run.trainer.history, run.trainer.metric_history
     if len(hist) != session.shown_history:
         session.shown_history = len(hist)
@@ -308,6 +343,8 @@ def tick(session: Session, x_axis: str, metric: str) -> dict:
     if len(mets) != session.shown_metrics:
         session.shown_metrics = len(mets)
         out["metrics_plot"] = _metrics_chart(run, mets, metric, x_axis)
+    if manager is not None and len(out) > 1:
+        manager.redrawn(time.thread_time() - cpu)
     if run.finished and session.chain and run.status == "done":
         out.update(_next_in_chain(session))
     return out
@@ -341,8 +378,9 @@ def redraw_charts(session: Session, x_axis: str, metric: str) -> dict:
     return tick(session, x_axis, metric)
 
 
-def set_redraw(redraw: str) -> dict:
-    return {"timer": gr.Timer(value=REDRAW.get(redraw, REDRAW[DEFAULT_REDRAW]))}
+def set_redraw(session: Session, redraw: str) -> dict:
+    session.redraw_period = REDRAW.get(redraw, REDRAW[DEFAULT_REDRAW])
+    return {"timer": gr.Timer(value=session.redraw_period)}
 
 
 def on_view_control(session: Session, name: str, value: float) -> dict:

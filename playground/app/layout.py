@@ -26,12 +26,14 @@ from .handlers import (apply_preset, on_dataset, on_draw, on_draw_download, on_d
                        on_model, on_upload, on_view_control, pause, play, redraw_charts, reset, set_redraw, step, tick)
 from .share import close_session, compare, compare_choices, export_gif, export_png, export_weights, run_state
 from .status import DEFAULT_REDRAW, METRIC_CHOICES, REDRAW, SLOTS, dataset_choices, family_of, model_info, placement
-from .wiring import JS_REPLACE_STATE, UI
+from .wiring import JS_REPLACE_STATE, JS_VISIBILITY, UI
 
 CSS = """
 #status { min-height: 3.2em; }
 #watch { border-left: 3px solid var(--color-accent); padding-left: 0.6em; }
 """
+
+REDRAW_WORKERS = 2  # redraws drawn at once: they share one interpreter, so more only queue inside it
 
 INTRO = ("# Generative Playground\n"
          "Pick a model and a dataset and press **Play**: the model trains here, and every panel redraws "
@@ -94,7 +96,10 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                         ui["watch"] = gr.Markdown("", elem_id="watch")
                         ui["family"] = gr.Dropdown(families, value=default_family, label="Family")
                         ui["model"] = gr.Dropdown(registry.model_names(default_family), value=DEFAULT_MODEL, label="Model",
-                                                  info=model_info(DEFAULT_MODEL))
+                                                  info=model_info(DEFAULT_MODEL),
+                                                  # any registered model through the API, whatever family the
+                                                  # page shows; the handlers refuse an unknown one by name
+                                                  allow_custom_value=True)
                         ui["dataset"] = gr.Dropdown(dataset_choices(), value=DEFAULT_DATASET, label="Dataset")
                         ui["upload"] = gr.UploadButton("Upload your own points (.csv or .npy, N x 2)", size="sm",
                                                        file_types=[".csv", ".npy"])
@@ -169,6 +174,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                 ui["compare_plot"] = gr.Plot(show_label=False)
                 ui["modes_plot"] = gr.Plot(show_label=False)
             concepts_tab()
+        ui["visible"] = gr.Textbox(value="visible", visible=False)  # the tab's document.visibilityState
         ui["api_state"] = gr.JSON(visible=False)
         ui["state_button"] = gr.Button(visible=False)
         ui["timer"] = timer = gr.Timer(REDRAW[DEFAULT_REDRAW])
@@ -209,8 +215,12 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
             for event in events:
                 on(event, on_knob, ctl, ["query", "knobs"], link=True, extra={"key": key})
         everything = ["slots", "loss_plot", "metrics_plot"] + controls + view
-        on(timer.tick, tick, ["session", "x_axis", "metric"], everything, concurrency_limit=None, trigger_mode="once")
-        on(ui["redraw"].input, set_redraw, ["redraw"], ["timer"])
+        # Redraws wait in a queue of their own, so that a button never waits behind thirty tabs'
+        # pictures (the buttons' queue is the default one); a tab drops a tick while its last is
+        # pending, and says whether it is in the foreground.
+        on(timer.tick, tick, ["session", "x_axis", "metric", "visible"], everything, trigger_mode="once",
+           concurrency_id="redraw", concurrency_limit=REDRAW_WORKERS, js=JS_VISIBILITY)
+        on(ui["redraw"].input, set_redraw, ["session", "redraw"], ["timer"])
         for comp in (ui["x_axis"], ui["metric"]):
             on(comp.input, redraw_charts, ["session", "x_axis", "metric"], everything)
         for name in view_controls:

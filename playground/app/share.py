@@ -79,17 +79,41 @@ def compare(session: Session, compare_runs: list[str], compare_metric: str, comp
 
 
 def run_state(session: Session) -> dict:
-    """The run as plain data (step, status, queue place): for scripts and tests via the API."""
+    """The run as plain data (step, status, queue place): for scripts and tests via the API.
+
+    `replica` names the process that answered when playground.replicas started it ("" otherwise)."""
+    replica = os.environ.get("PLAYGROUND_REPLICA", "")
     run = session.current
     if run is None:
-        return {"api_state": {"step": 0, "status": "none", "label": "", "queue": 0}}
+        return {"api_state": {"step": 0, "status": "none", "label": "", "queue": 0, "replica": replica}}
     return {"api_state": {"step": run.step, "status": run.status, "label": run.label, "queue": run.queue_position(),
             "snapshots": run.seq, "model": run.model_name, "dataset": run.dataset_name,
-            "message": run.trainer.message}}
+            "message": run.trainer.message, "replica": replica}}
 
 
 def close_session(manager: RunManager, request: gr.Request) -> None:
-    """The tab closed: free its training slot at once."""
+    """The tab closed: stop its run whatever its state (training, waiting, paused, stepped), free
+    what its session held, refuse its later requests, and give the memory back."""
     if manager is not None and request is not None and request.session_hash:
-        stopped = manager.release_owner(request.session_hash)
+        stopped = manager.close_owner(request.session_hash)
         log.info("session %s closed; stopped %d run(s)", request.session_hash, stopped)
+        release_memory()
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the system (glibc keeps it for reuse otherwise; a closed tab's
+    pictures and copies of a model would then stay counted against the server)."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):  # not glibc: nothing to do
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+_libc = None

@@ -7,6 +7,9 @@ a family.
 
 from __future__ import annotations
 
+import html
+import re
+
 import gradio as gr
 
 from core import registry
@@ -82,6 +85,22 @@ def dataset_choices(session: Session | None = None) -> list[str]:
     return registry.dataset_names() + (list(session.uploads) if session else [])
 
 
+_MARKDOWN = re.compile(r"([\\`*_\[\]|~$])")  # emphasis, code, links, tables, strike, maths
+_LINE_START = re.compile(r"^(\s*)([#>+\-]|\d+(?=[.)]))", re.MULTILINE)  # headings, quotes, lists
+
+
+def html_text(text) -> str:
+    """Text for a toast: anything taken from a link or a file name shows as text, never as HTML."""
+    return html.escape(str(text), quote=False)
+
+
+def markdown_text(text) -> str:
+    """Text for a Markdown component (the status line): HTML escaped, and Markdown's own marks
+    (links, bare addresses, emphasis, headings) shown as the characters they are."""
+    text = _MARKDOWN.sub(r"\\\1", html.escape(str(text), quote=False)).replace("://", ":\\/\\/")
+    return _LINE_START.sub(lambda m: m[1] + (m[2] + "\\" if m[2][0].isdigit() else "\\" + m[2]), text)
+
+
 def format_status(session: Session) -> str:
     """The status line: step, speed, state, queue place, then any message or note."""
     run = session.current
@@ -103,12 +122,13 @@ def format_status(session: Session) -> str:
     text = " · ".join(p for p in parts if p)
     msg = run.trainer.message or (run.latest or {}).get("error", "")
     if msg:
-        text += f"\n\n⚠️ {msg}"
+        text += f"\n\n⚠️ {markdown_text(msg)}"
     elif status == "done":
         text += "\n\nFinished. Press **Reset** for a fresh model, or raise *steps* and Reset."
     note = session.note()
     data_note = getattr(run.dataset, "note", "")
-    return text + (f"\n\n{note}" if note else "") + (f"\n\n{data_note}." if data_note else "")
+    return text + (f"\n\n{markdown_text(note)}" if note else "") + \
+        (f"\n\n{markdown_text(data_note)}." if data_note else "")
 
 
 def pick_metric(metric: str, records: list[dict], prefer: str | None = None) -> str:

@@ -16,7 +16,8 @@ import gradio as gr
 from core.errors import PlaygroundError
 
 from ..runs import Session
-from .status import SLOTS
+from ..runs.session import CLOSED_MESSAGE
+from .status import SLOTS, html_text, markdown_text
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +82,23 @@ class UI:
                 session.owner = request.session_hash
                 if session.current is not None:
                     session.current.owner = request.session_hash
+                if session.manager is not None and not session.manager.attach(session.owner, session):
+                    session.close()  # a request from a tab already gone: it starts nothing
             if wants_request:
                 kwargs["request"] = request
+            if isinstance(session, Session) and session.closed:
+                return _closed(session)
+            if isinstance(session, Session):
+                session.seen()
             try:
                 result = fn(**kwargs) or {}
             except Exception as e:  # noqa: BLE001 - shown to the person
                 log.info("%s refused: %s", fn.__name__, e, exc_info=True)
                 msg = _friendly(e)
-                gr.Warning(msg)
+                gr.Warning(html_text(msg))
                 if isinstance(session, Session):
                     session.notify(f"⚠️ {msg}")  # stays in the status line for a few seconds
-                result = {"status": f"⚠️ {msg}"}
+                result = {"status": f"⚠️ {markdown_text(msg)}"}
             mapped = {}
             for name, value in result.items():
                 if name == "slots":
@@ -104,6 +111,15 @@ class UI:
             values = [mapped.get(c, gr.skip()) for c in out_comps]
             return values[0] if len(values) == 1 else values
 
+        def _closed(session: Session):
+            """The tab closed (or lost its connection) before this request: say so once, start nothing."""
+            if not getattr(session, "told_closed", False):
+                session.told_closed = True
+                gr.Warning(CLOSED_MESSAGE)
+            values = [gr.skip() for _ in out_comps]
+            values[out_comps.index(self.c["status"])] = f"⚠️ {CLOSED_MESSAGE}"
+            return values[0] if len(values) == 1 else values
+
         return callback, self.expand(inputs), out_comps
 
 
@@ -111,4 +127,12 @@ JS_REPLACE_STATE = """(q) => {
   const url = window.location.pathname + (q ? "?" + q : "");
   try { window.history.replaceState(null, "", url); } catch (e) {}
   return window.location.origin + url;
+}"""
+
+
+# The timer's last input (the hidden "visible" box) becomes the tab's visibility: a background
+# tab's tick then costs the server no pictures (handlers.tick).
+JS_VISIBILITY = """(...args) => {
+  args[args.length - 1] = document.visibilityState;
+  return args;
 }"""

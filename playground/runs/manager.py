@@ -1,15 +1,28 @@
-"""The one thing shared between sessions: how many runs train at once.
+"""What sessions share: how many runs train at once, which tabs are gone, and the time
+the server spends on pictures.
 
 `RunManager` (one per process) caps the runs training at the same time
-(PLAYGROUND_MAX_RUNS, default 4). A run over the cap waits in a FIFO queue and
-starts by itself when a slot frees; a paused run gives its slot back.
+(PLAYGROUND_MAX_RUNS; the default comes from the machine, `default_max_runs`).
+A run over the cap waits in a FIFO queue and starts by itself when a slot
+frees; a paused run gives its slot back.
+
+A tab that closes (Gradio's unload) is closed here at once: its run stops
+whether it trains, waits, is paused or was stepped, and what it held is freed.
+A request that still arrives for it afterwards (a late Play) is refused, so no
+run is left that nobody owns.
+
+Pictures share a budget: `redraw_interval` spreads PICTURE_BUDGET of one core
+over the sessions being watched, so thirty tabs get fewer redraws each rather
+than buttons that wait behind pictures.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import os
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING
 
@@ -17,12 +30,59 @@ if TYPE_CHECKING:
     from .run import Run
 
 
+def cpu_count() -> int:
+    """The cores this process may run on (its affinity, which containers narrow), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_max_runs(cores: int | None = None, gpus: int | None = None) -> int:
+    """How many runs train at once when PLAYGROUND_MAX_RUNS does not say.
+
+    On the CPU each run's training process takes a core, and one core is left to the
+    page (pictures, metrics, every button): cores - 1, at least 1. With GPUs a run
+    mostly waits on its GPU, which a small model leaves nearly idle, but still needs a
+    core to feed it: 8 runs per GPU, at most one per core (and at least 2).
+    """
+    cores = cpu_count() if cores is None else cores
+    if gpus is None:
+        try:
+            import torch
+
+            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        except Exception:  # noqa: BLE001 - no usable CUDA: count none
+            gpus = 0
+    if gpus > 0:
+        return max(2, min(cores, 8 * gpus))
+    return max(1, cores - 1)
+
+
+def max_runs_from_env() -> int:
+    value = os.environ.get("PLAYGROUND_MAX_RUNS", "").strip()
+    if not value:
+        return default_max_runs()
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"PLAYGROUND_MAX_RUNS must be a whole number of runs, got {value!r}") from None
+    if n < 1:
+        raise ValueError(f"PLAYGROUND_MAX_RUNS must be at least 1, got {n}")
+    return n
+
+
+PICTURE_BUDGET = 0.5  # of one core, for every session's redraws together
+WATCHED_SECONDS = 5.0  # a session that asked for a picture this recently is being watched
+CLOSED_KEPT = 10_000  # closed tabs remembered, to refuse their late requests
+
+
 class RunManager:
     """Caps the runs training at the same time; the rest wait in order."""
 
     def __init__(self, max_runs: int | None = None):
         if max_runs is None:
-            max_runs = int(os.environ.get("PLAYGROUND_MAX_RUNS", "4"))
+            max_runs = max_runs_from_env()
         if max_runs < 1:
             raise ValueError(f"PLAYGROUND_MAX_RUNS must be at least 1, got {max_runs}")
         self.max_runs = max_runs
@@ -30,7 +90,75 @@ class RunManager:
         self._active: list[Run] = []
         self._waiting: list[Run] = []
         self._runs: weakref.WeakSet[Run] = weakref.WeakSet()  # every live run, to stop them at exit
+        self._sessions: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # owner -> Session
+        self._closed: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._watched: dict[str, float] = {}  # owner -> when it last asked for a picture
+        self._redraw_cost = 0.05  # seconds of CPU per redraw, a running average
         atexit.register(self.shutdown)
+
+    # ---- sessions ---------------------------------------------------------------
+    def attach(self, owner: str, session) -> bool:
+        """`session` speaks for the tab `owner`; False if that tab has already closed."""
+        if not owner:
+            return True
+        with self._lock:
+            if owner in self._closed:
+                return False
+            self._sessions[owner] = session
+            return True
+
+    def is_closed(self, owner: str) -> bool:
+        with self._lock:
+            return bool(owner) and owner in self._closed
+
+    def close_owner(self, owner: str) -> int:
+        """The tab `owner` is gone: close its session (its run stops, whatever its state, and what
+        it held is freed) and refuse its later requests. Returns how many runs were stopped."""
+        if not owner:
+            return 0
+        with self._lock:
+            self._closed[owner] = time.monotonic()
+            while len(self._closed) > CLOSED_KEPT:
+                self._closed.popitem(last=False)
+            session = self._sessions.pop(owner, None)
+            self._watched.pop(owner, None)
+        stopped = self.release_owner(owner)
+        if session is not None:
+            stopped = max(stopped, session.close())
+        return stopped
+
+    # ---- the picture budget -----------------------------------------------------
+    def watching(self, owner: str) -> None:
+        """`owner`'s page asked for a picture now."""
+        with self._lock:
+            self._watched[owner] = time.monotonic()
+
+    def unwatched(self, owner: str) -> None:
+        """`owner`'s page is hidden (a background tab)."""
+        with self._lock:
+            self._watched.pop(owner, None)
+
+    def watched_sessions(self) -> int:
+        now = time.monotonic()
+        with self._lock:
+            for owner in [o for o, t in self._watched.items() if now - t > WATCHED_SECONDS]:
+                del self._watched[owner]
+            return len(self._watched)
+
+    def redrawn(self, seconds: float) -> None:
+        """One redraw took `seconds` of CPU: the running average the budget divides."""
+        self._redraw_cost = 0.9 * self._redraw_cost + 0.1 * max(0.0, seconds)
+
+    def redraw_interval(self, period: float) -> float:
+        """The shortest time between two redraws of one session: its timer's period, or longer
+        when the watched sessions together would spend more than PICTURE_BUDGET of a core."""
+        return max(period, self.watched_sessions() * self._redraw_cost / PICTURE_BUDGET)
+
+    def picture_rest(self, base: float) -> float:
+        """How long a run's picture thread rests after a picture, in multiples of its duration:
+        `base` with few runs watched, more when many share the page's core."""
+        watched = max(1, min(self.watched_sessions(), self.max_runs))
+        return max(base, watched / PICTURE_BUDGET - 1.0)
 
     def track(self, run: "Run") -> None:
         with self._lock:
@@ -80,12 +208,14 @@ class RunManager:
             return run in self._active
 
     def release_owner(self, owner: str) -> int:
-        """Stop every run of a closed session; returns how many were stopped."""
+        """Stop every run of `owner`, training, waiting, paused or stepped; returns how many were
+        still going (not finished, not already stopped)."""
         with self._lock:
-            runs = [r for r in self._active + self._waiting if r.owner == owner]
+            runs = [r for r in dict.fromkeys(self._active + self._waiting + list(self._runs)) if r.owner == owner]
+        going = [r for r in runs if not getattr(r, "finished", False)]
         for r in runs:
             r.stop()
-        return len(runs)
+        return len(going)
 
     @property
     def active(self) -> int:

@@ -82,13 +82,15 @@ class Run:
     def __init__(self, label: str, model_name: str, dataset_name: str, dataset: Dataset,
                  model_settings: dict | None = None, train_settings: dict | None = None,
                  manager: RunManager | None = None, owner: str = "", device: str = "auto",
-                 context_cache: dict | None = None):
+                 context_cache: dict | None = None, watched=None):
         self.label, self.model_name, self.dataset_name = label, model_name, dataset_name
         self.model_settings = dict(model_settings or {})
         self.train_settings = dict(train_settings or {})
         self.manager, self.owner = manager, owner
+        self._watched = watched
         self.family = registry.model_spec(model_name).family
         self.train_cfg = registry.train_config(model_name, self.train_settings, registry.data_kind(dataset.shape))
+        self.note = self._fit_batch_to(dataset)
         torch.manual_seed(self.train_cfg.seed)
         self.model = registry.build_model(model_name, dataset.shape, self.model_settings)
         self.trainer = Trainer(self.model, dataset, self.train_cfg, device, transport="process")
@@ -121,6 +123,28 @@ class Run:
         # Step 0 is drawn off the request thread so Reset answers at once.
         self._init_thread = threading.Thread(target=self._initial_snapshot, daemon=True)
         self._init_thread.start()
+
+    def _fit_batch_to(self, dataset: Dataset) -> str:
+        """A file of fewer points than the default batch trains on batches of all its points
+        (16 points are enough to upload); a batch size the person chose stays, and is refused
+        by the trainer with the largest allowed."""
+        points = getattr(dataset, "points", None)
+        if points is None:
+            return ""
+        rows = int(points.shape[0])
+        default = registry.train_config(self.model_name, {}, registry.data_kind(dataset.shape)).batch_size
+        if self.train_cfg.batch_size <= rows or self.train_cfg.batch_size != default:
+            return ""
+        self.train_cfg.batch_size = rows
+        return f"batch_size is {rows}, every point of the file, at each step (the default is larger than the file)."
+
+    def watched(self) -> bool:
+        """Someone looks at this run's pictures; while many do, each run's pictures rest longer."""
+        if self._watched is not None and not self._watched():
+            return False
+        if self.manager is not None:
+            self.trainer.PICTURE_REST = self.manager.picture_rest(Trainer.PICTURE_RESTS["process"])
+        return True
 
     # ---- state ------------------------------------------------------------
     @property
@@ -164,6 +188,8 @@ class Run:
                 return f"This run is {self.trainer.status}; press Reset to start a new one."
             if self._waiting or self.trainer.status == "running":
                 return ""
+            if self.manager is not None and self.manager.is_closed(self.owner):
+                return ""  # the tab is gone: nobody to train for
             self._waiting = True
         if self.manager is None or self.manager.acquire(self):
             self.granted()
@@ -172,7 +198,9 @@ class Run:
     def granted(self) -> None:
         """The manager gave this run a slot: train."""
         with self._lock:
-            if not self._waiting:  # paused or stopped while it waited
+            gone = self.manager is not None and self.manager.is_closed(self.owner)
+            if not self._waiting or gone:  # paused or stopped while it waited, or its tab closed
+                self._waiting = False
                 give_back = True
             else:
                 give_back = False
@@ -195,7 +223,7 @@ class Run:
     def step_once(self, n: int = 1) -> None:
         """Pause (if training) and take n more steps."""
         with self._lock:
-            if self.finished:
+            if self.finished or (self.manager is not None and self.manager.is_closed(self.owner)):
                 return
             self._waiting = False
             if not self._started:
@@ -208,7 +236,8 @@ class Run:
 
     def _start_trainer(self, paused: bool) -> None:
         self._started = True
-        self.trainer.start(self._on_snapshot, SNAPSHOT_INTERVAL, METRICS_INTERVAL, paused=paused)
+        self.trainer.start(self._on_snapshot, SNAPSHOT_INTERVAL, METRICS_INTERVAL, paused=paused,
+                           watched=self.watched)
 
     def stop(self, wait: float = 0.0) -> None:
         """Stop training; with wait > 0, also wait up to that long for the final snapshot."""

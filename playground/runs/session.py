@@ -15,12 +15,16 @@ import time
 
 from core import registry
 from core.data.base import Dataset
+from core.errors import PlaygroundError
 
 from .manager import RunManager
 from .run import Run, RunRecord
 
 MAX_RECORDS = 10  # finished runs a session keeps for Compare
 NOTE_SECONDS = 6.0  # how long a note (a live knob applied, a refusal) stays in the status line
+WATCHED_SECONDS = 10.0  # a tab that has asked for nothing for this long is not being looked at
+CLOSED_MESSAGE = ("This page lost its connection to the server, so its run was stopped and its "
+                  "slot given to others. Reload the page to start again.")
 
 
 class Session:
@@ -44,6 +48,22 @@ class Session:
         self._datasets: dict = {}
         self._contexts: dict = {}  # the last view context (true density on the grid), reused by Reset
         self._tmpdir: str | None = None
+        self.closed = False
+        self.visible = True  # the page is in a foreground tab
+        self.last_seen = time.monotonic()  # when the page last asked for anything
+        self.last_redraw = -1e9  # when the page was last sent pictures
+        self.redraw_period = 0.15  # the page's timer, in seconds
+
+    # ---- who is looking -------------------------------------------------------
+    def seen(self, visible: bool | None = None) -> None:
+        """The page asked for something now (visible: whether its tab is in the foreground)."""
+        self.last_seen = time.monotonic()
+        if visible is not None:
+            self.visible = bool(visible)
+
+    def watched(self) -> bool:
+        """Someone is looking at this tab's pictures: it is open, in the foreground and asking."""
+        return not self.closed and self.visible and time.monotonic() - self.last_seen < WATCHED_SECONDS
 
     def notify(self, text: str, seconds: float = NOTE_SECONDS) -> None:
         """A message for the status line that outlives the next few redraws."""
@@ -68,12 +88,15 @@ class Session:
     def new_run(self, model_name: str, dataset_name: str, model_settings: dict | None = None,
                 train_settings: dict | None = None) -> Run:
         """Stop the current run (keeping its curves) and build a fresh one, not yet training."""
+        if self.closed:
+            raise PlaygroundError(CLOSED_MESSAGE)
         dataset = self.dataset(dataset_name)
         self.retire()  # first, so the old run's thread is not competing while the new one is built
         label = f"{model_name}@{dataset_name}#{next(self._counter)}"
+        self.seen()
         self.current = run = Run(label, model_name, dataset_name, dataset, model_settings, train_settings,
                                  manager=self.manager, owner=self.owner, device=self.device,
-                                 context_cache=self._contexts)
+                                 context_cache=self._contexts, watched=self.watched)
         self.shown_seq = self.shown_history = self.shown_metrics = -1
         self.shown_status = ""
         return run
@@ -99,9 +122,14 @@ class Session:
             self._tmpdir = tempfile.mkdtemp(prefix="playground-")
         return self._tmpdir
 
-    def close(self) -> None:
-        """The tab is gone: stop training and free what it held."""
+    def close(self) -> int:
+        """The tab is gone: stop its run, whatever its state, and free what it held. Later
+        requests of this tab are refused (CLOSED_MESSAGE). Returns 1 if a run was still going."""
+        self.closed = True
+        self.chain = []
+        going = 0
         if self.current is not None:
+            going = int(not self.current.finished)
             self.current.stop()
         self.current = None
         self.records.clear()
@@ -111,3 +139,4 @@ class Session:
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+        return going

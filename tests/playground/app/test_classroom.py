@@ -1,0 +1,275 @@
+"""A classroom on one server: closed tabs free what they held and start nothing afterwards, a
+killed training process can be played again, text from a link is shown as text, and the
+picture budget spreads over the tabs that watch."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from playground import app as A
+from playground.app import share
+from playground.app.status import markdown_text
+from playground.runs import RunManager, Session
+from playground.runs.manager import default_max_runs
+from tests.fakes import wait_for
+from tests.playground.tiny import knob_values, tiny_run
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class Request:
+    """What the page's handlers read of a Gradio request."""
+
+    def __init__(self, session_hash="tab", query=None):
+        self.session_hash, self.query_params = session_hash, dict(query or {})
+
+
+def child_alive(run) -> bool:
+    proc = getattr(run.trainer._transport, "proc", None)
+    return proc is not None and proc.is_alive()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---- closed tabs --------------------------------------------------------------
+@pytest.mark.parametrize("state", ["paused", "stepped", "training"])
+def test_closing_a_tab_stops_its_run_whatever_its_state(state):
+    m = RunManager(2)
+    try:
+        s = Session(m)
+        s.owner = "tab-a"
+        assert m.attach("tab-a", s)
+        run = tiny_run(s)
+        if state == "stepped":
+            run.step_once(3)
+        else:
+            run.play()
+        assert wait_for(lambda: run.step >= 3, timeout=30)
+        if state == "paused":
+            run.pause()
+        assert child_alive(run)
+        share.close_session(m, Request("tab-a"))
+        assert wait_for(lambda: not child_alive(run), timeout=10), "the closed tab's training process lives on"
+        assert s.closed and s.current is None and m.active == 0
+    finally:
+        m.shutdown()
+
+
+def test_a_request_after_the_tab_closed_starts_nothing():
+    """A late Play (its tab already unloaded) neither trains nor holds a slot, nor queues."""
+    m = RunManager(1)
+    try:
+        a, b = Session(m), Session(m)
+        for owner, s in (("tab-a", a), ("tab-b", b)):
+            s.owner = owner
+            m.attach(owner, s)
+        tiny_run(a).play()
+        run_b = tiny_run(b)
+        share.close_session(m, Request("tab-b"))
+        run_b.play()
+        assert run_b.status != "waiting" and m.waiting == 0
+        run_b.step_once(5)
+        time.sleep(0.5)
+        assert run_b.step == 0 and not child_alive(run_b)
+        with pytest.raises(Exception, match="Reload the page"):
+            tiny_run(b)
+        # the same tab's session made anew (Gradio dropped the old state) is refused as well
+        c = Session(m)
+        assert not m.attach("tab-b", c)
+    finally:
+        m.shutdown()
+
+
+def test_the_page_refuses_a_late_play_over_http():
+    """The reproduction: a session, its tab closes, then Play with the same session hash."""
+    from gradio_client import Client
+
+    manager = RunManager(2)
+    demo = A.build_app(manager)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        state = lambda: client.predict(api_name="/state")[0]  # noqa: E731
+        client.predict("realnvp", "two_moons", api_name="/play")
+        assert wait_for(lambda: state()["step"] > 5, timeout=30, every=0.2)
+        share.close_session(manager, Request(client.session_hash))  # what the unload event does
+        runs = [r for r in list(manager._runs) if r.owner == client.session_hash]
+        assert runs and wait_for(lambda: not any(child_alive(r) for r in runs), timeout=10)
+        status = client.predict("realnvp", "two_moons", api_name="/play")
+        assert "Reload the page" in str(status)
+        time.sleep(1.0)
+        assert manager.active == 0 and manager.waiting == 0
+        assert not any(child_alive(r) for r in list(manager._runs))
+    finally:
+        demo.close()
+        manager.shutdown()
+
+
+def test_the_api_plays_any_family_not_only_the_first_shown():
+    from gradio_client import Client
+
+    manager = RunManager(2)
+    demo = A.build_app(manager)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client.predict("vae", "two_moons", api_name="/play")
+        s = client.predict(api_name="/state")[0]
+        assert s["model"] == "vae" and s["status"] in ("running", "waiting")
+        status = client.predict("no_such_model", "two_moons", api_name="/reset")
+        shown = str(status).replace("\\", "")
+        assert "no_such_model" in shown and "realnvp" in shown  # named, with what is allowed
+    finally:
+        demo.close()
+        manager.shutdown()
+
+
+# ---- a killed training process ----------------------------------------------------
+def test_a_killed_training_process_is_reported_and_play_starts_again(manager):
+    s = Session(manager)
+    knobs = knob_values("realnvp", layers=2, hidden=16, n_data=512, batch_size=64)
+    A.play(s, "realnvp", "two_moons", knobs)
+    run = s.current
+    assert wait_for(lambda: run.step > 3 and child_alive(run), timeout=30)
+    os.kill(run.trainer._transport.proc.pid, signal.SIGKILL)
+    assert wait_for(lambda: run.status == "error", timeout=10)
+    status = A.format_status(s)
+    assert "killed" in status and "Play" in status
+    A.play(s, "realnvp", "two_moons", knobs)
+    assert s.current is not run
+    assert wait_for(lambda: s.current.step > 3, timeout=30)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+def test_a_killed_server_leaves_no_training_process_behind(tmp_path):
+    from gradio_client import Client
+
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "PLAYGROUND_MAX_RUNS": "2", "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = open(tmp_path / "server.log", "wb")
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        client = None
+        deadline = time.monotonic() + 240  # imports alone take a minute on a loaded 2-core machine
+        while client is None and time.monotonic() < deadline:
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.5)
+        assert client is not None, "the server did not start: " + (tmp_path / "server.log").read_text()[-2000:]
+        client.predict("realnvp", "two_moons", api_name="/play")
+        assert wait_for(lambda: client.predict(api_name="/state")[0]["step"] > 5, timeout=60, every=0.3)
+        family = descendants(server.pid)
+        assert len(family) >= 2  # the server the children fork from, and the training child
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        assert wait_for(lambda: not [p for p in family if alive(p)], timeout=15), \
+            f"left behind: {[p for p in family if alive(p)]}"
+    finally:
+        if server.poll() is None:
+            server.kill()
+        for p in descendants(server.pid):
+            os.kill(p, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+# ---- what a link or a file may put on the page ----------------------------------------
+def test_html_and_markdown_from_a_link_are_shown_as_text(manager):
+    s = Session(manager)
+    out = A.on_load(s, Request(query={"model": '<a href="https://example.org">Session expired</a>',
+                                      "data": "<h1 style=color:red>big</h1>", "lr": "[click](https://x.org)"}))
+    status = out["status"]
+    for raw in ("<a ", "<h1", "](https://", "https://"):
+        assert raw not in status, raw
+    assert "&lt;a href" in status and "&lt;h1" in status  # still readable, as the characters it was
+    assert markdown_text("**x** # y") == "\\*\\*x\\*\\* # y"
+
+
+def test_a_small_upload_trains_on_all_its_points_at_each_step(manager, tmp_path):
+    pts = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
+    path = tmp_path / "few.csv"
+    np.savetxt(path, pts, delimiter=",")
+    s = Session(manager)
+    out = A.on_upload(s, "realnvp", str(path), knob_values("realnvp"))  # the default batch is larger
+    assert s.current.dataset_name == "upload: few.csv" and s.current.train_cfg.batch_size == 40
+    assert "batch_size is 40" in out["status"].replace("\\", "")
+    A.play(s, "realnvp", "upload: few.csv", knob_values("realnvp"))
+    assert wait_for(lambda: s.current.step > 3, timeout=30)
+    assert s.current.dataset_name == "upload: few.csv"
+    # a batch size the person chose stays theirs, and is refused with the largest allowed
+    with pytest.raises(Exception, match="at most 40"):
+        A.on_upload(s, "realnvp", str(path), knob_values("realnvp", batch_size=64))
+
+
+# ---- the picture budget and the queue cap -----------------------------------------------------
+def test_the_picture_budget_spreads_over_the_watched_tabs():
+    m = RunManager(4)
+    m._redraw_cost = 0.05
+    assert m.redraw_interval(0.15) == 0.15  # nobody else watching: the page's own timer
+    for i in range(30):
+        m.watching(f"tab{i}")
+    assert m.redraw_interval(0.15) == pytest.approx(30 * 0.05 / 0.5)  # 30 tabs share half a core
+    for i in range(20):
+        m.unwatched(f"tab{i}")  # background tabs cost nothing
+    assert m.redraw_interval(0.15) == pytest.approx(10 * 0.05 / 0.5)
+    assert m.picture_rest(0.25) > 0.25
+
+
+def test_a_hidden_tab_is_sent_no_pictures(manager):
+    s = Session(manager)
+    s.owner = "tab"
+    run = tiny_run(s)
+    assert wait_for(lambda: run.latest is not None, timeout=30)
+    assert "slots" not in A.tick(s, "step", "auto", visible="hidden")
+    assert not s.watched() and not run.watched()
+    assert "slots" in A.tick(s, "step", "auto", visible="visible") and s.watched()
+
+
+def test_the_default_cap_follows_the_machine(monkeypatch):
+    assert default_max_runs(cores=2, gpus=0) == 1  # one core is the page's
+    assert default_max_runs(cores=16, gpus=0) == 15
+    assert default_max_runs(cores=16, gpus=1) == 8 and default_max_runs(cores=4, gpus=2) == 4
+    monkeypatch.setenv("PLAYGROUND_MAX_RUNS", "3")
+    assert RunManager().max_runs == 3
+    monkeypatch.setenv("PLAYGROUND_MAX_RUNS", "many")
+    with pytest.raises(ValueError, match="whole number"):
+        RunManager()
