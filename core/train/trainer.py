@@ -8,16 +8,20 @@
 The trainer knows a model only through its protocol (core.model). Training is
 the Engine (one step, divergence) driven by the Runner (the one loop, fed by
 commands), either here (`fit`) or behind a transport: a thread of this
-process, or a child process (`transport="process"`, as the playground trains,
-so that drawing never competes with training for the interpreter). Either
-way the run reports its weights a few times a second; they are loaded into a
-spare copy of the model, which the views (core.train.views) draw and score.
-The process that draws never builds an engine of its own.
+process, a child process (`transport="process"`, as the playground trains,
+so that drawing never competes with training for the interpreter), or a
+series of short calls (`transport="chunked"`, where a GPU is lent one call at
+a time: `chunk_call` is core.train.chunks.train_chunk, or that function made
+to run on the lent GPU, and `chunk_seconds` a call's length). Either way the
+run reports its weights a few times a second; they are loaded into a spare
+copy of the model, which the views (core.train.views) draw and score. The
+process that draws never builds an engine of its own.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextvars
 import copy
 import math
 import pickle
@@ -35,10 +39,10 @@ from .engine import Engine, check_data, training_data_for
 from .runner import FINISHED, Runner
 from .scoring import Scoring, traced
 from .spares import Spares
-from .transports import ProcessTransport, ThreadTransport
+from .transports import CHUNK_SECONDS, ChunkedTransport, ProcessTransport, ThreadTransport
 from .views import Views
 
-TRANSPORTS = ("thread", "process")
+TRANSPORTS = ("thread", "process", "chunked")
 _LIVE: "weakref.WeakSet[Trainer]" = weakref.WeakSet()
 
 
@@ -67,15 +71,22 @@ class Trainer:
     """
 
     # After a picture that took d seconds the next waits PICTURE_REST x d: a thread shares the
-    # interpreter with training, a child process leaves it alone (rest for the page's sake only).
-    PICTURE_RESTS = {"thread": 1.0, "process": 0.25}
+    # interpreter with training, a child process or the GPU's worker process that runs the chunks
+    # leaves it alone (rest for the page's sake only).
+    PICTURE_RESTS = {"thread": 1.0, "process": 0.25, "chunked": 0.25}
 
     def __init__(self, model: GenerativeModel, dataset: Dataset, cfg: TrainConfig, device: str = "auto",
-                 transport: str = "thread", n_reference: int = 2000, n_eval: int = 1000):
+                 transport: str = "thread", n_reference: int = 2000, n_eval: int = 1000,
+                 chunk_call: Callable | None = None, chunk_seconds: float = CHUNK_SECONDS):
         validate(cfg)
         if transport not in TRANSPORTS:
             raise ConfigError(f"transport {transport!r} is not allowed; choose one of: {', '.join(TRANSPORTS)}")
+        if chunk_call is not None and transport != "chunked":
+            raise ConfigError(f"chunk_call is for transport 'chunked', not {transport!r}")
+        if not (isinstance(chunk_seconds, (int, float)) and math.isfinite(chunk_seconds) and chunk_seconds > 0):
+            raise ConfigError(f"chunk_seconds must be a positive number of seconds, got {chunk_seconds!r}")
         self.model, self.dataset, self.cfg, self.transport = model, dataset, cfg, transport
+        self.chunk_call, self.chunk_seconds = chunk_call, float(chunk_seconds)
         self.PICTURE_REST = self.PICTURE_RESTS[transport]
         self.train_device = resolve_device(device)
         torch.manual_seed(cfg.seed)
@@ -87,7 +98,7 @@ class Trainer:
         # Pictures are drawn from copies of the untrained model, which take the live settings.
         self.pictures = Spares(copy.deepcopy(model))
         self._template = self.pictures.template
-        # Headless training and the thread transport train here; the child process has its own.
+        # Headless training and the thread transport train here; a child process or a chunk has its own.
         self._engine = Engine(model, self.training_data, copy.copy(cfg), self.train_device) \
             if transport == "thread" else None
         self.step_count, self.elapsed = 0, 0.0
@@ -104,7 +115,8 @@ class Trainer:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            raise RuntimeError("this trainer trains in a child process; it has no engine here")
+            where = "in a child process" if self.transport == "process" else "in chunks, each with an engine of its own"
+            raise RuntimeError(f"this trainer trains {where}; it has no engine here")
         return self._engine
 
     @property
@@ -176,7 +188,7 @@ class Trainer:
     # ---- background -----------------------------------------------------------------
     def start(self, on_snapshot: Callable[[dict], None] | None = None, snapshot_interval: float = 0.2,
               metrics_interval: float = 1.0, log_every: int = 10, paused: bool = False,
-              watched: Callable[[], bool] | None = None) -> None:
+              watched: Callable[[], bool] | None = None, context: contextvars.Context | None = None) -> None:
         """Train in the background until cfg.steps, stop() or divergence.
 
         Every `snapshot_interval` seconds the run reports its weights; the views
@@ -184,7 +196,9 @@ class Trainer:
         snapshot carries the newest metrics, evaluated at most every
         `metrics_interval` seconds on a thread of their own. watched() False: nobody looks at
         the pictures now, so none are drawn and no metrics evaluated until it is True again
-        (the final picture and metrics are drawn regardless).
+        (the final picture and metrics are drawn regardless). context: where every chunk's call
+        runs (transport "chunked"; default: a copy of the caller's, which on a ZeroGPU Space holds
+        the request whose quota the GPU is lent to).
         """
         if self._transport is not None:
             raise RuntimeError("a trainer trains in the background once, from where it is; make a new one")
@@ -193,10 +207,15 @@ class Trainer:
         if self.transport == "thread":
             self._transport = ThreadTransport(self.engine, self.cfg.steps, log_every, snapshot_interval, paused)
             self._transport.runner.elapsed = self.elapsed
-        else:
+        elif self.transport == "process":
             payload = pickle.dumps((self.model, self.training_data, self.cfg))
             self._transport = ProcessTransport(payload, self.train_device.type, self.cfg.steps, log_every,
                                                snapshot_interval, paused)
+        else:
+            payload = pickle.dumps((self.model, self.training_data, self.cfg))
+            self._transport = ChunkedTransport(payload, self.train_device.type, self.cfg.steps, log_every,
+                                               snapshot_interval, paused, self.chunk_call, self.chunk_seconds,
+                                               context if context is not None else contextvars.copy_context())
         _LIVE.add(self)
         self._transport.start(self._on_report)
 

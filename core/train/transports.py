@@ -1,6 +1,6 @@
-"""Where a background run trains: in a thread of this process, or in a child process.
+"""Where a background run trains: in a thread of this process, in a child process, or in chunks.
 
-Both run the same Runner on the same Engine and speak the same messages
+All run the same Runner on the same Engine and speak the same messages
 (core.train.runner): commands go in, reports come out. A transport has
 
     start(report)    begin training; report(message) is called from a thread of this process
@@ -22,14 +22,24 @@ at most, a few times a second, sent from a thread of the child's own
 (`_Outbox`) so that training never waits for this process to read. Children
 fork from a server process that has already imported torch and every model
 (`warm_up`), so starting one costs milliseconds.
+
+ChunkedTransport trains where a GPU is lent one call at a time, and no child
+process may be started (a ZeroGPU Space): a thread of this process calls a
+chunk function (core.train.chunks.train_chunk, or the same function
+decorated to run on the lent GPU) again and again, each call a few seconds of
+training that resumes exactly where the last ended, and obeys the commands
+between calls.
 """
 
 from __future__ import annotations
 
+import contextvars
 import multiprocessing as mp
 import pickle
 import queue
+import re
 import threading
+from typing import Callable
 
 import numpy as np
 import torch
@@ -184,6 +194,161 @@ class ProcessTransport:
     @property
     def alive(self) -> bool:
         return bool(self._reader and self._reader.is_alive())
+
+
+CHUNK_SECONDS = 5.0  # a chunk's length: long enough that starting a call is a small share of it
+
+
+class ChunkedTransport:
+    """The run as a series of calls of `chunk_call`, made from a thread of this process.
+
+    chunk_call has the signature of core.train.chunks.train_chunk and yields its items (the
+    default is train_chunk itself, which trains in that thread). Each call trains for about
+    `seconds`; the thread keeps the state of the last report it forwarded and starts the next
+    call from it. Commands take effect between calls: "set" goes with the next call; "step n"
+    makes calls that end after n more steps; "stop" ends the run at the next report, which is
+    the last. "pause" ends the current call at its next report, which is not forwarded: the
+    weights the person sees are those of the last report forwarded, the next call starts from
+    its state, and no step is lost or taken twice. Every call runs in a copy of `context`
+    (default: the context of whoever calls start): a ZeroGPU Space reads there whose request,
+    and so whose quota, the GPU is lent to.
+    """
+
+    def __init__(self, payload: bytes, device: str, steps: int, log_every: int, report_every: float, paused: bool,
+                 chunk_call: Callable | None = None, seconds: float = CHUNK_SECONDS,
+                 context: contextvars.Context | None = None):
+        if chunk_call is None:
+            from .chunks import train_chunk as chunk_call
+        self._call, self._context, self._steps = chunk_call, context, int(steps)
+        self._args = (payload, device, log_every, report_every, seconds)
+        self._cv = threading.Condition()
+        self._paused, self._single, self._stopped, self._killed = paused, 0, False, False
+        self._waiting = False
+        self._settings: list[tuple] = []  # live settings that the state held here does not have yet
+        self._state: bytes | None = None  # the state of the last report forwarded
+        self._step, self._elapsed = 0, 0.0
+        self._forward_lock = threading.Lock()
+        self._over = False  # the last report is out
+        self._report = None
+        self._thread: threading.Thread | None = None
+        self.calls = 0  # chunk calls made so far
+
+    def start(self, report) -> None:
+        if self._context is None:
+            self._context = contextvars.copy_context()
+        self._report = report
+        self._thread = threading.Thread(target=self._run, daemon=True, name="playground-chunks")
+        self._thread.start()
+
+    def send(self, *command) -> None:
+        name, *args = command
+        with self._cv:
+            if name == "pause":
+                self._paused = True
+            elif name == "resume":
+                self._paused, self._single = False, 0
+            elif name == "step":
+                self._single += int(args[0])
+            elif name == "set":
+                self._settings.append(tuple(command))
+            elif name == "stop":
+                self._stopped = True
+            else:
+                raise ValueError(f"unknown command {name!r}")
+            self._cv.notify_all()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def kill(self) -> None:
+        """A call cannot be ended from outside: the run ends here now, and the thread forwards
+        nothing more (it ends at the call's next report)."""
+        with self._cv:
+            self._stopped = self._killed = True
+            self._cv.notify_all()
+        self._forward(self._last_word("stopped", ""))
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive()) and not self._killed
+
+    @property
+    def waiting(self) -> bool:
+        """Paused between calls: no call is being made until a resume, a step or a stop."""
+        with self._cv:
+            return self._waiting
+
+    # ---- the thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cv:
+                    while not self._stopped and self._paused and self._single <= 0:
+                        self._waiting = True
+                        self._cv.wait()
+                    self._waiting = False
+                    if self._stopped:
+                        break
+                    stepping = self._paused  # and steps were asked for
+                    target = min(self._step + self._single, self._steps) if stepping else self._steps
+                    settings = list(self._settings)
+                if self._chunk(target, settings, stepping):
+                    return
+        except Exception as e:  # noqa: BLE001 - reported to the person, not a traceback
+            what = getattr(e, "title", None) or type(e).__name__  # a gradio.Error (ZeroGPU's quota) has a title
+            said = " ".join(re.sub(r"<[^>]*>", "", str(e)).split())  # one line, without the toast's HTML
+            self._forward(self._last_word("error", f"Training stopped at step {self._step}: {what}: {said}"))
+            return
+        self._forward(self._last_word("stopped", ""))
+
+    def _chunk(self, target: int, settings: list, stepping: bool) -> bool:
+        """One call, its reports forwarded until it ends, a pause or a stop; True if the run is over."""
+        payload, device, log_every, report_every, seconds = self._args
+        context = self._context.copy()
+        self.calls += 1
+        chunk = context.run(self._call, payload, self._state, device, target, log_every, report_every, seconds,
+                            settings)
+        try:
+            while True:
+                try:
+                    item = context.run(next, chunk)
+                except StopIteration:
+                    raise RuntimeError("the call that trains ended before its last report") from None
+                with self._cv:
+                    if self._paused and not stepping and not self._stopped:
+                        return False  # not forwarded: the next call starts from the last report that was
+                    msg = {k: v for k, v in item.items() if k not in ("resume", "chunk_end")}
+                    if not msg["final"] and msg["step"] >= self._steps:
+                        msg.update(final=True, status="done")  # the run's steps, if fewer than its config's
+                    elif self._stopped and not msg["final"]:
+                        msg.update(final=True, status="stopped")
+                    elif not msg["final"]:
+                        msg["status"] = "paused" if self._paused else "running"
+                    del self._settings[:len(settings)]  # this call applied them: its states hold them
+                    settings = []
+                    if stepping:
+                        self._single = max(0, self._single - (msg["step"] - self._step))
+                    self._state, self._step, self._elapsed = item["resume"], msg["step"], msg["elapsed"]
+                self._forward(msg)
+                if msg["final"]:
+                    return True
+                if item["chunk_end"]:
+                    return False
+        finally:
+            context.run(chunk.close)
+
+    def _last_word(self, status: str, message: str) -> dict:
+        """A final report without weights (the last picture stays that of the last report)."""
+        return {"step": self._step, "elapsed": self._elapsed, "history": [], "status": status, "message": message,
+                "lrs": {}, "final": True}
+
+    def _forward(self, msg: dict) -> None:
+        with self._forward_lock:
+            if self._over:
+                return
+            self._over = bool(msg["final"])
+            self._report(msg)
 
 
 class _Outbox:
