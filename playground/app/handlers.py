@@ -21,7 +21,7 @@ from core.errors import DataError
 from .. import presets as P
 from ..controls import (UPLOAD_PREFIX, all_knobs, data_kind, decode_query, dependents, encode_query, initial_values,
                         knob_key, knobs_for, non_default, settings_from, shown)
-from ..draw import charts, empty_figure
+from ..draw import blank, charts
 from ..runs import Session, thin
 from ..views import render, view_for
 from . import drawing as D
@@ -59,7 +59,7 @@ def _fresh_run(session: Session, model: str, dataset: str, knobs: dict, retarget
         session.notify(run.note)
     session.chain = []  # a preset's queued runs end when the person takes over
     query = _query(session, model, dataset, non_default(model, model_s, train_s, data_kind(dataset)))
-    empty = empty_figure("the curves appear as it trains")
+    empty = blank("the curves appear as it trains")
     out = {"status": format_status(session), "query": query, "loss_plot": empty, "metrics_plot": empty, **moved}
     out.update(control_updates(family_of(model), kind=data_kind(dataset)))
     return out
@@ -364,7 +364,7 @@ def _panels(run, snap: dict) -> dict:
 
 def _metrics_chart(run, mets: list[dict], metric: str, x_axis: str):
     if not mets:
-        return empty_figure("metrics appear about once a second")
+        return blank("metrics appear about once a second")
     ref = run.literature
     references = {ref.metric: (ref.value, ref.source)} if ref is not None else None
     return charts.metrics_figure({run.label: thin(mets, MAX_CHART_POINTS)},

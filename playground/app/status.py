@@ -15,7 +15,7 @@ import gradio as gr
 from core import registry
 
 from ..controls import all_knobs, knob_key, knobs_for, shown
-from ..draw import empty_figure
+from ..draw import blank
 from ..runs import Session
 from ..views import all_controls, view_for
 
@@ -64,7 +64,7 @@ def placement(family: str, model: str | None = None, kind: str | None = None) ->
 
 
 def panel_updates(family: str, model: str | None = None, kind: str | None = None) -> list:
-    return [gr.update(visible=key is not None, value=empty_figure("press Play") if key else None)
+    return [gr.update(visible=key is not None, value=blank("press Play") if key else None)
             for key in placement(family, model, kind)]
 
 
@@ -118,7 +118,8 @@ def format_status(session: Session) -> str:
     if status == "waiting":
         total = session.manager.max_runs if session.manager else 0
         parts.append(f"{total} runs are training; you are **#{run.queue_position()}** in the queue "
-                     "and start on your own when a slot frees")
+                     "and start on your own when a slot frees. Meanwhile the panels show your model as it "
+                     "starts, beside the data, and **Equations** below says what it will learn")
     text = " · ".join(p for p in parts if p)
     msg = run.trainer.message or (run.latest or {}).get("error", "")
     if msg:

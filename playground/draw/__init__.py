@@ -9,5 +9,5 @@
 """
 
 from .layout import *  # noqa: F401,F403
-from .layout import TEMPLATE, Unavailable, base_layout, empty_figure, figure  # noqa: F401 - the common ones, named
+from .layout import TEMPLATE, Unavailable, base_layout, blank, empty_figure, figure  # noqa: F401 - the common ones, named
 from .marks import *  # noqa: F401,F403

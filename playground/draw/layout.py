@@ -17,6 +17,8 @@ clear of the title however many rows they wrap onto.
 
 from __future__ import annotations
 
+import functools
+
 
 import plotly.graph_objects as go
 
@@ -144,6 +146,13 @@ def empty_figure(message: str, title: str = "", height: int = HEIGHT) -> go.Figu
     layout["annotations"].append(dict(name="message", text=str(message), x=0.5, y=0.5, xref="paper", yref="paper",
                                       showarrow=False, font={"size": 13, "color": "#666"}))
     return figure([], layout)
+
+
+@functools.lru_cache(maxsize=32)
+def blank(message: str) -> go.Figure:
+    """empty_figure(message), made once and shared: a page opened by thirty people at once sends
+    the same blank panels thirty times. Read only: never change the figure returned."""
+    return empty_figure(message)
 
 
 def plane_axes(layout: dict, box, n: int = 1, ticks: bool = True, label: str = "") -> None:

@@ -32,6 +32,9 @@ FRAME_INTERVAL = 1.0  # seconds between frames kept for the GIF (doubles when th
 MAX_FRAMES = 120
 MAX_HISTORY_POINTS = 2000  # loss and metric records kept per finished run
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+SHARED_CONTEXTS = 16  # view contexts of built-in datasets kept for every tab (a true density on the grid each)
+_SHARED_CONTEXTS: dict = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def thin(records: list, limit: int) -> list:
@@ -98,14 +101,22 @@ class Run:
         self.trainer.view_options = {c.name: c.default for c in view_for(self.family).controls}
         self.dataset = dataset
         key = (dataset_name, self.train_cfg.seed, self.train_cfg.n_data)
-        if context_cache is not None and key in context_cache:
-            self.ctx = dict(context_cache[key])
+        shared = dataset_name in registry.dataset_names()  # the same for every tab; an upload is its own
+        cache = _SHARED_CONTEXTS if shared else context_cache
+        with _SHARED_LOCK:
+            cached = cache.get(key) if cache is not None else None
+        if cached is not None:
+            self.ctx = dict(cached)
         else:
             self.ctx = view_context(dataset, dataset_name, self.trainer.data, seed=self.train_cfg.seed,
                                     n_data=self.train_cfg.n_data)
-            if context_cache is not None:
-                context_cache.clear()  # one entry: bounded memory, and Reset on the same data is instant
-                context_cache[key] = dict(self.ctx)
+            if cache is not None:
+                with _SHARED_LOCK:
+                    if not shared:
+                        cache.clear()  # one entry: bounded memory, and Reset on the same data is instant
+                    cache[key] = dict(self.ctx)
+                    while len(cache) > SHARED_CONTEXTS:
+                        cache.pop(next(iter(cache)))
         self.ctx["options"] = dict(self.trainer.view_options)
         self._lock = threading.Lock()
         self._waiting = False

@@ -173,7 +173,7 @@ def test_a_killed_server_leaves_no_training_process_behind(tmp_path):
                 time.sleep(0.5)
         assert client is not None, "the server did not start: " + (tmp_path / "server.log").read_text()[-2000:]
         client.predict("realnvp", "two_moons", api_name="/play")
-        assert wait_for(lambda: client.predict(api_name="/state")[0]["step"] > 5, timeout=60, every=0.3)
+        assert wait_for(lambda: client.predict(api_name="/state")[0]["step"] > 5, timeout=120, every=0.3)
         family = descendants(server.pid)
         assert len(family) >= 2  # the server the children fork from, and the training child
         server.send_signal(signal.SIGKILL)
