@@ -162,6 +162,17 @@ def test_a_call_ends_at_its_deadline_after_one_step_at_least():
     assert after[0]["elapsed"] > first["elapsed"]  # training time adds up across calls
 
 
+def test_a_live_setting_outlasts_the_call_that_took_it():
+    t = chunked_trainer("vae", steps=4)
+    blob = pickle.dumps((t.model, t.training_data, t.cfg))
+    first = list(train_chunk(blob, None, "cpu", 2, 1, math.inf, math.inf, [("set", "beta", 0.0)]))
+    later = list(train_chunk(blob, first[-1]["resume"], "cpu", 4, 1, math.inf, math.inf, []))
+    records = first[-1]["history"] + later[-1]["history"]
+    assert [h["step"] for h in records] == [1, 2, 3, 4]
+    for h in records:  # the loss is the reconstruction term alone in the call that took it and after
+        assert h["loss"] == pytest.approx(h["recon"], rel=1e-6) and h["kl"] > 0
+
+
 def test_a_call_that_cannot_train_says_why():
     bad_setting = list(train_chunk(payload("realnvp"), None, "cpu", 16, 4, math.inf, 5.0, [("set", "nonsense", 1)]))
     assert len(bad_setting) == 1 and bad_setting[0]["final"] and bad_setting[0]["status"] == "error"
