@@ -8,6 +8,7 @@ the page never slows it.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import dataclasses
 import threading
@@ -23,6 +24,7 @@ from core.model import to_numpy
 from core.train import FINISHED, Trainer
 
 from ..views import view_for
+from .gpu import transport_options
 from .manager import RunManager
 
 GRID_RESOLUTION = 60
@@ -96,7 +98,8 @@ class Run:
         self.note = self._fit_batch_to(dataset)
         torch.manual_seed(self.train_cfg.seed)
         self.model = registry.build_model(model_name, dataset.shape, self.model_settings)
-        self.trainer = Trainer(self.model, dataset, self.train_cfg, device, transport="process")
+        # a child process here and on CPU Spaces; chunks of spaces.GPU calls on a ZeroGPU Space
+        self.trainer = Trainer(self.model, dataset, self.train_cfg, device, **transport_options())
         # the view's controls (a field's time t) start at their defaults and reach the model's traces
         self.trainer.view_options = {c.name: c.default for c in view_for(self.family).controls}
         self.dataset = dataset
@@ -119,6 +122,7 @@ class Run:
                         cache.pop(next(iter(cache)))
         self.ctx["options"] = dict(self.trainer.view_options)
         self._lock = threading.Lock()
+        self._context = None  # the request that pressed Play: a ZeroGPU call is charged to its user
         self._waiting = False
         self._started = False
         self._final = threading.Event()  # the last snapshot of the training thread arrived
@@ -202,6 +206,7 @@ class Run:
             if self.manager is not None and self.manager.is_closed(self.owner):
                 return ""  # the tab is gone: nobody to train for
             self._waiting = True
+            self._context = contextvars.copy_context()
         if self.manager is None or self.manager.acquire(self):
             self.granted()
         return ""
@@ -238,6 +243,7 @@ class Run:
                 return
             self._waiting = False
             if not self._started:
+                self._context = contextvars.copy_context()
                 self._start_trainer(paused=True)
             else:
                 self.trainer.pause()
@@ -247,8 +253,9 @@ class Run:
 
     def _start_trainer(self, paused: bool) -> None:
         self._started = True
+        context = self._context or contextvars.copy_context()
         self.trainer.start(self._on_snapshot, SNAPSHOT_INTERVAL, METRICS_INTERVAL, paused=paused,
-                           watched=self.watched)
+                           watched=self.watched, context=context)
 
     def stop(self, wait: float = 0.0) -> None:
         """Stop training; with wait > 0, also wait up to that long for the final snapshot."""

@@ -114,7 +114,7 @@ def test_a_child_that_dies_is_reported_not_hung_on():
     assert wait_for(lambda: t.step_count > 5)
     t._transport.proc.kill()
     assert wait_for(lambda: t.status == "error")
-    assert "ended unexpectedly" in t.message and "Reset" in t.message
+    assert "was killed (signal 9)" in t.message and "Press Play" in t.message and t.lost
     assert t.wait_views(30) and snaps.items[-1]["final"]
     t.stop()
 
