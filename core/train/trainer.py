@@ -95,8 +95,9 @@ class Trainer:
         self.data = self.training_data.x  # (N, *shape), on the CPU: what the views draw
         self.scoring = Scoring(dataset, n_reference, n_eval, cfg.seed,
                                image_samples=getattr(model, "metric_samples", None) or n_eval)
-        # Pictures are drawn from copies of the untrained model, which take the live settings.
-        self.pictures = Spares(copy.deepcopy(model))
+        # Pictures are drawn from copies of the untrained model, which take the live settings. A
+        # model trained elsewhere (a child process, a chunk) is never trained here: it is that copy.
+        self.pictures = Spares(copy.deepcopy(model) if transport == "thread" else model)
         self._template = self.pictures.template
         # Headless training and the thread transport train here; a child process or a chunk has its own.
         self._engine = Engine(model, self.training_data, copy.copy(cfg), self.train_device) \
