@@ -22,4 +22,5 @@ class LogProbUnavailable(PlaygroundError, NotImplementedError):
 
 
 class TrainingDiverged(PlaygroundError, RuntimeError):
-    """A loss became NaN or infinite; the last good weights were kept."""
+    """A loss became NaN or infinite, or exploded past core.train.engine.LOSS_LIMIT; the last good
+    weights were kept."""

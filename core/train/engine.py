@@ -8,12 +8,12 @@ is therefore written once, here.
 
 The step never waits for the device, and adds no work of its own to it: it
 keeps references to the loss terms it computed (detached, on the device).
-`check()`, once per log interval, stacks them, tests every loss for
-finiteness and sums every term there, and reads the lot in one transfer. A
-non-finite loss then stops the run with a message naming the step and phase
-where it first appeared and what to try, and the weights, optimiser state and
-average from the last check are put back; so a GPU can run ahead of the host
-between checks.
+`check()`, once per log interval, stacks them, tests every loss and sums every
+term there, and reads the lot in one transfer. A loss that is not finite, or
+that has exploded past LOSS_LIMIT, then stops the run with a message naming
+the step and phase where it first appeared and what to try, and the weights,
+optimiser state and average from the last check are put back; so a GPU can
+run ahead of the host between checks.
 """
 
 from __future__ import annotations
@@ -28,6 +28,15 @@ from ..data.base import TrainingData
 from ..errors import ConfigError, TrainingDiverged
 from ..model import GenerativeModel, Phase
 from .optim import EMA, lr_multiplier, make_optimizer, scheduled
+
+# A loss past this magnitude has exploded, though it is still a float32 number. The largest
+# healthy losses of the registered models are NLLs of a whole digit in nats, summed over 784
+# pixels: a few hundred once trained, up to about 2e5 at the first step (glow's, 3e4 for
+# made_mog's; every model's on points is under 100 at its first step); GAN, EBM and score losses
+# stay within tens. A loss of 1e10 is some 50,000 times past the largest of them, is no longer an
+# estimate of anything (a float32 of 1e10 cannot tell two losses 1,000 apart), and does not come
+# back: RealNVP on two_moons at lr 1 reaches 1e31 within 50 steps and stays there for 5,000.
+LOSS_LIMIT = 1e10
 
 
 def initialise(model: GenerativeModel, data: TrainingData, cfg: TrainConfig, device: torch.device,
@@ -151,12 +160,13 @@ class Engine:
         return means
 
     def _raise_if_diverged(self, losses: list[float] | None = None) -> None:
-        """Divergence handling: at the first non-finite loss since the last check (if any), put the
-        last good state back and raise TrainingDiverged with a message that says what to try."""
+        """Divergence handling: at the first loss since the last check (if any) that is not finite
+        or past LOSS_LIMIT in magnitude, put the last good state back and raise TrainingDiverged
+        with a message that says what to try."""
         if losses is None:
             losses = torch.stack([loss.reshape(()).double() for _, _, loss in self._losses]).tolist() \
                 if self._losses else []
-        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        bad = next((i for i, v in enumerate(losses) if not abs(v) <= LOSS_LIMIT), None)  # NaN fails too
         if bad is not None:
             step, phase_index, _ = self._losses[bad]
             self._diverged(step, phase_index, losses[bad])
@@ -179,9 +189,12 @@ class Engine:
         what = f"the {self.phases[phase_index].name} loss" if multi else "the loss"
         lr = ", ".join(f"{p.name}: {self.base_lr[p.name]:g}" for p in self.phases) if multi \
             else f"{self.base_lr[self.phases[0].name]:g}"
-        shown = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        if math.isfinite(value):
+            became = f"exploded to {value:.3g} (past {LOSS_LIMIT:.0e} in magnitude, which no healthy run reaches)"
+        else:
+            became = "became " + ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
         self.status = "diverged"
-        self.message = (f"Training stopped at step {bad_step}: {what} became {shown}. "
+        self.message = (f"Training stopped at step {bad_step}: {what} {became}. "
                         f"The weights from step {good['step']} were kept. Try a lower learning rate "
                         f"(now {lr}), gradient clipping, or a smaller model.")
         self._reset_watch()
