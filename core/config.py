@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import re
 from typing import Any
 
 from .errors import ConfigError
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
+# Points in a training set drawn from a built-in dataset: as many as a file of points may hold
+# (core.data.files.MAX_POINTS), more than any 2D density needs; ten million took a gigabyte.
+MAX_N_DATA = 200_000
 
 
 def param(default, *, lo=None, hi=None, choices=None, help="", live=False, when=None, variant=False):
@@ -44,7 +49,7 @@ class TrainConfig:
     batch_size: int = param(256, lo=1, hi=65536, help="points per batch")
     lr: float = param(1e-3, lo=1e-7, hi=1.0, help="learning rate (Adam)", live=True)
     seed: int = param(0, lo=0, hi=2**31 - 1, help="random seed")
-    n_data: int = param(20_000, lo=2, hi=10_000_000, help="size of the training set drawn from a built-in dataset")
+    n_data: int = param(20_000, lo=2, hi=MAX_N_DATA, help="size of the training set drawn from a built-in dataset")
     grad_clip: float = param(0.0, lo=0.0, hi=1e6, help="clip the gradient norm (0: off)", live=True)
     lr_schedule: str = param("constant", choices=LR_SCHEDULES,
                              help="learning rate over the run: constant, or cosine / linear decay to a tenth by the last step")
@@ -69,35 +74,71 @@ def describe(cfg) -> dict[str, dict]:
     return out
 
 
-def _coerce(name: str, value: Any, default: Any):
-    """Turn a string from the command line into the type of the default."""
-    if not isinstance(value, str) or isinstance(default, str):
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
-        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
-            if not value.is_integer():
-                raise ConfigError(f"{name} must be a whole number, got {value!r}")
-            return int(value)
-        return value
-    text = value.strip()
-    try:
-        if isinstance(default, bool):
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if isinstance(default, int):
-            as_float = float(text)
-            if not as_float.is_integer():
-                raise ValueError
-            return int(as_float)
-        if isinstance(default, float):
-            return float(text)
-    except ValueError:
-        kind = {bool: "true or false", int: "a whole number", float: "a number"}[type(default)]
-        raise ConfigError(f"{name} must be {kind}, got {value!r}") from None
-    return text
+def _shown(v) -> str:
+    """A value for a message: a huge whole number in scientific notation, not 300 digits."""
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool) and abs(v) >= 10**15:
+        return f"{float(v):.3g}"
+    return str(v)
+
+
+def _bound(v) -> str:
+    """A bound for a message: 10,000,000 rather than 10000000, 1 rather than 1.0."""
+    if isinstance(v, float):
+        return f"{v:g}"
+    return f"{v:,}" if isinstance(v, numbers.Integral) and not isinstance(v, bool) and abs(v) < 10**15 else _shown(v)
+
+
+def allowed(meta: dict, like: Any) -> str:
+    """What a field of this kind (the type of `like`) and these bounds accepts, in words."""
+    if meta.get("choices") is not None:
+        return "one of: " + ", ".join(str(c) for c in meta["choices"])
+    if isinstance(like, bool):
+        return "true or false"
+    kind = "a whole number" if isinstance(like, numbers.Integral) else "a number"
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and hi is not None:
+        return f"{kind} from {_bound(lo)} to {_bound(hi)}"
+    return kind + (f" of at least {_bound(lo)}" if lo is not None else f" of at most {_bound(hi)}" if hi is not None else "")
+
+
+def coerce(name: str, value: Any, like: Any, meta: dict | None = None):
+    """`value` as typed on a command line, sent by a page or read from a link, as the type of `like`
+    (the field's default); ConfigError, naming the field, the value and what is allowed, if it is
+    not one. Numbers may come as numeric strings ("0.001"), which is what a link holds; a list, a
+    dict, a bool where a number goes or a word are refused."""
+    meta = meta or {}
+    if isinstance(like, str):
+        return value.strip() if isinstance(value, str) else value  # validate checks the choices
+    bad = ConfigError(f"{name} must be {allowed(meta, like)}, got {value!r}")
+    if isinstance(like, bool):
+        if isinstance(value, bool):
+            return value
+        words = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+        if isinstance(value, str) and value.strip().lower() in words:
+            return words[value.strip().lower()]
+        raise bad
+    if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
+        raise bad
+    number = value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text) if not re.fullmatch(r"[+-]?\d+", text) else int(text)
+        except ValueError:
+            raise bad from None
+        if isinstance(number, float) and math.isinf(number) and "inf" not in text.lower():
+            # 1e400 is a finite number, too large for a float: say so, not "inf"
+            hi, lo = meta.get("hi"), meta.get("lo")
+            limit = f"allowed up to {_bound(hi)}" if number > 0 and hi is not None else (
+                f"allowed down to {_bound(lo)}" if number < 0 and lo is not None else allowed(meta, like))
+            raise ConfigError(f"{name}={text} is out of range: too {'large' if number > 0 else 'small'}; {limit}")
+    if isinstance(like, numbers.Integral):
+        if isinstance(number, numbers.Integral):
+            return int(number)
+        if not math.isfinite(number) or not float(number).is_integer():
+            raise bad
+        return int(number)
+    return float(number) if not isinstance(number, numbers.Integral) else number
 
 
 def validate(cfg) -> None:
@@ -105,16 +146,24 @@ def validate(cfg) -> None:
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
         m = f.metadata
+        like = f.default
+        numeric = isinstance(like, numbers.Real) and not isinstance(like, bool) and m.get("choices") is None
+        if numeric and (isinstance(v, bool) or not isinstance(v, numbers.Real)
+                        or isinstance(like, numbers.Integral) and not isinstance(v, numbers.Integral)):
+            raise ConfigError(f"{f.name} must be {allowed(m, like)}, got {v!r}")
+        if isinstance(like, bool) and not isinstance(v, bool):
+            raise ConfigError(f"{f.name} must be true or false, got {v!r}")
         if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"{f.name} must be a finite number, got {v}")
+            raise ConfigError(f"{f.name}={v} is not a finite number; it must be {allowed(m, like)}")
         if m.get("choices") is not None and v not in m["choices"]:
-            allowed = ", ".join(str(c) for c in m["choices"])
-            raise ConfigError(f"{f.name}={v!r} is not allowed; choose one of: {allowed}")
+            allowed_ = ", ".join(str(c) for c in m["choices"])
+            raise ConfigError(f"{f.name}={v!r} is not allowed; choose one of: {allowed_}")
         lo, hi = m.get("lo"), m.get("hi")
-        if lo is not None and v < lo or hi is not None and v > hi:
-            rng = f"between {lo} and {hi}" if lo is not None and hi is not None else (
-                f"at least {lo}" if lo is not None else f"at most {hi}")
-            raise ConfigError(f"{f.name}={v} is out of range; it must be {rng}")
+        if hi is not None and v > hi:
+            raise ConfigError(f"{f.name}={_shown(v)} is out of range: too large; allowed up to {_bound(hi)}")
+        if lo is not None and v < lo:
+            rng = f"between {_bound(lo)} and {_bound(hi)}" if hi is not None else f"at least {_bound(lo)}"
+            raise ConfigError(f"{f.name}={_shown(v)} is out of range; it must be {rng}")
 
 
 def make(cls, overrides: dict | None = None, **defaults):
@@ -130,7 +179,7 @@ def make(cls, overrides: dict | None = None, **defaults):
             if k not in names:
                 valid = ", ".join(sorted(names))
                 raise ConfigError(f"unknown setting {k!r}; valid settings: {valid}")
-            values[k] = _coerce(k, v, getattr(base, k))
+            values[k] = coerce(k, v, getattr(base, k), names[k].metadata)
     cfg = dataclasses.replace(base, **values)
     validate(cfg)
     return cfg

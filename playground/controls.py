@@ -15,7 +15,7 @@ import functools
 import urllib.parse
 
 from core import registry
-from core.config import describe
+from core.config import allowed, coerce, describe
 from core.errors import ConfigError
 
 DEFAULT_MODEL = "realnvp"
@@ -45,16 +45,13 @@ class Knob:
         return f"{self.help} ({when})" if self.help else when
 
     def coerce(self, value):
-        """A control's value as the config field's type; ConfigError if it cannot be."""
-        if value is None or value == "":
-            raise ConfigError(f"{self.name} needs a value")
-        if self.kind == "int":
-            if float(value) != int(float(value)):
-                raise ConfigError(f"{self.name} must be a whole number, got {value}")
-            return int(float(value))
-        if self.kind == "float":
-            return float(value)
-        return value
+        """A control's value as the config field's type; ConfigError, naming the knob, the value and
+        what is allowed, if it cannot be. Numeric strings are numbers (a link holds nothing else)."""
+        like = {"int": 0, "float": 0.0, "bool": False}.get(self.kind, self.choices[0] if self.choices else "")
+        meta = {"lo": self.lo, "hi": self.hi, "choices": self.choices}
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ConfigError(f"{self.name} needs a value: {allowed(meta, like)}")
+        return coerce(self.name, value, like, meta)
 
 
 def _kind(value) -> str:
