@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.data.files import MIN_POINTS, PointsFile
+from core.data.files import MAX_POINTS, MIN_POINTS, PointsFile
 from core.errors import DataError
 from core.registry import load_dataset
 
@@ -101,3 +101,57 @@ def test_missing_file_says_where_it_looked(tmp_path):
 def test_min_points_can_be_lowered_for_scoring_a_few_points(tmp_path):
     d = PointsFile.from_path(write_csv(tmp_path / "three.csv", POINTS[:3]), min_points=1)
     assert d.points.shape == (3, 2)
+
+
+# ---- what a file may cost is bounded before it is read -------------------------------------------
+def test_a_file_with_more_points_than_the_cap_is_refused_with_the_cap_and_how_to_subsample(tmp_path, monkeypatch):
+    import core.data.files as F
+
+    monkeypatch.setattr(F, "MAX_POINTS", 100)  # the same rule as at 200,000, on a small file
+    rows = np.random.default_rng(1).normal(size=(101, 2)).round(3)
+    np.save(tmp_path / "many.npy", rows)
+    for path in (write_csv(tmp_path / "many.csv", rows, header="x,y"), tmp_path / "many.npy"):
+        with pytest.raises(DataError) as e:
+            F.PointsFile.from_path(path, max_points=F.MAX_POINTS)
+        assert "100" in str(e.value) and "random subset" in str(e.value) and "choice(len(points), 100" in str(e.value)
+    assert F.PointsFile.from_path(write_csv(tmp_path / "ok.csv", rows[:100]), max_points=100).points.shape == (100, 2)
+    assert MAX_POINTS == 200_000  # the cap itself, read before the monkeypatch
+
+
+def npy_header(path, shape, dtype="<f8", stored=b""):
+    from numpy.lib import format as npformat
+
+    with open(path, "wb") as f:
+        npformat.write_array_header_1_0(f, {"descr": dtype, "fortran_order": False, "shape": shape})
+        f.write(stored)
+    return path
+
+
+@pytest.mark.parametrize("shape,stored_rows,words", [
+    ((10**12, 2), 20, ["1000000000000 x 2 numbers", "200,000 points", "random subset"]),
+    ((50, 2), 20, ["cut short", "50 x 2 numbers (800 bytes)", "320 bytes follow"]),
+    ((30, 10**9), 20, ["more than the 200,000 points"]),
+])
+def test_a_npy_header_is_checked_against_the_cap_and_the_file_before_loading(tmp_path, shape, stored_rows, words):
+    path = npy_header(tmp_path / "lies.npy", shape, stored=np.zeros((stored_rows, 2)).tobytes())
+    with pytest.raises(DataError) as e:
+        PointsFile.from_path(path)  # a MemoryError, or a read past the end, before these checks
+    for w in words:
+        assert w in str(e.value), str(e.value)
+
+
+def test_a_file_larger_than_the_size_cap_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import core.data.files as F
+
+    monkeypatch.setattr(F, "MAX_FILE_BYTES", 2**20)
+    path = write_csv(tmp_path / "big.csv", np.zeros((160_000, 2)))  # 160,000 lines of "0.0,0.0": 1.2 MiB
+    monkeypatch.setattr(F, "_read_text", lambda *a: pytest.fail("the file was read"))
+    with pytest.raises(DataError, match=r"big.csv is 1.2 MiB, more than the 1 MiB a file may hold; keep fewer"):
+        F.PointsFile.from_path(path, max_points=1000)
+
+
+def test_a_coordinate_too_large_for_a_float32_is_called_too_large_not_nan_or_inf(tmp_path):
+    rows = [[1.0, 2.0]] * 20 + [[3.0, 1e300]]
+    with pytest.raises(DataError) as e:
+        PointsFile.from_path(write_csv(tmp_path / "far.csv", rows))
+    assert "row 21: 1e+300 is too large" in str(e.value) and "NaN or inf" not in str(e.value)
