@@ -10,6 +10,8 @@ when the file is run, not when it is imported.
 
 
 def main() -> None:
+    # First: on a ZeroGPU Space this imports `spaces`, which must come before anything touches CUDA.
+    from playground.runs import gpu  # noqa: F401
     from playground.app import CSS, build_app
 
     build_app().launch(css=CSS)
