@@ -1,13 +1,15 @@
 """`python -m core`: list, train, sample, logprob and bench, headless.
 
 Every refusal is one line on stderr and a non-zero exit; no traceback reaches
-the person for a mistake they made.
+the person for a mistake they made. What one command may cost is bounded:
+samples and points scored (MAX_POINTS, MAX_IMAGES), files read (core.data.files).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -19,8 +21,21 @@ import torch
 from . import checkpoint, registry
 from . import config as C
 from .config import to_dict
-from .errors import LogProbUnavailable, PlaygroundError, TrainingDiverged
+from .errors import ConfigError, DataError, LogProbUnavailable, PlaygroundError, TrainingDiverged
 from .train import Trainer, finite_or_none, resolve_device
+from .train.engine import LOSS_LIMIT
+
+MAX_POINTS = 1_000_000  # points one command samples or scores: 8 MB, and seconds for most models
+MAX_IMAGES = 10_000  # digits one command samples or scores, as many as MNIST's test split
+MAX_SEED = 2**31 - 1
+EXIT_REFUSED, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+EPILOG = f"""exit codes:
+  0    done
+  {EXIT_REFUSED}    refused: a setting, a file or a path could not be used (one line on stderr says why)
+  {EXIT_DIVERGED}    train: the loss diverged (became NaN or inf, or exploded past {LOSS_LIMIT:.0e}); the run stops and
+       still writes the weights of its last good step, with their samples and metrics
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+"""
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -31,7 +46,8 @@ def _kv(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core", description="Generative Playground, headless.")
+    p = argparse.ArgumentParser(prog="python -m core", description="Generative Playground, headless.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="the models and datasets, one per line")
@@ -39,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also list each model's settings (for --set) with defaults, allowed values and help; "
                          "name models to list only those")
 
-    t = sub.add_parser("train", help="train a model and write metrics, samples and weights")
+    t = sub.add_parser("train", help="train a model and write metrics, samples and weights",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("model")
     t.add_argument("--data", required=True, help="a built-in dataset name or a .csv/.npy file of N x 2 points")
     t.add_argument("--steps", type=int)
@@ -50,22 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="settings", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="a model or training setting, e.g. --set layers=4 or --set grad_clip=1 "
                         "(see 'python -m core list --settings MODEL')")
-    t.add_argument("--metrics-every", type=int, default=0, help="evaluate metrics every N steps (0: about 10 times a run)")
+    t.add_argument("--metrics-every", type=int, default=0,
+                   help="evaluate metrics every N steps (0, the default: about 10 times a run)")
     t.add_argument("--n-samples", type=int, default=None,
-                   help="samples written to samples.npy (default 10,000 points, or 64 digits, also drawn as samples.png)")
-    t.add_argument("--out", required=True)
+                   help=f"samples written to samples.npy (default 10,000 points, or 64 digits, also drawn as "
+                        f"samples.png; at most {MAX_POINTS:,} points or {MAX_IMAGES:,} digits)")
+    t.add_argument("--out", required=True, help="a folder (made if need be) for metrics.json, samples and weights")
     t.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser("sample", help="draw samples from a trained model")
     s.add_argument("dir")
-    s.add_argument("--n", type=int, required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n", type=int, required=True, help=f"how many (at most {MAX_POINTS:,} points or {MAX_IMAGES:,} digits)")
+    s.add_argument("--out", required=True, help="the .npy file to write")
+    s.add_argument("--seed", type=int, default=0, help=f"0 to {MAX_SEED:,}")
 
     lp = sub.add_parser("logprob", help="log-density of points under a trained model")
     lp.add_argument("dir")
-    lp.add_argument("--points", required=True)
-    lp.add_argument("--out", required=True)
+    lp.add_argument("--points", required=True,
+                    help=f"a .csv/.npy file of points, or a .npy of digits (at most {MAX_POINTS:,} points or {MAX_IMAGES:,} digits)")
+    lp.add_argument("--out", required=True, help="the .npy file to write")
 
     c = sub.add_parser("classifier", help="train (once) and check the digit classifier that judges MNIST samples")
     c.add_argument("--retrain", action="store_true", help="train it again even if a cached one exists")
@@ -145,7 +165,50 @@ def _progress(total: int, quiet: bool):
     return show
 
 
+def _count(flag: str, value: int, lo: int, hi: int, note: str = "") -> int:
+    """A whole-number flag within [lo, hi], else a ConfigError that says so."""
+    if not lo <= value <= hi:
+        raise ConfigError(f"{flag} {value} is out of range; it must be between {lo:,} and {hi:,}{note}")
+    return value
+
+
+def _sample_cap(images: bool) -> tuple[int, str]:
+    return (MAX_IMAGES, "digits") if images else (MAX_POINTS, "points")
+
+
+def _writable(path: Path, folder: bool) -> Path:
+    """Refuse, before any work, an --out that cannot be written: a folder that is a file, a file
+    that is a folder, or a parent that is missing or not a folder."""
+    if folder and path.exists() and not path.is_dir():
+        raise DataError(f"--out {path} is a file; give a folder (it will hold metrics.json, samples.npy and "
+                        f"{checkpoint.WEIGHTS})")
+    if not folder and path.is_dir():
+        raise DataError(f"--out {path} is a folder; give the name of the .npy file to write, e.g. {path / 'out.npy'}")
+    above = next((p for p in (path if folder else path.parent, *path.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise DataError(f"--out {path}: {above} is a file, not a folder")
+    if not folder and not path.parent.is_dir():
+        raise DataError(f"--out {path}: the folder {path.parent} does not exist")
+    if above is not None and not os.access(above, os.W_OK):
+        raise DataError(f"--out {path}: {above} is not writable")
+    return path
+
+
+def _warn_nonfinite(samples: np.ndarray, where: str) -> int:
+    """Say how many samples hold NaN or inf (they are written as they are); returns that count."""
+    bad = int((~np.isfinite(samples.reshape(len(samples), -1))).any(axis=1).sum()) if len(samples) else 0
+    if bad:
+        print(f"warning: {bad:,} of {len(samples):,} samples in {where} hold NaN or inf: the model's sampler "
+              f"overflowed; try a lower learning rate, gradient clipping (--set grad_clip=1) or more steps",
+              file=sys.stderr)
+    return bad
+
+
 def cmd_train(args) -> int:
+    out = _writable(Path(args.out), folder=True)
+    if args.metrics_every < 0:
+        raise ConfigError(f"--metrics-every {args.metrics_every} is out of range; it must be 0 (about 10 times a run) "
+                          f"or a number of steps")
     train_fields = set(C.describe(C.TrainConfig))
     overrides = {k: v for k, v in args.settings if k in train_fields}  # --set n_data=..., grad_clip=...
     overrides.update({k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
@@ -158,14 +221,13 @@ def cmd_train(args) -> int:
     model = registry.build_model(args.model, dataset.shape, {k: v for k, v in args.settings if k not in train_fields})
     images = registry.data_kind(dataset.shape) == "images"
     n_samples = args.n_samples if args.n_samples is not None else (64 if images else 10_000)
-    if n_samples < 1:
-        raise PlaygroundError(f"--n-samples must be at least 1, got {n_samples}")
+    cap, what = _sample_cap(images)
+    _count("--n-samples", n_samples, 1, cap, f" {what}")
     if dataset.note and not args.quiet:
         print(dataset.note, file=sys.stderr)
     trainer = Trainer(model, dataset, train_cfg, device=str(device))
     every = args.metrics_every or max(train_cfg.steps // 10, 1)
     log_every = max(1, min(50, every))
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     diverged = None
     try:
@@ -178,11 +240,12 @@ def cmd_train(args) -> int:
     with torch.no_grad():
         samples = _sample_chunked(model, n_samples)
     np.save(out / "samples.npy", samples)
+    nonfinite = _warn_nonfinite(samples, str(out / "samples.npy"))
     written = ["metrics.json", "samples.npy", checkpoint.WEIGHTS]
     if images:
         from .images import write_grid
 
-        write_grid(out / "samples.png", np.clip(samples[:64], 0.0, 1.0))
+        write_grid(out / "samples.png", np.clip(np.nan_to_num(samples[:64]), 0.0, 1.0))
         written.insert(2, "samples.png")
     checkpoint.save(out, args.model, model, train_cfg, dataset=args.data)
     report = {
@@ -196,6 +259,7 @@ def cmd_train(args) -> int:
         "train_seconds": trainer.elapsed,
         "status": "diverged" if diverged else "done",
         "message": diverged or "",
+        "nonfinite_samples": nonfinite,
         "history": trainer.history,
         "metric_history": trainer.metric_history,
         "final": final,
@@ -208,8 +272,8 @@ def cmd_train(args) -> int:
         summary = "  ".join(f"{k} {v:.4g}" for k, v in final.items() if isinstance(v, (int, float)))
         print(f"wrote {out}/{', '.join(written)}  |  {summary}", file=sys.stderr)
     if diverged:
-        print(f"error: {diverged}", file=sys.stderr)
-        return 3
+        print(f"error: {diverged} Those weights, their samples and metrics are in {out}.", file=sys.stderr)
+        return EXIT_DIVERGED
     return 0
 
 
@@ -229,34 +293,50 @@ def _json_safe(obj):
 
 
 def cmd_sample(args) -> int:
+    out = _writable(Path(args.out), folder=False)
+    _count("--seed", args.seed, 0, MAX_SEED)
     if args.n < 1:
-        raise PlaygroundError(f"--n must be at least 1, got {args.n}")
+        raise ConfigError(f"--n must be at least 1, got {args.n}")
     model, _ = checkpoint.load(args.dir)
+    cap, what = _sample_cap(registry.data_kind(model.data_shape) == "images")
+    _count("--n", args.n, 1, cap, f" {what}; write more with several calls of different --seed")
     torch.manual_seed(args.seed)
     with torch.no_grad():
         samples = _sample_chunked(model, args.n)
-    np.save(args.out, samples)
+    np.save(out, samples)
+    _warn_nonfinite(samples, str(out))
     return 0
 
 
 def cmd_logprob(args) -> int:
-    from .data.files import PointsFile
+    from .data.files import PointsFile, check_file, read_npy
 
+    out = _writable(Path(args.out), folder=False)
     model, meta = checkpoint.load(args.dir)
     if not model.has_log_prob:
         with_density = [n for n in registry.model_names() if registry.model_spec(n).cls.has_log_prob]
         raise LogProbUnavailable(f"model {meta['model']!r} ({model.family}) has no density, so log-probabilities "
                                  f"cannot be computed; these models have one: {', '.join(with_density)}")
     if model.data_shape == (2,):
-        pts = PointsFile.from_path(args.points, min_points=1).points
+        pts = PointsFile.from_path(args.points, min_points=1, max_points=MAX_POINTS).points
     else:
-        pts = torch.as_tensor(np.load(args.points, allow_pickle=False), dtype=torch.float32)
-        pts = pts.reshape(-1, *model.data_shape)
+        path, size = Path(args.points), math.prod(model.data_shape)
+        shape = " x ".join(map(str, model.data_shape))
+        if path.suffix.lower() != ".npy":
+            raise DataError(f"{path.name}: {meta['model']} scores a .npy array of N x {shape} images")
+        check_file(path, f"a .npy array of N x {shape} images", max_bytes=16 * size * MAX_IMAGES + 2**16)
+        array = read_npy(path, max_values=size * MAX_IMAGES, what=f"{MAX_IMAGES:,} images of {shape}",
+                         hint="score them in parts")
+        if array.size == 0 or array.size % size:
+            raise DataError(f"{path.name} holds {array.size:,} numbers, not a whole number of {shape} images")
+        if not np.isfinite(array).all():
+            raise DataError(f"{path.name} holds NaN or inf; every pixel must be a finite number")
+        pts = torch.as_tensor(array, dtype=torch.float32).reshape(-1, *model.data_shape)
     values = []
     for i in range(0, pts.shape[0], 2048):
         with torch.no_grad():  # a model that needs autograd inside log_prob (an ODE's divergence) enables it
             values.append(model.log_prob(pts[i:i + 2048]))
-    np.save(args.out, torch.cat(values).cpu().numpy().astype(np.float64))
+    np.save(out, torch.cat(values).cpu().numpy().astype(np.float64))
     if not model.log_prob_is_exact:
         print(f"note: {meta['model']} log_prob is an estimate (see its documentation)", file=sys.stderr)
     return 0
@@ -281,6 +361,14 @@ def cmd_classifier(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
+    if args.out:
+        _writable(Path(args.out), folder=False)
+    hi = C.describe(C.TrainConfig)["steps"]["hi"]
+    _count("--steps", args.steps, 1, hi)
+    if not 0 < args.quality_budget <= 86_400:
+        raise ConfigError(f"--quality-budget {args.quality_budget:g} is out of range; give seconds, more than 0 "
+                          f"and at most 86,400 (a day)")
+
     text = run_bench(models=args.models, steps=args.steps, device=args.device,
                      quality_budget=args.quality_budget, with_quality=not args.skip_quality)
     print(text)
@@ -299,16 +387,20 @@ def main(argv=None) -> int:
         return COMMANDS[args.command](args)
     except PlaygroundError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        print(f"error: {e.strerror}: {e.filename}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_REFUSED
     except BrokenPipeError:  # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a path that cannot be read or written
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_REFUSED
+    except MemoryError:
+        print("error: out of memory; ask for fewer samples or points, or a smaller model", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
