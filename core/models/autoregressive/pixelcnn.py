@@ -29,8 +29,8 @@ from .binary import BinaryAutoregressive
 
 @dataclasses.dataclass
 class PixelCNNConfig:
-    hidden: int = param(16, lo=1, hi=512, help="channels h of the residual blocks (2h between them; the paper: 128)")
-    layers: int = param(4, lo=1, hi=30, help="residual blocks of 3 x 3 mask-B convolutions (the paper: 15)")
+    hidden: int = param(16, lo=1, hi=128, help="channels h of the residual blocks (2h between them; the paper: 128)")
+    layers: int = param(4, lo=1, hi=15, help="residual blocks of 3 x 3 mask-B convolutions (the paper: 15)")
 
 
 class PixelCNN(BinaryAutoregressive):

@@ -42,8 +42,8 @@ class CNFConfig:
     train_steps: int = param(8, lo=1, hi=100, help="solver steps of the differentiable solve in training")
     kinetic: float = param(0.01, lo=0.0, hi=10.0, help="weight lambda of the kinetic-energy penalty int |v|^2 dt (Finlay et al.)", live=True)
     solver: str = param("rk4", choices=METHODS, help="ODE solver of training, sampling and log_prob")
-    steps: int = param(20, lo=1, hi=1000, help="solver steps of sampling", live=True)
-    log_prob_steps: int = param(20, lo=1, hi=2000, help="solver steps of log_prob", live=True)
+    steps: int = param(20, lo=1, hi=500, help="solver steps of sampling", live=True)
+    log_prob_steps: int = param(20, lo=1, hi=500, help="solver steps of log_prob", live=True)
 
 
 def augmented_field(v, probe: torch.Tensor | None):

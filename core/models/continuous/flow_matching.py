@@ -75,10 +75,10 @@ class FlowMatchingConfig:
     reflow: int = param(0, lo=0, hi=100_000, live=True,
                         help="reflow: every N steps, train on pairs (ODE(x_1), x_1) of the model's own flow (0: off, train on the data)")
     solver: str = param("rk4", choices=METHODS, help="ODE solver of sampling and log_prob", live=True)
-    steps: int = param(20, lo=1, hi=1000, help="solver steps of sampling (and of the reflow pairs)", live=True)
-    log_prob_steps: int = param(40, lo=1, hi=2000, help="solver steps of log_prob", live=True)
+    steps: int = param(20, lo=1, hi=500, help="solver steps of sampling (and of the reflow pairs)", live=True)
+    log_prob_steps: int = param(40, lo=1, hi=500, help="solver steps of log_prob", live=True)
     net: str = param("auto", choices=NETS, help="velocity network: auto (the U-Net for images, the MLP for points), mlp or unet")
-    channels: int = param(16, lo=4, hi=256, help="U-Net width at full resolution (doubled at 1/2 and 1/4)",
+    channels: int = param(16, lo=4, hi=64, help="U-Net width at full resolution (doubled at 1/2 and 1/4)",
                           when=("net", ("auto", "unet")))
     ema: float = param(-1.0, lo=-1.0, hi=0.9999,
                        help="decay of the weight average that samples and pictures use (0: none; -1: auto, 0.999 for images, none for points)")

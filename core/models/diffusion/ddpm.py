@@ -61,9 +61,9 @@ class DDPMConfig:
                             help="DDIM steps S (at most T); with the cosine schedule keep S < T, as S = T starts where alpha_bar_T ~ 1e-7 magnifies eps_theta's errors")
     eta: float = param(0.0, lo=0.0, hi=1.0, help="DDIM noise: 0 deterministic, 1 the DDPM posterior", live=True,
                        when=("sampler", "ddim"))
-    ode_steps: int = param(100, lo=4, hi=2000, help="RK4 steps of the probability-flow ODE in log_prob", live=True)
+    ode_steps: int = param(100, lo=4, hi=1000, help="RK4 steps of the probability-flow ODE in log_prob", live=True)
     net: str = param("auto", choices=NETS, help="noise predictor: auto (the U-Net for images, the MLP for points), mlp or unet")
-    channels: int = param(16, lo=4, hi=256, help="U-Net width at full resolution (doubled at 1/2 and 1/4)",
+    channels: int = param(16, lo=4, hi=64, help="U-Net width at full resolution (doubled at 1/2 and 1/4)",
                           when=("net", ("auto", "unet")))
     ema: float = param(-1.0, lo=-1.0, hi=0.9999,
                        help="decay of the weight average that samples and pictures use (0: none; -1: auto, 0.999 for images, none for points)")

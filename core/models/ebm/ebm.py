@@ -103,12 +103,12 @@ class EBMConfig:
                                                 "auto picks conv for images and mlp for points")
     hidden: int = param(128, lo=8, hi=2048, help="width of the energy network E_theta (mlp)")
     layers: int = param(3, lo=1, hi=12, help="hidden layers of the energy network (mlp)")
-    channels: int = param(16, lo=2, hi=256, help="channels of the conv energy's first layer, doubled at each next one",
+    channels: int = param(16, lo=2, hi=64, help="channels of the conv energy's first layer, doubled at each next one",
                           when=("net", ("auto", "conv")))
     spectral_norm: bool = param(False, help="spectral norm on every layer of the conv energy (Du & Mordatch's option)",
                                 when=("net", ("auto", "conv")))
     activation: str = param("silu", choices=ACTIVATIONS, help="a smooth activation, so Langevin's grad E is continuous")
-    langevin_steps: int = param(20, lo=1, hi=1000, help="Langevin steps K per negative batch", live=True)
+    langevin_steps: int = param(20, lo=1, hi=200, help="Langevin steps K per negative batch", live=True)
     step_size: float = param(0.01, lo=1e-6, hi=1.0, help="points: Langevin step eps in x - (eps/2) grad E + s sqrt(eps) z",
                              live=True)
     noise_scale: float = param(1.0, lo=0.01, hi=1.0, help="points: Langevin noise s (1: the chain of exp(-E); below 1 cooler)",
@@ -118,14 +118,14 @@ class EBMConfig:
     image_noise: float = param(0.01, lo=1e-3, hi=1.0, help="images: Langevin noise sigma per step, on pixels in [0, 1]",
                                live=True)
     buffer_size: int = param(8192, lo=64, hi=65536, help="points: negatives kept in the replay buffer")
-    image_buffer: int = param(2048, lo=64, hi=65536, help="images: negatives kept in the replay buffer")
+    image_buffer: int = param(2048, lo=64, hi=16384, help="images: negatives kept in the replay buffer")
     reinit: float = param(0.05, lo=0.0, hi=1.0, help="chance a chain starts from fresh uniform noise, not the buffer", live=True)
     alpha: float = param(0.01, lo=0.0, hi=10.0, help="energy regulariser alpha (E_data^2 + E_model^2)", live=True)
     pad: float = param(0.25, lo=0.0, hi=2.0, help="box padding on each side, as a fraction of the first batch's extent")
-    grid_size: int = param(64, lo=16, hi=1024, help="cells per side of the grid that normalises the density", live=True)
+    grid_size: int = param(64, lo=16, hi=512, help="cells per side of the grid that normalises the density", live=True)
     sampler: str = param("grid", choices=SAMPLERS, help="points: sample() from the grid density, or Langevin from "
                                                         "uniform noise (images: the buffer plus K steps)", live=True)
-    sample_steps: int = param(500, lo=1, hi=100_000, help="Langevin steps of sample() from uniform noise", live=True,
+    sample_steps: int = param(500, lo=1, hi=10_000, help="Langevin steps of sample() from uniform noise", live=True,
                               when=("sampler", "langevin"))
 
 

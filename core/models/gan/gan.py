@@ -79,9 +79,9 @@ class GANConfig:
                                                 "auto picks conv for images and mlp for points")
     hidden: int = param(128, lo=2, hi=4096, help="width of both MLPs")
     layers: int = param(3, lo=1, hi=8, help="hidden layers of both MLPs")
-    channels: int = param(32, lo=2, hi=512, help="base channels of the DCGAN networks (c, then 2c)")
+    channels: int = param(32, lo=2, hi=128, help="base channels of the DCGAN networks (c, then 2c)")
     features: int = param(16, lo=1, hi=1024, help="output dimension of the mmdgan feature map", when=("loss", "mmdgan"))
-    n_critic: int = param(1, lo=1, hi=100, help="discriminator steps per generator step")
+    n_critic: int = param(1, lo=1, hi=20, help="discriminator steps per generator step")
     lr_g: float = param(0.0, lo=0.0, hi=1.0, help="generator learning rate (0: the trainer's lr)", live=True)
     lr_d: float = param(0.0, lo=0.0, hi=1.0, help="discriminator learning rate (0: the trainer's lr)", live=True)
     optimizer: str = param("adam", choices=OPTIMIZERS, help="both players' optimiser (rmsprop takes betas' second "

@@ -35,7 +35,7 @@ class DSMConfig:
     sigma: float = param(0.2, lo=1e-3, hi=10.0, help="noise level sigma of the blurred data whose score is learned")
     hidden: int = param(128, lo=8, hi=2048, help="width of the score network")
     layers: int = param(3, lo=1, hi=12, help="hidden layers of the score network")
-    langevin_steps: int = param(200, lo=1, hi=10_000, live=True, help="Langevin steps of a sample")
+    langevin_steps: int = param(200, lo=1, hi=2000, live=True, help="Langevin steps of a sample")
     step_size: float = param(0.01, lo=1e-6, hi=1.0, live=True,
                              help="Langevin step size eps: x += eps/2 s(x) + sqrt(eps) z; small against sigma^2 + the data's spread^2")
 

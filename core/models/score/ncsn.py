@@ -49,15 +49,15 @@ SIGMA_LO, SIGMA_HI = 1e-3, 1e2  # the log-noise range that the network's time [0
 class NCSNConfig:
     sigma_max: float = param(3.0, lo=1e-3, hi=100.0, help="largest noise sigma_1: about the largest distance between data points")
     sigma_min: float = param(0.05, lo=1e-3, hi=100.0, help="smallest noise sigma_L: the samples are the data blurred by it")
-    L: int = param(10, lo=2, hi=1000, help="noise levels L of the geometric ladder")
+    L: int = param(10, lo=2, hi=250, help="noise levels L of the geometric ladder")
     hidden: int = param(128, lo=8, hi=2048, help="width of the score network")
     layers: int = param(3, lo=1, hi=12, help="hidden layers of the score network")
-    steps_per_level: int = param(20, lo=1, hi=10_000, live=True, help="annealed Langevin steps T at each level")
+    steps_per_level: int = param(20, lo=1, hi=500, live=True, help="annealed Langevin steps T at each level")
     eps: float = param(1e-3, lo=1e-8, hi=1.0, live=True,
                        help="step size at the last level; level i steps alpha_i = eps sigma_i^2 / sigma_L^2")
-    score_levels: int = param(3, lo=1, hi=1000, help="levels of the ladder, evenly picked, at which the score error is measured")
+    score_levels: int = param(3, lo=1, hi=250, help="levels of the ladder, evenly picked, at which the score error is measured")
     net: str = param("auto", choices=NETS, help="score network: auto (the U-Net for images, the MLP for points), mlp or unet")
-    channels: int = param(16, lo=4, hi=256, help="U-Net width at full resolution (doubled at 1/2 and 1/4)",
+    channels: int = param(16, lo=4, hi=64, help="U-Net width at full resolution (doubled at 1/2 and 1/4)",
                           when=("net", ("auto", "unet")))
     ema: float = param(-1.0, lo=-1.0, hi=0.9999,
                        help="decay of the weight average that samples and pictures use (0: none; -1: auto, 0.999 for images, none for points)")

@@ -86,12 +86,12 @@ class SSMConfig:
     projection: str = param("rademacher", choices=PROJECTIONS, help="distribution of the projections v")
     variant: str = param("vr", choices=VARIANTS,
                          help="vr: 1/2 |s|^2 exactly (SSM-VR, lower variance); ssm: 1/2 (v^T s)^2")
-    n_projections: int = param(1, lo=1, hi=64, help="projections v per point")
+    n_projections: int = param(1, lo=1, hi=16, help="projections v per point")
     sigma: float = param(0.05, lo=0.0, hi=10.0,
                          help="noise added to the data for stability: the score learned is that of data + sigma eps (0: the data's own)")
     hidden: int = param(128, lo=8, hi=2048, help="width of the score network")
     layers: int = param(3, lo=1, hi=12, help="hidden layers of the score network")
-    langevin_steps: int = param(200, lo=1, hi=10_000, live=True, help="Langevin steps of a sample")
+    langevin_steps: int = param(200, lo=1, hi=2000, live=True, help="Langevin steps of a sample")
     step_size: float = param(0.01, lo=1e-6, hi=1.0, live=True,
                              help="Langevin step size eps: x += eps/2 s(x) + sqrt(eps) z")
 

@@ -49,13 +49,13 @@ class ScoreSDEConfig:
     layers: int = param(3, lo=1, hi=12, help="hidden layers of the score network")
     sampler: str = param("em", choices=tuple(SAMPLERS), live=True,
                          help="reverse sampler: em (Euler-Maruyama on the reverse SDE), pc (predictor-corrector) or ode (probability flow)")
-    sample_steps: int = param(100, lo=1, hi=2000, live=True, help="steps of the sampler from t = 1 to t_min")
+    sample_steps: int = param(100, lo=1, hi=1000, live=True, help="steps of the sampler from t = 1 to t_min")
     snr: float = param(0.16, lo=1e-3, hi=1.0, live=True, when=("sampler", "pc"),
                        help="signal-to-noise ratio r of the Langevin corrector's step")
     predictor: str = param("reverse_diffusion", choices=tuple(PREDICTORS), live=True, when=("sampler", "pc"),
                            help="predictor of pc: reverse_diffusion (the forward kernel reversed) or euler_maruyama")
     corrector_steps: int = param(1, lo=0, hi=10, live=True, when=("sampler", "pc"), help="Langevin corrector steps per time step")
-    ode_steps: int = param(100, lo=4, hi=2000, live=True, help="RK4 steps of the probability-flow ODE in log_prob")
+    ode_steps: int = param(100, lo=4, hi=1000, live=True, help="RK4 steps of the probability-flow ODE in log_prob")
 
 
 class ScoreSDE(GenerativeModel):

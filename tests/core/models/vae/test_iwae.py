@@ -102,6 +102,7 @@ def test_chunks_over_k_give_the_same_estimator(linear_gaussian, monkeypatch):
 
 
 def test_importance_samples_are_capped():
-    assert make(VAEConfig, {"iw_samples": vae_module.MAX_IW_SAMPLES}).iw_samples == 5000
-    with pytest.raises(ConfigError, match="iw_samples=5001 is out of range"):
-        make(VAEConfig, {"iw_samples": 5001})
+    top = vae_module.MAX_IW_SAMPLES
+    assert make(VAEConfig, {"iw_samples": top}).iw_samples == top == 256
+    with pytest.raises(ConfigError, match=f"iw_samples={top + 1} is out of range: too large; allowed up to {top}"):
+        make(VAEConfig, {"iw_samples": top + 1})
