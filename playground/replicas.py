@@ -56,8 +56,8 @@ fork from and those processes live, so nothing is left behind. Should the
 launcher itself be killed, Linux sends each of its children SIGTERM
 (PR_SET_PDEATHSIG). A replica that stops while starting (Gradio gives up when
 its own first request takes over 3 s, as on a machine busy elsewhere) is started
-again, alone, twice at most. Each replica's and nginx's output reaches stderr
-behind `[replica i]` or `[nginx]`.
+again, alone, three times at most. Each replica's and nginx's output reaches
+stderr behind `[replica i]` or `[nginx]`.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ ROOT = Path(__file__).resolve().parents[1]  # where app.py is
 COOKIE = "playground_replica"
 CONNECT_TIMEOUT = 3  # seconds nginx waits for a replica to accept before trying another
 START_TIMEOUT = 180.0  # seconds every replica has to answer (importing torch and Gradio on a busy machine)
-START_RETRIES = 2  # a replica that stops while starting is started again this many times
+START_RETRIES = 3  # a replica that stops while starting is started again this many times
 SETTLE = 60.0  # seconds a replica must stay up after its first answer to count as started, if it does not say
 LAUNCHED = "To create a public link"  # what Gradio's launch() prints once it has reached its own page
 STOP_GRACE = 20.0  # seconds a replica has to stop its runs after Ctrl-C before it is killed
