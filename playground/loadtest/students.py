@@ -1,0 +1,459 @@
+"""The students: API clients calling the app's named endpoints, and Chromium tabs clicking its buttons.
+
+Both follow one classroom script (`Student.cycle`) with think time. Each action is timed
+from the call (or the click) until the answer: an API call until it returns; a click until
+the tab's status line shows what the click asked for. Every status either one sees is an
+observation (readings.Obs), the stuff the queue figures are read from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import re
+import time
+from typing import TYPE_CHECKING
+
+from .readings import STATES, Obs, parse_status
+
+if TYPE_CHECKING:
+    from .classroom import LoadTest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ACTIONS = ("open", "play", "pause", "step", "switch", "reset")  # every script's; "state" is an API client's look
+OVER = ("done", "diverged", "error", "stopped")
+API_CASES = [("realnvp", "two_moons"), ("vae", "eight_gaussians"), ("nsgan", "two_moons"), ("ddpm", "rings")]
+TAB_FAMILIES = ["vae", "diffusion", "gan", "flow"]  # the Family dropdown; each opens with its first model
+REOPEN_AFTER = 10.0  # seconds before a session that failed to open tries again
+POLL = 1.0  # seconds between an API client's looks at /state while it watches or waits
+
+
+class Student:
+    """One session: what it did, how long each answer took, and what it saw."""
+
+    kind = ""
+
+    def __init__(self, index: int, test: LoadTest):
+        self.index, self.test = index, test
+        self.rng = random.Random(test.args.seed * 1000 + index)
+        self.obs: list[Obs] = []
+        self.actions: list[dict] = []  # {kind, t, latency, error}
+        self.connected = False  # open now
+        self.ever_connected = False
+        self.answering = False  # its last action was answered
+        self.opened = 0
+        self.last_open = -math.inf
+
+    def now(self) -> float:
+        return time.time() - self.test.t0
+
+    def record(self, kind: str, t: float, latency: float | None, error: str | None = None) -> None:
+        self.actions.append({"kind": kind, "t": round(t, 2), "latency": None if latency is None else round(latency, 3),
+                             "error": error})
+        self.answering = error is None
+
+    def observe(self, t0: float, t1: float, status: dict) -> None:
+        if status["state"] or status["step"] is not None:
+            self.obs.append(Obs(t0, t1, status["state"], status["step"], status["queue"]))
+
+    @property
+    def state(self) -> str | None:
+        return self.obs[-1].state if self.obs else None
+
+    def guard(self) -> float:
+        """How late its last observation of a run's training may be: none for an API answer."""
+        return 0.0
+
+    async def ensure_open(self) -> bool:
+        """Open again after a failure, at most every REOPEN_AFTER seconds and not once the time is up."""
+        if not self.connected and self.test.remaining() > 0 and self.now() - self.last_open >= REOPEN_AFTER:
+            await self.open()
+        return self.connected
+
+    async def think(self, scale: float = 1.0) -> None:
+        """About `scale` think times; none once the time is up."""
+        t = self.test.args.think * scale * self.rng.uniform(0.5, 1.5)
+        await asyncio.sleep(max(0.0, min(t, self.test.remaining())))
+
+    # ---- the classroom script ----------------------------------------------
+    async def script(self) -> None:
+        """Cycles until the time is up; the last cycle's clicks all happen, only its waits are cut."""
+        await asyncio.sleep(self.rng.uniform(0, self.test.stagger))  # a class opens the page within seconds
+        await self.open()
+        while True:
+            await (self.soak_cycle() if self.test.args.soak else self.cycle())
+            if self.test.remaining() <= 0:
+                return
+            if self.test.args.soak:
+                await self.close()
+                await self.think()
+                await self.open()
+
+    async def cycle(self) -> None:
+        await self.play_and_watch()
+        await self.pause()
+        await self.think()
+        await self.step()
+        await self.think()
+        await self.play_and_watch()
+        await self.switch()
+        await self.think(0.5)
+        await self.play_and_watch()
+        await self.reset()
+        await self.think()
+
+    async def soak_cycle(self) -> None:
+        await self.play_and_watch()
+        await self.reset()
+        await self.think(0.5)
+        await self.switch()
+        await self.think(0.5)
+        await self.play_and_watch()
+
+    async def play_and_watch(self) -> None:
+        since = self.now()
+        await self.play()
+        await self.wait_turn(since)
+        await self.watch(self.test.args.think * self.rng.uniform(1.5, 3.0))
+
+    # each kind of student says how
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def play(self) -> None: ...
+    async def pause(self) -> None: ...
+    async def step(self) -> None: ...
+    async def switch(self) -> None: ...
+    async def reset(self) -> None: ...
+    async def wait_turn(self, since: float) -> None: ...
+    async def watch(self, seconds: float) -> None: ...
+
+
+def error_kind(e: BaseException) -> str:
+    """An exception as a kind of error: its type and the start of its message."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return type(e).__name__ + (f" ({text[:60]})" if text else "")
+
+
+# ---------------------------------------------------------------------------
+# API clients
+# ---------------------------------------------------------------------------
+def status_in(result) -> dict | None:
+    """The status among an endpoint's outputs: /state's plain data, or the status line (the last
+    output of every page callback)."""
+    values = result if isinstance(result, (list, tuple)) else [result]
+    for v in values:
+        if isinstance(v, dict) and "status" in v and "step" in v:
+            return {"step": v["step"], "state": v["status"] if v["status"] in STATES else None,
+                    "queue": int(v.get("queue") or 0), "refused": False, "text": ""}
+    for v in reversed(values):
+        if isinstance(v, str) and ("step" in v or v.startswith("⚠️")):
+            return parse_status(v)
+    return None
+
+
+class ApiStudent(Student):
+    """A script with a session of its own (gradio_client keeps one per client), calling /play,
+    /pause, /step, /reset (another model: what the page's model dropdown does) and /state."""
+
+    kind = "api"
+
+    def __init__(self, index: int, test: LoadTest):
+        super().__init__(index, test)
+        self.client = None
+        self.case = index % len(API_CASES)
+
+    async def open(self) -> None:
+        from gradio_client import Client
+
+        t = self.last_open = self.now()
+        try:
+            self.client = await asyncio.wait_for(asyncio.to_thread(
+                Client, self.test.url, verbose=False, download_files=False, analytics_enabled=False, max_workers=4),
+                self.test.args.timeout)
+        except Exception as e:  # noqa: BLE001 - counted; the session tries again later
+            self.record("open", t, None, f"open: {error_kind(e)}")
+            return
+        self.record("open", t, self.now() - t)
+        self.connected = self.ever_connected = True
+        self.opened += 1
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        self.connected = False
+        if client is not None:
+            await asyncio.to_thread(client.close)  # ends its heartbeat: the server sees the session go
+
+    async def call(self, kind: str, api_name: str, *args) -> None:
+        """One endpoint call, timed; the status it answers with is an observation."""
+        if not await self.ensure_open():
+            return
+        t0 = self.now()
+        try:
+            job = self.client.submit(*args, api_name=api_name)
+            try:
+                result = await asyncio.wait_for(asyncio.wrap_future(job.future), self.test.args.timeout)
+            except TimeoutError:
+                job.cancel()
+                self.record(kind, t0, None, f"{kind}: no answer within {self.test.args.timeout:g} s")
+                return
+        except Exception as e:  # noqa: BLE001 - counted by kind
+            self.record(kind, t0, None, f"{kind}: {error_kind(e)}")
+            return
+        t1 = self.now()
+        status = status_in(result)
+        if status is not None and status["refused"]:
+            self.record(kind, t0, t1 - t0, f"{kind}: refused: {status['text'][:80]}")
+            return
+        self.record(kind, t0, t1 - t0)
+        if status is not None:
+            self.observe(t0, t1, status)
+
+    def inputs(self) -> list:
+        model, dataset = API_CASES[self.case]
+        return [model, dataset, *self.test.knob_values(model)]
+
+    async def play(self) -> None:
+        await self.call("play", "/play", *self.inputs())
+
+    async def pause(self) -> None:
+        await self.call("pause", "/pause")
+
+    async def step(self) -> None:
+        await self.call("step", "/step", *self.inputs())
+
+    async def reset(self) -> None:
+        await self.call("reset", "/reset", *self.inputs())
+
+    async def switch(self) -> None:
+        self.case = (self.case + 1) % len(API_CASES)
+        await self.call("switch", "/reset", *self.inputs())
+
+    async def look(self) -> None:
+        await self.call("state", "/state")
+
+    async def wait_turn(self, since: float) -> None:
+        end = self.now() + min(self.test.args.patience, self.test.remaining())
+        while self.state == "waiting" and self.now() < end:
+            await asyncio.sleep(POLL)
+            await self.look()
+
+    async def watch(self, seconds: float) -> None:
+        end = self.now() + min(seconds, self.test.remaining())
+        while self.now() < end:
+            await asyncio.sleep(min(POLL, max(0.0, end - self.now())))
+            await self.look()
+
+    async def linger(self, stop: asyncio.Event) -> None:
+        """After the test: while in the queue, keep looking (twice a second) until it trains or `stop`."""
+        while not stop.is_set() and self.state == "waiting" and self.client is not None:
+            await self.look()
+            try:
+                await asyncio.wait_for(stop.wait(), 0.5)
+            except TimeoutError:
+                pass
+
+
+# ---------------------------------------------------------------------------
+# Chromium tabs
+# ---------------------------------------------------------------------------
+# Runs in the page before its own scripts: every change of the status line with its time, and
+# every burst of changes inside Plotly's plots (mutations closer than 50 ms are one redraw).
+TAB_SCRIPT = """
+(() => {
+  const STATES = __STATES__;
+  const lt = window.__loadtest = {status: [], redraws: [], last: null, lastMutation: 0};
+  lt.parse = (text) => {
+    const line = (text || '').trim().split('\\n')[0];
+    const m = line.match(/step ([\\d,]+)/);
+    const parts = line.split('·').map(p => p.trim());
+    const q = line.match(/#(\\d+)\\s+in the queue/);
+    return {step: m ? parseInt(m[1].replace(/,/g, ''), 10) : null, state: parts.find(p => STATES.includes(p)) || null,
+            queue: q ? parseInt(q[1], 10) : 0, refused: line.startsWith('⚠️') && !m};
+  };
+  // the first status shown at or after `since` whose state is one of `states` and whose step is
+  // above `step` (or is 0 for step "zero"); a refusal answers anything
+  lt.find = ({since, states, step}) => {
+    for (const [t, text] of lt.status) {
+      if (t < since) continue;
+      const p = lt.parse(text);
+      if (p.refused) return [t, text];
+      if (states && !states.includes(p.state)) continue;
+      if (step === 'zero' ? p.step !== 0 : (step !== null && !(p.step !== null && p.step > step))) continue;
+      return [t, text];
+    }
+    return null;
+  };
+  const seen = (muts) => {
+    const now = Date.now();
+    const el = document.querySelector('#status [data-testid="markdown"]');
+    if (el && el.textContent !== lt.last) { lt.last = el.textContent; lt.status.push([now, lt.last]); }
+    for (let i = 0; i < muts.length && i < 50; i++) {  // a redraw's batch is Plotly's from its start
+      const node = muts[i].target.nodeType === 1 ? muts[i].target : muts[i].target.parentElement;
+      if (node && node.closest && node.closest('.js-plotly-plot')) {
+        if (now - lt.lastMutation > 50) lt.redraws.push(now);
+        lt.lastMutation = now;
+        break;
+      }
+    }
+  };
+  new MutationObserver(seen).observe(document, {subtree: true, childList: true, characterData: true, attributes: true});
+})();
+""".replace("__STATES__", json.dumps(list(STATES)))
+OUTSIDE = re.compile(r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/)")  # refused: loopback only
+TAB_GUARD = 1.0  # the least a tab's status line is taken to lag the server, in seconds
+
+
+class TabStudent(Student):
+    """A headless Chromium tab clicking the page's buttons; its status line says when each was answered."""
+
+    kind = "tab"
+
+    def __init__(self, index: int, test: LoadTest):
+        super().__init__(index, test)
+        self.page = None
+        self.family = "flow"  # the page opens with the default model, RealNVP
+        self.next_family = index % len(TAB_FAMILIES)
+        self.redraws: list[float] = []  # seconds since the test began
+
+    def guard(self) -> float:
+        """A status line may be as late as the slowest answer to a click (server, wire and page)."""
+        answered = [a["latency"] for a in self.actions if a["latency"] is not None and a["kind"] != "open"]
+        return max([TAB_GUARD, *answered])
+
+    async def open(self) -> None:
+        t = self.last_open = self.now()
+        try:
+            self.page = await self.test.browser.new_page(viewport={"width": 1400, "height": 900})
+            self.page.set_default_timeout(self.test.args.timeout * 1000)  # clicks wait as long as answers
+            await self.page.add_init_script(TAB_SCRIPT)
+            await self.page.route(OUTSIDE, self._refuse)
+            await self.page.goto(self.test.url, timeout=self.test.args.timeout * 1000)
+            found = await self._answer(t, None, -1)  # a status line with a step: the first run is shown
+        except Exception as e:  # noqa: BLE001 - counted; the session tries again later
+            self.record("open", t, None, f"open: {error_kind(e)}")
+            await self._drop_page()
+            return
+        self.connected = self.ever_connected = True
+        self.opened += 1
+        self.family = "flow"
+        self._answered("open", t, found)
+
+    async def _refuse(self, route) -> None:
+        self.test.blocked += 1
+        await route.abort()
+
+    async def close(self) -> None:
+        await self.collect()
+        await self._drop_page()
+
+    async def _drop_page(self) -> None:
+        page, self.page = self.page, None
+        self.connected = False
+        if page is not None:
+            try:
+                await page.context.close()
+            except Exception:  # noqa: BLE001, S110 - already gone with the browser
+                pass
+
+    async def _answer(self, since: float, states, step, timeout: float | None = None):
+        """The first status line shown since `since` (seconds into the test) that matches: [ms, text]."""
+        arg = {"since": (self.test.t0 + since) * 1000, "states": states, "step": step}
+        timeout = self.test.args.timeout if timeout is None else timeout
+        handle = await self.page.wait_for_function("(a) => window.__loadtest.find(a)", arg=arg,
+                                                   timeout=timeout * 1000, polling=100)
+        return await handle.json_value()
+
+    def _answered(self, kind: str, t: float, found) -> None:
+        latency = found[0] / 1000 - self.test.t0 - t
+        status = parse_status(found[1])
+        self.record(kind, t, latency, f"{kind}: refused: {status['text'][:80]}" if status["refused"] else None)
+
+    async def act(self, kind: str, click, states, step=None) -> None:
+        """Click, then wait until the status line answers; a page that broke is opened again later."""
+        if not await self.ensure_open():
+            return
+        t = self.now()
+        what = "the click"
+        try:
+            await click()
+            what = "the answer"
+            found = await self._answer(t, states, step)
+        except Exception as e:  # noqa: BLE001 - counted by kind
+            late = type(e).__name__ == "TimeoutError"
+            self.record(kind, t, None, f"{kind}: {what} did not come within {self.test.args.timeout:g} s" if late
+                        else f"{kind}: {error_kind(e)}")
+            if self.page is not None and self.page.is_closed():
+                await self._drop_page()
+            return
+        self._answered(kind, t, found)
+
+    async def shown(self, field: str):
+        """The status line's step or state as the page shows it now; None without a page."""
+        if self.page is None or self.page.is_closed():
+            return None
+        try:
+            return await self.page.evaluate(f"window.__loadtest.parse(window.__loadtest.last).{field}")
+        except Exception:  # noqa: BLE001 - a page that broke shows nothing
+            return None
+
+    def click(self, selector: str):
+        return lambda: self.page.locator(selector).click()
+
+    async def play(self) -> None:
+        await self.act("play", self.click("#play"), ["running", "waiting", *OVER])
+
+    async def pause(self) -> None:
+        await self.act("pause", self.click("#pause"), ["paused", "ready", *OVER])  # a run that never started: ready
+
+    async def step(self) -> None:
+        before = await self.shown("step")
+        await self.act("step", self.click("#step"), ["paused", *OVER], -1 if before is None else before)
+
+    async def reset(self) -> None:
+        await self.act("reset", self.click("#reset"), ["ready"], "zero")
+
+    async def switch(self) -> None:
+        """Another family in the Family dropdown: its first model, with default settings."""
+        family = TAB_FAMILIES[self.next_family]
+        if family == self.family:
+            self.next_family = (self.next_family + 1) % len(TAB_FAMILIES)
+            family = TAB_FAMILIES[self.next_family]
+        self.next_family = (self.next_family + 1) % len(TAB_FAMILIES)
+
+        async def choose():
+            await self.page.get_by_label("Family").click()
+            await self.page.get_by_role("option", name=family, exact=True).click()
+
+        await self.act("switch", choose, ["ready"], "zero")
+        self.family = family
+
+    async def wait_turn(self, since: float) -> None:
+        """Until the status line shows the run training (or over), at most --patience."""
+        wait = min(self.test.args.patience, self.test.remaining())
+        if self.page is None or wait <= 0:
+            return
+        try:
+            await self._answer(since, ["running", *OVER], None, timeout=wait)
+        except Exception:  # noqa: BLE001, S110 - still in the queue: the student moves on
+            pass
+
+    async def watch(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, min(seconds, self.test.remaining())))
+
+    async def collect(self) -> None:
+        """The page's record of its status line and redraws, taken before the page goes."""
+        if self.page is None or self.page.is_closed():
+            return
+        try:
+            data = await self.page.evaluate("({status: window.__loadtest.status, redraws: window.__loadtest.redraws})")
+        except Exception:  # noqa: BLE001 - a page that crashed has nothing to give
+            return
+        for t_ms, text in data["status"]:
+            t = t_ms / 1000 - self.test.t0
+            self.observe(t, t, parse_status(text))
+        self.obs.sort(key=lambda o: o.t0)
+        self.redraws += [t_ms / 1000 - self.test.t0 for t_ms in data["redraws"]]

@@ -1,0 +1,223 @@
+"""The load test: how it reads what sessions saw, the processes it watches, and a short run of it.
+
+The short run starts the real server with a cap of one run, one Chromium tab and two API
+clients, and checks what must hold at any speed: every session connected, every action
+answered, never more runs training than the cap, and nothing of the server left behind.
+"""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+import pytest
+
+from playground import app as A
+from playground.loadtest import cli
+from playground.loadtest.procs import ProcessWatch, end_processes, read_procs
+from playground.loadtest.readings import (Obs, first_start_after, most_at_once, parse_status, queue_waits, stats,
+                                          training_spans)
+from playground.loadtest.students import ACTIONS, CHROMIUM
+from playground.runs import Session
+
+from .tiny import tiny_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+# ---- reading the status line ------------------------------------------------------
+def test_the_status_line_of_a_training_and_a_queued_run_reads_back(manager):
+    a, b = Session(manager), Session(manager)
+    try:
+        tiny_run(a).play()
+        tiny_run(b).play()  # the cap is one run: b waits
+        running, waiting = parse_status(A.format_status(a)), parse_status(A.format_status(b))
+        assert running["state"] == "running" and running["queue"] == 0 and running["step"] >= 0
+        assert (waiting["state"], waiting["queue"], waiting["step"]) == ("waiting", 1, 0)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_status_line_as_a_tab_shows_it_and_a_refusal():
+    shown = "step 1,234 / 5,000 · 80 steps/s · 12.3 s · waiting · device cpu · 4 runs are training; you are #3 in the queue"
+    assert {k: parse_status(shown)[k] for k in ("step", "state", "queue", "refused")} == \
+        {"step": 1234, "state": "waiting", "queue": 3, "refused": False}
+    refused = parse_status("⚠️ Nothing to export yet: press Play first.")
+    assert refused["refused"] and refused["step"] is None and refused["state"] is None
+    assert parse_status("Loading…")["step"] is None
+
+
+# ---- spans of training: never more than truly trained at once -----------------------
+def simulate(cap: int, per_slot: int, seconds: float, tab_lag: float, rng: random.Random):
+    """Sessions sharing `cap` slots (each slot passed among its own `per_slot` sessions, never to
+    the one that just had it), and what each saw: API calls reading the state somewhere inside
+    [t0, t1], or a tab showing it up to `tab_lag` seconds late. Returns (observations of each
+    session with its guard, the true most training at once)."""
+    intervals = {k: [] for k in range(cap * per_slot)}
+    for slot in range(cap):
+        t, last = 0.0, None
+        while t < seconds:
+            k = rng.choice([k for k in range(slot * per_slot, (slot + 1) * per_slot) if k != last])
+            a = t + rng.choice([0.0, rng.uniform(0, 0.5)])  # a promoted run may start at once
+            b = a + rng.uniform(0.3, 3.0)
+            intervals[k].append((a, b))
+            t, last = b, k
+
+    def state(k, s):
+        return "running" if any(a <= s < b for a, b in intervals[k]) else "waiting"
+
+    sessions = []
+    for k, mine in intervals.items():
+        # a session's own Pause is answered (and seen) just after its run stops; and it looks now and then
+        moments = sorted([b + rng.uniform(0.001, 0.05) for _, b in mine] + [rng.uniform(0, seconds) for _ in range(200)])
+        tab = k % 2 == 1
+        obs, shown = [], -1.0
+        for s in moments:
+            if tab:
+                shown = max(shown, s + rng.uniform(0, tab_lag))  # a page shows answers in order
+                obs.append(Obs(shown, shown, state(k, s), 0, 0))
+            else:
+                obs.append(Obs(s - rng.uniform(0, 0.3), s + rng.uniform(0, 0.3), state(k, s), 0, 0))
+        sessions.append((obs, tab_lag if tab else 0.0))
+    truth = max(sum(1 for v in intervals.values() for a, b in v if a <= t < b)
+                for v in intervals.values() for t, _ in v)
+    return sessions, truth
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3])
+def test_runs_seen_training_at_once_never_exceed_those_that_did(cap):
+    rng = random.Random(cap)
+    for _ in range(20):
+        sessions, truth = simulate(cap, per_slot=3, seconds=60.0, tab_lag=0.8, rng=rng)
+        spans = [span for obs, guard in sessions for span in training_spans(obs, guard)]
+        most, _ = most_at_once(spans)
+        assert truth == cap and most <= truth
+    assert most == cap  # looked at often enough, every slot is seen in use at once
+
+
+def test_a_pause_between_two_looks_ends_the_span():
+    obs = [Obs(0.0, 0.2, "running", 10, 0), Obs(1.0, 1.2, "running", 20, 0), Obs(2.0, 2.1, "paused", 25, 0),
+           Obs(3.0, 3.1, "running", 25, 0), Obs(5.0, 5.2, "waiting", 30, 1)]
+    assert training_spans(obs) == [(0.2, 1.0)]  # the lone `running` at 3 s proves no span
+    assert training_spans(obs, guard=0.5) == [(0.2, 0.5)]
+    assert training_spans(obs, guard=1.0) == []
+
+
+def test_the_most_at_once_overall_and_every_ten_seconds():
+    most, every = most_at_once([(0.0, 5.0), (3.0, 12.0), (11.0, 25.0)], bucket=10.0)
+    assert most == 2
+    assert every == [{"t": 0.0, "most": 2}, {"t": 10.0, "most": 2}, {"t": 20.0, "most": 1}]
+    assert most_at_once([]) == (0, [])
+
+
+def test_waits_in_the_queue_end_in_training_in_leaving_or_not_at_all():
+    obs = [Obs(0, 1, "waiting", 0, 2), Obs(2, 3, "waiting", 0, 1), Obs(4, 5, "running", 0, 0),
+           Obs(6, 7, "waiting", 9, 1), Obs(8, 9, "paused", 9, 0), Obs(10, 11, "waiting", 9, 1)]
+    assert queue_waits(obs) == [{"outcome": "started", "waited_s": 5}, {"outcome": "left", "waited_s": 3},
+                                {"outcome": "open", "waited_s": 1}]
+    others = [obs, [Obs(0, 1, "running", 0, 0), Obs(6, 6.5, "running", 0, 0)]]
+    assert first_start_after(3.5, 30.0, others) == pytest.approx(1.5)  # the queued one, not the one training
+    assert first_start_after(3.5, 4.0, others) is None
+    assert first_start_after(5.5, 30.0, others) is None  # nobody was waiting then
+
+
+def test_percentiles_are_values_that_were_measured():
+    assert stats([float(v) for v in range(20, 0, -1)]) == {"n": 20, "p50": 10.0, "p95": 19.0, "max": 20.0}
+    assert stats([0.25]) == {"n": 1, "p50": 0.25, "p95": 0.25, "max": 0.25}
+    assert stats([])["p50"] is None
+
+
+# ---- the command line ---------------------------------------------------------------
+@pytest.mark.parametrize("url", ["http://127.0.0.1:7860", "http://localhost:7860/", "https://[::1]:8443/x"])
+def test_loopback_addresses_are_taken(url):
+    assert cli.loopback_url(url).startswith(url.split("://")[0] + "://")
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--url", "http://10.0.0.5:7860/"], "loopback"), (["--url", "http://example.com/"], "loopback"),
+    (["--url", "ftp://127.0.0.1/"], "loopback"), (["--sessions", "3", "--tabs", "4"], "allowed 0 to --sessions"),
+    (["--minutes", "0"], "allowed above 0"), (["--pid", "1"], "goes with --url")])
+def test_a_bad_argument_is_one_line_saying_what_is_allowed(argv, says, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("loadtest: ") and says in err and "\n" not in err and "Traceback" not in err
+
+
+# ---- processes from /proc -----------------------------------------------------------
+PARENT = """
+import subprocess, sys, time
+kid = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+gone = subprocess.Popen([sys.executable, "-c", "pass"])  # exits at once; never waited for: a zombie
+print(kid.pid, gone.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_watch_sees_children_zombies_and_an_orphan_left_by_a_killed_parent():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    kid = gone = None
+    try:
+        kid, gone = (int(x) for x in parent.stdout.readline().split())
+        watch = ProcessWatch(parent.pid, time.time())
+        end = time.time() + 20
+        while read_procs()[gone].state != "Z" and time.time() < end:
+            time.sleep(0.1)
+        s = watch.sample()
+        assert s["children"] == 2 and s["zombies"] == 1 and s["rss_mb"] > 1 and s["alive"]
+        assert watch.orphans == {}
+        parent.kill()
+        parent.wait()
+        s = watch.sample()  # the sleeper lives on under another parent
+        assert not s["alive"] and [pid for pid, _ in watch.orphans] == [kid]
+        assert [pid for pid, _ in watch.still_alive()] == [kid]
+        end_processes(watch.still_alive())
+        assert watch.still_alive() == []
+    finally:
+        parent.kill()
+        parent.wait()
+        if kid is not None and kid in read_procs():
+            os.kill(kid, 9)
+
+
+# ---- a short load test on the real server -------------------------------------------
+def _can_drive_chromium() -> str:
+    if not os.path.exists(CHROMIUM):
+        return f"no Chromium at {CHROMIUM} (CI installs it)"
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install playwright)"
+    return ""
+
+
+@pytest.mark.skipif(bool(_can_drive_chromium()), reason=_can_drive_chromium() or "-")
+def test_a_short_class_with_a_queue_keeps_the_cap_and_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "report.json"
+    env = dict(os.environ, PLAYGROUND_MAX_RUNS="1")
+    done = subprocess.run([sys.executable, "-m", "playground.loadtest", "--sessions", "3", "--tabs", "1",
+                           "--minutes", "0.1", "--think", "0.3", "--patience", "5", "--settle", "2",
+                           "--timeout", "120", "--json", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rep = json.loads(out.read_text())
+    assert set(rep) == {"config", "sessions", "queue", "latency", "redraws", "memory", "processes", "close"}
+    assert "Latency (s)" in done.stdout and "Queue" in done.stdout  # the table
+
+    assert rep["sessions"]["connected"] == 3 and rep["sessions"]["error_count"] == 0, rep["sessions"]["errors"]
+    for kind in ACTIONS:
+        assert sum(row["n"] for row in rep["latency"].values() if row["kind"] == kind) >= 1, kind
+    assert {row["via"] for row in rep["latency"].values()} == {"tab", "api"}
+
+    q = rep["queue"]
+    assert q["cap"] == 1 and q["most_training_at_once"] <= 1 and q["within_cap"]
+    assert q["deepest_place"] >= 1  # a queue formed: the class presses Play as it leaves
+
+    p = rep["processes"]
+    assert p["measured"] and p["orphans"] == [] and p["left_after_server_stopped"] == []
+    procs = read_procs()
+    assert not [k for k in p["ever_under_the_server"] if k["pid"] in procs and procs[k["pid"]].start == k["start"]]
+    assert rep["memory"]["measured"] and rep["memory"]["peak_rss"]["rss_mb"] >= rep["memory"]["start"]["rss_mb"] > 0
+    assert rep["redraws"]["per_tab"] and rep["redraws"]["per_tab"][0]["per_s"] >= 0
