@@ -148,27 +148,45 @@ class ProcessTransport:
         self._send_lock = threading.Lock()
 
     def start(self, report) -> None:
+        """Begin at once: the child is started from the reader thread, so that a caller (a Play
+        button) never waits for the fork server, which takes seconds to boot on a busy machine.
+        Commands sent meanwhile wait in the pipe and reach the child first thing."""
         ctx = context()
         self._conn, child_conn = ctx.Pipe()
         self.proc = ctx.Process(target=_child_main, daemon=True, name="playground-trainer",
                                 args=(child_conn, *self._args))
-        self.proc.start()
-        child_conn.close()
-        self._reader = threading.Thread(target=self._receive, args=(report,), daemon=True)
+        self._reader = threading.Thread(target=self._receive, args=(report, child_conn), daemon=True)
         self._reader.start()
 
-    def _receive(self, report) -> None:
+    _killed = False
+
+    def _started(self) -> bool:
+        return self.proc is not None and getattr(self.proc, "_popen", None) is not None
+
+    def _receive(self, report, child_conn) -> None:
         try:
+            if self._killed:
+                raise EOFError
+            try:
+                self.proc.start()
+            except Exception as e:  # noqa: BLE001 - reported to the person, not a traceback
+                report({"step": 0, "elapsed": 0.0, "history": [], "lrs": {}, "final": True, "status": "error",
+                        "message": f"Training could not start: {type(e).__name__}: {e}"})
+                return
+            finally:
+                child_conn.close()
             while True:
                 msg = pickle.loads(self._conn.recv_bytes())
                 report(msg)
                 if msg["final"]:
                     return
         except (EOFError, OSError):  # the child is gone without a last word
-            self.proc.join(1.0)
-            report({"final": True, "lost": True, "exitcode": self.proc.exitcode})
+            if self._started():
+                self.proc.join(1.0)
+            report({"final": True, "lost": True, "exitcode": self.proc.exitcode if self._started() else None})
         finally:
-            self.proc.join(5.0)
+            if self._started():
+                self.proc.join(5.0)
             self._conn.close()
 
     def send(self, *command) -> None:
@@ -181,13 +199,14 @@ class ProcessTransport:
             pass
 
     def join(self, timeout: float) -> None:
-        if self.proc is not None:
-            self.proc.join(timeout)
         if self._reader is not None and self._reader is not threading.current_thread():
-            self._reader.join(timeout)
+            self._reader.join(timeout)  # it starts the child, then waits for its last word
+        if self._started():
+            self.proc.join(timeout)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
+        self._killed = True  # a child not started yet never starts
+        if self._started() and self.proc.is_alive():
             self.proc.kill()
             self.proc.join(1.0)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import gradio as gr
 import torch
@@ -68,8 +69,39 @@ def use_one_thread_per_run() -> None:
     torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
 
 
+def patient_startup_check(seconds: float = 120.0) -> None:
+    """Let launch() wait for its own page on a busy machine.
+
+    Gradio's launch() fetches its own page before it returns, with a 3-second timeout, and
+    refuses to start ("When localhost is not accessible...") when that is slow: on a loaded
+    2-core machine (a classroom's server starting its replicas, a CPU Space) it often is. The
+    check is kept, with a timeout that suits such a machine.
+    """
+    import httpx
+    from gradio import networking
+
+    if getattr(networking.url_ok, "patient", False):
+        return
+
+    def url_ok(url: str) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.head(url, timeout=min(30.0, seconds), verify=False)
+                if r.status_code in (200, 401, 301, 302, 303, 307, 308):
+                    return True
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        return False
+
+    url_ok.patient = True
+    networking.url_ok = url_ok
+
+
 def build_app(manager: RunManager | None = None) -> gr.Blocks:
     """The Blocks app. One RunManager per process caps the runs training at once."""
+    patient_startup_check()
     use_one_thread_per_run()
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo: now, not on a visit
     threading.Thread(target=warm_up, daemon=True).start()  # the server training processes fork from
