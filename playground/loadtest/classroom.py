@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import readings as R
-from .procs import ProcessWatch, end_processes
+from .procs import BUSY, ProcessWatch, end_processes, most_held
 from .server import START_ATTEMPTS, Server, ServerGone
 from .students import ACTIONS, CHROMIUM, CHROMIUM_ARGS, ApiStudent, Student, TabStudent, error_kind
 
@@ -255,8 +255,12 @@ class LoadTest:
         places = collections.Counter(o.queue for s in self.students for o in s.obs if o.queue)
         waits = [w for s in self.students for w in R.queue_waits(s.obs)]
         outcome = collections.Counter(w["outcome"] for w in waits)
+        busy = [s["busy_runs"] for s in self.watch.samples if s["alive"]] if self.watch else []
         return {"cap": cap, "most_training_at_once": most, "within_cap": None if cap is None else most <= cap,
                 "most_training_every_10s": every,
+                "server_busy_runs": {"busy_cores": BUSY, "most_held_3s": most_held(busy, 3) if busy else None,
+                                     "seconds_with": dict(sorted(collections.Counter(b for b in busy if b is not None)
+                                                                 .items()))},
                 "places_seen": {str(k): v for k, v in sorted(places.items())}, "deepest_place": max(places, default=0),
                 "waits": len(waits), "started": outcome["started"], "left_before_their_turn": outcome["left"],
                 "still_waiting_at_the_end": outcome["open"], "every_queued_run_started": outcome["open"] == 0,

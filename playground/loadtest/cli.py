@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="OUT", help="write the whole report to this file")
     p.add_argument("--think", type=float, default=3.0, help="mean think time between clicks, in seconds")
     p.add_argument("--patience", type=float, default=120.0, help="seconds a student waits in the queue before moving on")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds without an answer that count as an error")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds without an answer that count as an error")
     p.add_argument("--settle", type=float, default=60.0, help="seconds after every session closed before the last reading")
     p.add_argument("--seed", type=int, default=0, help="seeds the think times")
     return p

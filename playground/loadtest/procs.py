@@ -14,6 +14,8 @@ import threading
 import time
 
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+TICKS = os.sysconf("SC_CLK_TCK")
+BUSY = 0.1  # cores a run process uses while it trains, at the least (a paused one sleeps)
 ZOMBIE_LINGERS = 5.0  # seconds a zombie must stay to be reported: reaping takes a moment
 
 
@@ -24,6 +26,7 @@ class Proc:
     state: str  # R, S, Z, ...
     start: int
     name: str
+    cpu: int = 0  # user and system time so far, in clock ticks
 
 
 def read_procs() -> dict[int, Proc]:
@@ -38,7 +41,8 @@ def read_procs() -> dict[int, Proc]:
             continue
         close = text.rfind(")")  # the name may hold spaces and parentheses
         fields = text[close + 2:].split()
-        procs[int(entry)] = Proc(int(entry), int(fields[1]), fields[0], int(fields[19]), text[text.find("(") + 1:close])
+        procs[int(entry)] = Proc(int(entry), int(fields[1]), fields[0], int(fields[19]), text[text.find("(") + 1:close],
+                                 int(fields[11]) + int(fields[12]))
     return procs
 
 
@@ -74,8 +78,20 @@ def memory_kb(pid: int) -> tuple[int, int | None]:
 Key = tuple[int, int]  # (pid, start)
 
 
+def most_held(counts: list[int | None], seconds: int) -> int:
+    """The highest count that held for `seconds` samples in a row (a slot handed on overlaps for a moment)."""
+    best = 0
+    for i in range(len(counts) - seconds + 1):
+        window = counts[i:i + seconds]
+        if None not in window:
+            best = max(best, min(window))
+    return best
+
+
 class ProcessWatch:
-    """A process and its descendants, read every second: memory, children, zombies, orphans.
+    """A process and its descendants, read every second: memory, children, busy runs, zombies, orphans.
+
+    A run process that used BUSY of a core or more since the last reading is busy: it trains.
 
     An orphan is a process once seen under the root that is alive outside it now (its parent
     died and it was handed to another). `baseline` holds the helpers the root keeps with no
@@ -90,6 +106,8 @@ class ProcessWatch:
         self.zombie_since: dict[Key, float] = {}
         self.lingering_zombies: dict[Key, float] = {}  # zombie -> seconds it stayed
         self.baseline: set[Key] = set()
+        self._cpu: dict[Key, int] = {}  # each run process's CPU ticks at the last sample
+        self._last = None  # time of the last sample
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -127,6 +145,12 @@ class ProcessWatch:
             pss += p or 0
         inside = {(pid, procs[pid].start) for pid in kids}
         zombies = [key for key in inside if procs[key[0]].state == "Z"]
+        runs = inside - self.baseline
+        cpu = {key: procs[key[0]].cpu for key in runs}
+        dt = now - self._last if self._last is not None else None
+        busy = None if not dt else sum(1 for key, ticks in cpu.items()
+                                       if key in self._cpu and (ticks - self._cpu[key]) / TICKS / dt >= BUSY)
+        self._cpu, self._last = cpu, now
         with self._lock:
             for pid, start in inside:
                 self.seen.setdefault((pid, start), procs[pid].name)
@@ -138,7 +162,7 @@ class ProcessWatch:
                 if now - since >= ZOMBIE_LINGERS:
                     self.lingering_zombies[key] = round(now - since, 1)
             s = {"t": round(now - self.t0, 2), "alive": self.root in procs, "children": len(kids),
-                 "runs": len(inside - self.baseline), "rss_mb": round(rss / 1024, 1),
+                 "runs": len(runs), "busy_runs": busy, "rss_mb": round(rss / 1024, 1),
                  "pss_mb": round(pss / 1024, 1) if pss_known else None, "zombies": len(zombies)}
             self.samples.append(s)
         return s

@@ -135,7 +135,20 @@ class Student:
 def error_kind(e: BaseException) -> str:
     """An exception as a kind of error: its type and the start of its message."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return type(e).__name__ + (f" ({text[:60]})" if text else "")
+    return type(e).__name__ + (f" ({_short(text)})" if text else "")
+
+
+def refusal(kind: str, status: dict) -> str:
+    return f"{kind}: refused: {_short(status['text'].removeprefix('⚠️').strip())}"
+
+
+def _short(text: str, n: int = 70) -> str:
+    return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + " …"
+
+
+def gone(status: dict) -> bool:
+    """The server has closed this session (it lost its connection) and says to reload the page."""
+    return status["refused"] and "reload the page" in status["text"].lower()
 
 
 # ---------------------------------------------------------------------------
@@ -167,13 +180,17 @@ class ApiStudent(Student):
         self.case = index % len(API_CASES)
 
     async def open(self) -> None:
+        import httpx
         from gradio_client import Client
 
         t = self.last_open = self.now()
+        # no read timeout, as a browser's event stream has none: gradio_client's heartbeat stops for
+        # good at its first timeout, and the server then takes the session for a closed tab
+        wait = httpx.Timeout(self.test.args.timeout, read=None)
         try:
             self.client = await asyncio.wait_for(asyncio.to_thread(
-                Client, self.test.url, verbose=False, download_files=False, analytics_enabled=False, max_workers=4),
-                self.test.args.timeout)
+                Client, self.test.url, verbose=False, download_files=False, analytics_enabled=False, max_workers=4,
+                httpx_kwargs={"timeout": wait}), self.test.args.timeout)
         except Exception as e:  # noqa: BLE001 - counted; the session tries again later
             self.record("open", t, None, f"open: {error_kind(e)}")
             return
@@ -206,7 +223,9 @@ class ApiStudent(Student):
         t1 = self.now()
         status = status_in(result)
         if status is not None and status["refused"]:
-            self.record(kind, t0, t1 - t0, f"{kind}: refused: {status['text'][:80]}")
+            self.record(kind, t0, t1 - t0, refusal(kind, status))
+            if gone(status):  # as a person would: reload, a new session
+                await self.close()
             return
         self.record(kind, t0, t1 - t0)
         if status is not None:
@@ -293,7 +312,8 @@ TAB_SCRIPT = """
     if (el && el.textContent !== lt.last) { lt.last = el.textContent; lt.status.push([now, lt.last]); }
     for (let i = 0; i < muts.length && i < 50; i++) {  // a redraw's batch is Plotly's from its start
       const node = muts[i].target.nodeType === 1 ? muts[i].target : muts[i].target.parentElement;
-      if (node && node.closest && node.closest('.js-plotly-plot')) {
+      const plot = (n) => n.nodeType === 1 && (n.matches('.js-plotly-plot') || n.querySelector('.js-plotly-plot'));
+      if ((node && node.closest && node.closest('.js-plotly-plot')) || [...muts[i].addedNodes].some(plot)) {
         if (now - lt.lastMutation > 50) lt.redraws.push(now);
         lt.lastMutation = now;
         break;
@@ -333,14 +353,23 @@ class TabStudent(Student):
             await self.page.route(OUTSIDE, self._refuse)
             await self.page.goto(self.test.url, timeout=self.test.args.timeout * 1000)
             found = await self._answer(t, None, -1)  # a status line with a step: the first run is shown
-        except Exception as e:  # noqa: BLE001 - counted; the session tries again later
-            self.record("open", t, None, f"open: {error_kind(e)}")
+        except Exception as e:  # noqa: BLE001 - counted; the session tries again later (a reload)
+            late = type(e).__name__ == "TimeoutError"
+            self.record("open", t, None, f"open: no step shown within {self.test.args.timeout:g} s "
+                        f"(the status line read {await self._last_text()!r})" if late else f"open: {error_kind(e)}")
             await self._drop_page()
             return
         self.connected = self.ever_connected = True
         self.opened += 1
         self.family = "flow"
-        self._answered("open", t, found)
+        await self._answered("open", t, found)
+
+    async def _last_text(self) -> str:
+        try:
+            text = await asyncio.wait_for(self.page.evaluate("window.__loadtest.last"), 10)
+        except Exception:  # noqa: BLE001 - a page too busy to say
+            return "?"
+        return _short((text or "").strip(), 40)
 
     async def _refuse(self, route) -> None:
         self.test.blocked += 1
@@ -367,10 +396,12 @@ class TabStudent(Student):
                                                    timeout=timeout * 1000, polling=100)
         return await handle.json_value()
 
-    def _answered(self, kind: str, t: float, found) -> None:
+    async def _answered(self, kind: str, t: float, found) -> None:
         latency = found[0] / 1000 - self.test.t0 - t
         status = parse_status(found[1])
-        self.record(kind, t, latency, f"{kind}: refused: {status['text'][:80]}" if status["refused"] else None)
+        self.record(kind, t, latency, refusal(kind, status) if status["refused"] else None)
+        if gone(status):  # reload: a new page, a new session
+            await self.close()
 
     async def act(self, kind: str, click, states, step=None) -> None:
         """Click, then wait until the status line answers; a page that broke is opened again later."""
@@ -389,7 +420,7 @@ class TabStudent(Student):
             if self.page is not None and self.page.is_closed():
                 await self._drop_page()
             return
-        self._answered(kind, t, found)
+        await self._answered(kind, t, found)
 
     async def shown(self, field: str):
         """The status line's step or state as the page shows it now; None without a page."""

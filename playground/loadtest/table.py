@@ -41,6 +41,9 @@ def render(rep: dict) -> str:
     verdict = "" if q["within_cap"] is None else " — within the cap" if q["within_cap"] else " — OVER THE CAP"
     out += ["", f"Queue      most runs seen training at once: {q['most_training_at_once']} (cap {q['cap'] or 'unknown'})"
                 + verdict,
+            (f"           on the server, run processes busy (≥{q['server_busy_runs']['busy_cores']:g} core) at once for "
+             f"3 s or more: {_s(q['server_busy_runs']['most_held_3s'], 'd')}; seconds with each count: "
+             + (", ".join(f"{k}: {v}" for k, v in q["server_busy_runs"]["seconds_with"].items()) or "-")),
             "           places seen: " + (", ".join(f"#{k} ×{v}" for k, v in q["places_seen"].items()) or "none"),
             f"           waits {q['waits']}: started {q['started']}, left before their turn {q['left_before_their_turn']}, "
             f"still waiting at the end {q['still_waiting_at_the_end']}"
