@@ -214,7 +214,8 @@ class ApiStudent(Student):
             try:
                 result = await asyncio.wait_for(asyncio.wrap_future(job.future), self.test.args.timeout)
             except TimeoutError:
-                job.cancel()
+                # cancelling posts to the server: off the event loop, and not waited for
+                asyncio.get_running_loop().run_in_executor(None, job.cancel)
                 self.record(kind, t0, None, f"{kind}: no answer within {self.test.args.timeout:g} s")
                 return
         except Exception as e:  # noqa: BLE001 - counted by kind
