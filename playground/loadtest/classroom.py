@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from . import readings as R
 from .procs import BUSY, ProcessWatch, end_processes, most_held
 from .server import START_ATTEMPTS, Server, ServerGone
-from .students import ACTIONS, CHROMIUM, CHROMIUM_ARGS, ApiStudent, Student, TabStudent, error_kind
+from .students import ACTIONS, API_CASES, CHROMIUM, CHROMIUM_ARGS, ApiStudent, Student, TabStudent, api_cases, error_kind
 
 DEFAULT_CAP = 4  # the server's cap on runs training at once when PLAYGROUND_MAX_RUNS is unset (RunManager)
 HELD_EVERY = 2.0  # seconds between counts of the sessions held
@@ -44,6 +44,8 @@ class LoadTest:
         self.ready_after = None
         self.start_failures: list[str] = []
         self._knobs = None
+        self.api_cases = list(API_CASES)
+        self.api_refusals = ""
 
     def remaining(self) -> float:
         return self.marks.get("start", math.inf) + self.duration - (time.time() - self.t0)
@@ -116,6 +118,9 @@ class LoadTest:
                 await self.browser.close()
 
     async def _class(self) -> None:
+        if self.args.sessions > self.args.tabs:
+            self.api_cases, self.api_refusals = await asyncio.to_thread(
+                api_cases, self.url, lambda m, d: [m, d, *self.knob_values(m)], self.args.timeout)
         if self.watch:
             await asyncio.to_thread(self.watch.settle_baseline)
             self.watch.start()
@@ -227,6 +232,7 @@ class LoadTest:
                        "server_started_here": self.server is not None, "server_ready_after_s": _round(self.ready_after),
                        "server_start_failures": self.start_failures,
                        "server_last_lines": self.server.tail(10) if self.server and exited else None,
+                       "api_cases": self.api_cases, "api_refused": self.api_refusals,
                        "think_s": args.think, "patience_s": args.patience, "timeout_s": args.timeout,
                        "settle_s": args.settle, "marks_s": {k: round(v, 1) for k, v in self.marks.items()},
                        "requests_outside_loopback_refused": self.blocked},

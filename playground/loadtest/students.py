@@ -27,6 +27,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 ACTIONS = ("open", "play", "pause", "step", "switch", "reset")  # every script's; "state" is an API client's look
 OVER = ("done", "diverged", "error", "stopped")
 API_CASES = [("realnvp", "two_moons"), ("vae", "eight_gaussians"), ("nsgan", "two_moons"), ("ddpm", "rings")]
+# for a server whose model input takes only the default family's models (its dropdown's first choices)
+FLOW_CASES = [("realnvp", "two_moons"), ("nice", "eight_gaussians"), ("maf", "two_moons"), ("realnvp", "rings")]
 TAB_FAMILIES = ["vae", "diffusion", "gan", "flow"]  # the Family dropdown; each opens with its first model
 REOPEN_AFTER = 10.0  # seconds before a session that failed to open tries again
 POLL = 1.0  # seconds between an API client's looks at /state while it watches or waits
@@ -154,6 +156,33 @@ def gone(status: dict) -> bool:
 # ---------------------------------------------------------------------------
 # API clients
 # ---------------------------------------------------------------------------
+def api_cases(url: str, inputs, timeout: float) -> tuple[list, str]:
+    """The (model, dataset) pairs API clients use, and why if fewer families than API_CASES.
+
+    Some versions of the page refuse, through the API, a model outside the dropdown's first
+    choices ("not in the list of choices"); one throwaway client asks /reset for each case
+    once, before the class, and keeps the cases the server takes."""
+    import httpx
+    from gradio_client import Client
+
+    client = Client(url, verbose=False, download_files=False, analytics_enabled=False,
+                    httpx_kwargs={"timeout": httpx.Timeout(timeout, read=None)})
+    try:
+        taken, refused = [], []
+        for model, dataset in dict.fromkeys(API_CASES + FLOW_CASES):
+            try:
+                client.predict(*inputs(model, dataset), api_name="/reset")
+                taken.append((model, dataset))
+            except Exception as e:  # noqa: BLE001 - a refusal says which models the endpoint takes
+                refused.append(f"{model}: {error_kind(e)}")
+        cases = [c for c in API_CASES if c in taken] or [c for c in FLOW_CASES if c in taken]
+        if len(cases) < len(API_CASES):
+            cases += [c for c in FLOW_CASES if c in taken and c not in cases][:len(API_CASES) - len(cases)]
+        return cases or API_CASES, "; ".join(refused)
+    finally:
+        client.close()
+
+
 def status_in(result) -> dict | None:
     """The status among an endpoint's outputs: /state's plain data, or the status line (the last
     output of every page callback)."""
@@ -177,7 +206,7 @@ class ApiStudent(Student):
     def __init__(self, index: int, test: LoadTest):
         super().__init__(index, test)
         self.client = None
-        self.case = index % len(API_CASES)
+        self.case = index
 
     async def open(self) -> None:
         import httpx
@@ -233,7 +262,7 @@ class ApiStudent(Student):
             self.observe(t0, t1, status)
 
     def inputs(self) -> list:
-        model, dataset = API_CASES[self.case]
+        model, dataset = self.test.api_cases[self.case % len(self.test.api_cases)]
         return [model, dataset, *self.test.knob_values(model)]
 
     async def play(self) -> None:
@@ -249,7 +278,7 @@ class ApiStudent(Student):
         await self.call("reset", "/reset", *self.inputs())
 
     async def switch(self) -> None:
-        self.case = (self.case + 1) % len(API_CASES)
+        self.case += 1
         await self.call("switch", "/reset", *self.inputs())
 
     async def look(self) -> None:

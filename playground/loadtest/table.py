@@ -26,6 +26,9 @@ def render(rep: dict) -> str:
     if c["server_start_failures"]:
         out.append(f"  the server failed to start {len(c['server_start_failures'])} time(s) first: "
                    + c["server_start_failures"][0])
+    if c["api_refused"]:
+        out.append("  API clients train " + ", ".join(f"{m} on {d}" for m, d in c["api_cases"])
+                   + f": through the API the server refused {c['api_refused']}")
     if "server_exited" in c["marks_s"]:
         out.append(f"  THE SERVER EXITED {c['marks_s']['server_exited'] - start:.0f} s into the test; "
                    f"its last lines: {c['server_last_lines']}")
