@@ -13,9 +13,10 @@ Each of the --sessions students loops over a classroom script with think time un
 Play, Reset. --tabs of them (a third by default) are headless Chromium tabs clicking the
 page's buttons; the others call the app's named endpoints (/play, /pause, /step, /reset,
 /state) through gradio_client. With --soak every cycle ends by closing the session and
-opening a new one. Once the time is up waiting and watching stop, while each cycle's
-remaining clicks still happen, so that every action is measured. Then the class leaves:
-everyone presses Play, and the tabs close one at a time.
+opening a new one. Once the time is up, waiting and watching stop and a session clicks
+only what it has not yet had answered (so that every action is measured), for at most
+three --timeout more. Then the class leaves: everyone presses Play, and the tabs close
+one at a time.
 
 What it reports (a table on stdout, everything in --json), and how each figure is read:
 

@@ -27,6 +27,8 @@ class LoadTest:
         self.t0 = time.time()
         self.duration = args.minutes * 60
         self.stagger = min(5.0, self.duration / 10)  # a class opens the page within a few seconds
+        self.grace = 3 * args.timeout  # past the time, the seconds left to finish a cycle's first clicks
+        self.leaving = False
         self.url = args.url
         self.server: Server | None = None
         self.watch: ProcessWatch | None = None
@@ -159,6 +161,7 @@ class LoadTest:
         until a run process of the server ends; then the API clients close all at once."""
         tabs = [s for s in self.students if isinstance(s, TabStudent) and s.page is not None]
         apis = [s for s in self.students if isinstance(s, ApiStudent) and s.client is not None]
+        self.leaving = True
         await asyncio.gather(*(t.play() for t in tabs), return_exceptions=True)
         await asyncio.gather(*(a.play() for a in apis), return_exceptions=True)
         stop = asyncio.Event()

@@ -70,6 +70,16 @@ class Student:
         """How late its last observation of a run's training may be: none for an API answer."""
         return 0.0
 
+    def due(self, kind: str) -> bool:
+        """Whether to click now. Until the time is up, always; after it, Play (the state the next
+        clicks start from) and an action this session has not had answered yet (so that each is
+        measured), and nothing once the grace is over; as the class leaves, always."""
+        late = -self.test.remaining()
+        if late <= 0 or self.test.leaving:
+            return True
+        done = any(a["kind"] == kind and a["error"] is None for a in self.actions)
+        return late < self.test.grace and (kind == "play" or not done)
+
     async def ensure_open(self) -> bool:
         """Open again after a failure, at most every REOPEN_AFTER seconds and not once the time is up."""
         if not self.connected and self.test.remaining() > 0 and self.now() - self.last_open >= REOPEN_AFTER:
@@ -83,7 +93,7 @@ class Student:
 
     # ---- the classroom script ----------------------------------------------
     async def script(self) -> None:
-        """Cycles until the time is up; the last cycle's clicks all happen, only its waits are cut."""
+        """Cycles until the time is up (then `due` says which of the last cycle's clicks still happen)."""
         await asyncio.sleep(self.rng.uniform(0, self.test.stagger))  # a class opens the page within seconds
         await self.open()
         while True:
@@ -235,7 +245,7 @@ class ApiStudent(Student):
 
     async def call(self, kind: str, api_name: str, *args) -> None:
         """One endpoint call, timed; the status it answers with is an observation."""
-        if not await self.ensure_open():
+        if not self.due(kind) or not await self.ensure_open():
             return
         t0 = self.now()
         try:
@@ -435,7 +445,7 @@ class TabStudent(Student):
 
     async def act(self, kind: str, click, states, step=None) -> None:
         """Click, then wait until the status line answers; a page that broke is opened again later."""
-        if not await self.ensure_open():
+        if not self.due(kind) or not await self.ensure_open():
             return
         t = self.now()
         what = "the click"
