@@ -91,50 +91,46 @@ def test_a_request_after_the_tab_closed_starts_nothing():
         m.shutdown()
 
 
-def test_the_page_refuses_a_late_play_over_http():
+@pytest.fixture
+def served():
+    """(manager, client): the app served on a loopback port, and a client of it."""
+    from gradio_client import Client
+
+    manager = RunManager(2)
+    demo = A.build_app(manager)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield manager, Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+        manager.shutdown()
+
+
+def test_the_page_refuses_a_late_play_over_http(served):
     """The reproduction: a session, its tab closes, then Play with the same session hash."""
-    from gradio_client import Client
-
-    manager = RunManager(2)
-    demo = A.build_app(manager)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        state = lambda: client.predict(api_name="/state")[0]  # noqa: E731
-        client.predict("realnvp", "two_moons", api_name="/play")
-        assert wait_for(lambda: state()["step"] > 5, timeout=30, every=0.2)
-        share.close_session(manager, Request(client.session_hash))  # what the unload event does
-        runs = [r for r in list(manager._runs) if r.owner == client.session_hash]
-        assert runs and wait_for(lambda: not any(child_alive(r) for r in runs), timeout=10)
-        status = client.predict("realnvp", "two_moons", api_name="/play")
-        assert "Reload the page" in str(status)
-        time.sleep(1.0)
-        assert manager.active == 0 and manager.waiting == 0
-        assert not any(child_alive(r) for r in list(manager._runs))
-    finally:
-        demo.close()
-        manager.shutdown()
+    manager, client = served
+    state = lambda: client.predict(api_name="/state")[0]  # noqa: E731
+    client.predict("realnvp", "two_moons", api_name="/play")
+    assert wait_for(lambda: state()["step"] > 5, timeout=30, every=0.2)
+    share.close_session(manager, Request(client.session_hash))  # what the unload event does
+    runs = [r for r in list(manager._runs) if r.owner == client.session_hash]
+    assert runs and wait_for(lambda: not any(child_alive(r) for r in runs), timeout=10)
+    status = client.predict("realnvp", "two_moons", api_name="/play")
+    assert "Reload the page" in str(status)
+    time.sleep(1.0)
+    assert manager.active == 0 and manager.waiting == 0
+    assert not any(child_alive(r) for r in list(manager._runs))
 
 
-def test_the_api_plays_any_family_not_only_the_first_shown():
-    from gradio_client import Client
-
-    manager = RunManager(2)
-    demo = A.build_app(manager)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        client.predict("vae", "two_moons", api_name="/play")
-        s = client.predict(api_name="/state")[0]
-        assert s["model"] == "vae" and s["status"] in ("running", "waiting")
-        status = client.predict("no_such_model", "two_moons", api_name="/reset")
-        shown = str(status).replace("\\", "")
-        assert "no_such_model" in shown and "realnvp" in shown  # named, with what is allowed
-    finally:
-        demo.close()
-        manager.shutdown()
+def test_the_api_plays_any_family_not_only_the_first_shown(served):
+    _, client = served
+    client.predict("vae", "two_moons", api_name="/play")
+    s = client.predict(api_name="/state")[0]
+    assert s["model"] == "vae" and s["status"] in ("running", "waiting")
+    status = client.predict("no_such_model", "two_moons", api_name="/reset")
+    shown = str(status).replace("\\", "")
+    assert "no_such_model" in shown and "realnvp" in shown  # named, with what is allowed
 
 
 # ---- a killed training process ----------------------------------------------------
