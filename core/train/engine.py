@@ -14,6 +14,13 @@ that has exploded past LOSS_LIMIT, then stops the run with a message naming
 the step and phase where it first appeared and what to try, and the weights,
 optimiser state and average from the last check are put back; so a GPU can
 run ahead of the host between checks.
+
+The same read carries one sum over every weight the pictures use (the model's
+state and its average), in float64: finite exactly when each weight is. A
+weight that stops being finite though every loss stayed finite (a phase whose
+loss does not read it, the average, an update's last step before the check)
+spoils every sample drawn from it, and stops the run in the same way, at that
+check's step.
 """
 
 from __future__ import annotations
@@ -152,17 +159,28 @@ class Engine:
         counts = [sum(k in terms for terms in self._terms) for k in keys]
         sums = [torch.stack([terms[k].reshape(()).double() for terms in self._terms if k in terms]).sum() for k in keys]
         losses = [loss.reshape(()).double() for _, _, loss in self._losses]
-        values = torch.stack(sums + losses).tolist()  # the one read from the device
-        self._raise_if_diverged(values[len(keys):])
+        values = torch.stack(sums + losses + [self._weights_sum()]).tolist()  # the one read from the device
+        self._raise_if_diverged(values[len(keys):-1], values[-1])
         means = {k: total / n for k, total, n in zip(keys, values, counts)}
         self._reset_watch()
         self._save_good()
         return means
 
-    def _raise_if_diverged(self, losses: list[float] | None = None) -> None:
+    def _weights_sum(self) -> torch.Tensor:
+        """The sum of every floating-point weight of the model and its average, in float64 (a
+        scalar on the device): NaN or inf exactly when some weight is (a float64 sum of float32
+        numbers cannot overflow)."""
+        tensors = [v for v in self.model.state_dict().values() if v.is_floating_point()]
+        if self.ema is not None:
+            tensors += self.ema.shadow
+        if not tensors:
+            return torch.zeros((), dtype=torch.float64, device=self.device)
+        return torch.stack([t.detach().sum(dtype=torch.float64).to(self.device) for t in tensors]).sum()
+
+    def _raise_if_diverged(self, losses: list[float] | None = None, weights: float | None = None) -> None:
         """Divergence handling: at the first loss since the last check (if any) that is not finite
-        or past LOSS_LIMIT in magnitude, put the last good state back and raise TrainingDiverged
-        with a message that says what to try."""
+        or past LOSS_LIMIT in magnitude, or else if the weights are no longer finite, put the last
+        good state back and raise TrainingDiverged with a message that says what to try."""
         if losses is None:
             losses = torch.stack([loss.reshape(()).double() for _, _, loss in self._losses]).tolist() \
                 if self._losses else []
@@ -170,6 +188,10 @@ class Engine:
         if bad is not None:
             step, phase_index, _ = self._losses[bad]
             self._diverged(step, phase_index, losses[bad])
+        if weights is None:
+            weights = float(self._weights_sum())
+        if not math.isfinite(weights):
+            self._diverged(self.step_count, None, weights)
 
     def _save_good(self) -> None:
         self._good = {"step": self.step_count,
@@ -177,21 +199,29 @@ class Engine:
                       "opt": {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()},
                       "ema": {k: v.clone() for k, v in self.ema.state().items()} if self.ema else None}
 
-    def _diverged(self, bad_step: int, phase_index: int, value: float) -> None:
+    def _diverged(self, bad_step: int, phase_index: int | None, value: float) -> None:
+        """phase_index None: the weights (whose sum is `value`) are no longer finite at bad_step."""
         good = self._good
         self.model.load_state_dict(good["model"])
         for k, o in self.optimizers.items():
             o.load_state_dict(good["opt"][k])
         if self.ema is not None:
             self.ema.load(good["ema"])
-        self.step_count = bad_step - 1  # the steps that gave finite losses
         multi = len(self.phases) > 1
-        what = f"the {self.phases[phase_index].name} loss" if multi else "the loss"
         lr = ", ".join(f"{p.name}: {self.base_lr[p.name]:g}" for p in self.phases) if multi \
             else f"{self.base_lr[self.phases[0].name]:g}"
-        if math.isfinite(value):
-            became = f"exploded to {value:.3g} (past {LOSS_LIMIT:.0e} in magnitude, which no healthy run reaches)"
+        if phase_index is None:
+            # every loss was finite: the weights went bad somewhere after the last check
+            self.step_count = good["step"]
+            what = "the model's weights"
+            became = (f"became {'nan' if math.isnan(value) else 'inf'} somewhere after step {good['step']}, "
+                      f"though every loss was finite")
         else:
+            self.step_count = bad_step - 1  # the steps that gave finite losses
+            what = f"the {self.phases[phase_index].name} loss" if multi else "the loss"
+        if phase_index is not None and math.isfinite(value):
+            became = f"exploded to {value:.3g} (past {LOSS_LIMIT:.0e} in magnitude, which no healthy run reaches)"
+        elif phase_index is not None:
             became = "became " + ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
         self.status = "diverged"
         self.message = (f"Training stopped at step {bad_step}: {what} {became}. "

@@ -87,3 +87,56 @@ def test_a_large_healthy_loss_runs_to_the_end():
         e = engine(Exploding(at=1, factor=target / first))
         run(e, 40)
         assert e.status != "diverged" and e.step_count == 40
+
+
+class SpoiledWeights(MeanModel):
+    """MeanModel with a weight `w` that its loss never reads, set to `value` after optimiser step
+    `at`: the weights stop being finite while every loss stays finite."""
+
+    def __init__(self, at: int, value: float = float("nan")):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(3))
+        self.at, self.value, self.updates = at, value, 0
+
+    def after_phase(self, name):
+        self.updates += 1
+        if self.updates == self.at:
+            with torch.no_grad():
+                self.w.fill_(self.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_weights_that_stop_being_finite_stop_the_run_though_every_loss_is_finite(value):
+    e = engine(SpoiledWeights(at=15, value=value))
+    with pytest.raises(TrainingDiverged) as info:
+        run(e, 40)
+    message = str(info.value)
+    assert "Training stopped at step 20: the model's weights" in message and "after step 10" in message
+    assert "The weights from step 10 were kept" in message and "lower learning rate" in message
+    assert e.status == "diverged" and e.step_count == 10
+    assert all(torch.isfinite(p).all() for p in e.model.parameters())
+    healthy = engine(MeanModel())
+    run(healthy, 10)
+    assert torch.equal(e.model.mu, healthy.model.mu)
+
+
+def test_a_weight_average_that_stops_being_finite_stops_the_run():
+    # the pictures and samples come from the average (view_weights): a NaN there is a NaN picture
+    e = engine(MeanModel(config=type(MeanModel().config)(ema=0.9)))
+    run(e, 10)
+    with torch.no_grad():
+        e.ema.shadow[0].fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="step 20: the model's weights"):
+        run(e, 10)
+    assert all(torch.isfinite(v).all() for v in e.view_weights().values())
+
+
+def test_the_runner_ends_a_run_with_spoiled_weights_as_diverged_with_the_message():
+    from core.train.runner import Runner
+
+    e = engine(SpoiledWeights(at=15))
+    reports = []
+    status = Runner(e, 100, log_every=10).run(report=reports.append, report_every=1e9)
+    assert status == "diverged" and reports[-1]["final"] and reports[-1]["status"] == "diverged"
+    assert "step 20" in reports[-1]["message"] and "gradient clipping" in reports[-1]["message"]
+    assert all(abs(v).max() < 1e9 for v in reports[-1]["state"].values())  # the good weights are sent
