@@ -233,6 +233,13 @@ def test_a_short_class_with_a_queue_keeps_the_cap_and_leaves_nothing_behind(tmp_
     p = rep["processes"]
     assert p["measured"] and p["orphans"] == [] and p["left_after_server_stopped"] == []
     procs = read_procs()
-    assert not [k for k in p["ever_under_the_server"] if k["pid"] in procs and procs[k["pid"]].start == k["start"]]
+    ours = {k["pid"] for k in p["ever_under_the_server"]
+            if k["pid"] in procs and procs[k["pid"]].start == k["start"]}
+    # A process that ended after its parent was adopted by the container's first process; where that
+    # process reaps nothing (some CI runners), the dead child stays a zombie there: it is dead and holds
+    # no memory, and reaping it is not ours to do. Anything else still here is a leak.
+    left = [(pid, procs[pid].state, procs[pid].ppid) for pid in ours
+            if not (procs[pid].state == "Z" and procs[pid].ppid == 1)]
+    assert not left, f"still here after the load test (pid, state, parent): {left}"
     assert rep["memory"]["measured"] and rep["memory"]["peak_rss"]["rss_mb"] >= rep["memory"]["start"]["rss_mb"] > 0
     assert rep["redraws"]["per_tab"] and rep["redraws"]["per_tab"][0]["per_s"] >= 0
