@@ -7,6 +7,7 @@ for a view control, or "slots" for the list of panels in SLOTS order.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import urllib.parse
@@ -95,6 +96,41 @@ def _same_settings(run, model: str, dataset: str, knobs: dict) -> bool:
         non_default(model, model_s, train_s) == non_default(model, run.model_settings, run.train_settings)
 
 
+def in_turn(fn):
+    """A change of configuration: made after the tab's earlier changes, never beside them (Session.turn)."""
+    @functools.wraps(fn)
+    def changed(session: Session, *args, **kwargs):
+        with session.turn():
+            return fn(session, *args, **kwargs)
+    return changed
+
+
+def _run_knobs(run) -> dict:
+    """The control values of the run's own settings."""
+    kind = data_kind(run.dataset_name)
+    return _knobs_from(run.model_name, non_default(run.model_name, run.model_settings, run.train_settings, kind), kind)
+
+
+def _behind(session: Session, model: str, dataset: str | None = None) -> bool:
+    """The page has not shown the tab's last change yet: it still names another model (or data)
+    than the run the session holds. Its knob values then belong to that other model."""
+    run = session.current
+    return run is not None and (run.model_name != model or (dataset is not None and run.dataset_name != dataset))
+
+
+def _resync(session: Session) -> dict:
+    """Every control, the panels and the link as the session's run has them: the page caught up."""
+    run = session.current
+    kind = data_kind(run.dataset_name)
+    settings = non_default(run.model_name, run.model_settings, run.train_settings, kind)
+    out = _controls(session, run.model_name, run.dataset_name, settings)
+    out["query"] = _query(session, run.model_name, run.dataset_name, settings)
+    out.update(control_updates(family_of(run.model_name), kind=kind))
+    session.shown_seq = session.shown_history = session.shown_metrics = -1  # the panels were blanked: redraw them
+    return out
+
+
+@in_turn
 def on_load(session: Session, request: gr.Request | None = None) -> dict:
     """Page opened: read the configuration from the URL, build the first run."""
     params = dict(request.query_params) if request is not None else {}
@@ -138,26 +174,44 @@ def _controls(session: Session, model: str, dataset: str, settings: dict | None 
     return out
 
 
+# Each change below changes one thing, and takes everything else from the session's run rather
+# than from the page: a page may send a change before it has shown the one before (a family
+# picked, then a dataset 0.3 s later), and would then name the model before. Whatever order two
+# quick changes arrive in, both are kept.
+@in_turn
 def on_family(session: Session, family: str, dataset: str) -> dict:
     """A new family: its first model with default settings, on the same data."""
     model = registry.model_names(family)[0]
     return on_model(session, model, dataset)
 
 
+@in_turn
 def on_model(session: Session, model: str, dataset: str) -> dict:
     """A new model: default settings and a fresh run on the same data."""
+    if session.current is not None:
+        dataset = session.current.dataset_name
     return _show(session, model, dataset)
 
 
+@in_turn
 def on_dataset(session: Session, model: str, dataset: str, knobs: dict) -> dict:
     """New data: a fresh run of the same model and settings."""
-    return _fresh_run(session, model, dataset, knobs)
+    behind = _behind(session, model)
+    if behind:
+        model, knobs = session.current.model_name, _run_knobs(session.current)
+    out = _fresh_run(session, model, dataset, knobs)
+    if behind:
+        out.update(_resync(session))
+    return out
 
 
+@in_turn
 def on_upload(session: Session, model: str, upload, knobs: dict) -> dict:
     """A .csv/.npy file of points becomes a dataset of this session."""
     if upload is None:
         return {}
+    if _behind(session, model):
+        model, knobs = session.current.model_name, _run_knobs(session.current)
     path = upload if isinstance(upload, str) else getattr(upload, "name", str(upload))
     drawn = D.read_csv(path)  # a drawing downloaded from this page comes back as the drawing
     if drawn is not None:
@@ -171,6 +225,7 @@ def on_upload(session: Session, model: str, upload, knobs: dict) -> dict:
 
 
 # ---- data a person draws ----------------------------------------------------------
+@in_turn
 def on_draw(session: Session, model: str, sketch, bandwidth: float, knobs: dict) -> dict:
     """"Use this drawing": the sketch's points, smoothed with bandwidth h, become the run's data.
 
@@ -178,6 +233,8 @@ def on_draw(session: Session, model: str, sketch, bandwidth: float, knobs: dict)
     drawing stays a dataset of this tab.
     """
     points, strokes = D.sketch_to_points(sketch)
+    if _behind(session, model):
+        model, knobs = session.current.model_name, _run_knobs(session.current)
     return _use_drawing(session, model, DrawnPoints(points, float(bandwidth), strokes), knobs)
 
 
@@ -241,14 +298,31 @@ def _own_knobs(session: Session, model: str, dataset: str, knobs: dict) -> dict:
             for key, value in knobs.items()}
 
 
-def play(session: Session, model: str, dataset: str, knobs: dict) -> dict:
-    """Start (or resume). A run that has not taken a step picks up changed settings first."""
+def _from_page(session: Session, model: str, dataset: str, knobs: dict) -> tuple[str, str, dict, dict]:
+    """What a button on the page acts on: the session's run, if the page is behind it (and the
+    outputs that bring the page up to date); else what the page shows."""
+    if not _behind(session, model, dataset):
+        return model, dataset, knobs, {}
+    run = session.current
+    return run.model_name, run.dataset_name, _run_knobs(run), _resync(session)
+
+
+@in_turn
+def play(session: Session, model: str, dataset: str, knobs: dict, page: bool = False) -> dict:
+    """Start (or resume). A run that has not taken a step picks up changed settings first.
+
+    page: pressed on the page, whose controls may be behind the run (_from_page); else an API
+    call, which may name any model and data."""
+    out = {}
+    if page:
+        model, dataset, knobs, out = _from_page(session, model, dataset, knobs)
     knobs = _own_knobs(session, model, dataset, knobs)
     run = session.current
-    out = {}
     lost = run is not None and run.status == "error" and run.trainer.lost  # its training process was killed
-    if run is None or lost or (run.step == 0 and run.status == "ready" and not _same_settings(run, model, dataset, knobs)):
-        out = _fresh_run(session, model, dataset, knobs)
+    other = run is not None and (run.model_name, run.dataset_name) != (model, dataset)  # an API call naming another
+    if run is None or lost or other or \
+            (run.step == 0 and run.status == "ready" and not _same_settings(run, model, dataset, knobs)):
+        out.update(_fresh_run(session, model, dataset, knobs))
         run = session.current
     note = run.play()
     if note:
@@ -264,26 +338,37 @@ def pause(session: Session) -> dict:
     return {"status": format_status(session)}
 
 
-def step(session: Session, model: str, dataset: str, knobs: dict) -> dict:
+@in_turn
+def step(session: Session, model: str, dataset: str, knobs: dict, page: bool = False) -> dict:
     """One optimisation step (pausing first if it was training)."""
+    out = {}
+    if page:
+        model, dataset, knobs, out = _from_page(session, model, dataset, knobs)
     knobs = _own_knobs(session, model, dataset, knobs)
     run = session.current
-    out = {}
     if run is None or run.finished:
-        out = _fresh_run(session, model, dataset, knobs)
+        out.update(_fresh_run(session, model, dataset, knobs))
         run = session.current
     run.step_once(1)
     out["status"] = format_status(session)
     return out
 
 
-def reset(session: Session, model: str, dataset: str, knobs: dict) -> dict:
+@in_turn
+def reset(session: Session, model: str, dataset: str, knobs: dict, page: bool = False) -> dict:
     """Stop the run (its curves go to Compare) and build a fresh model with the current settings."""
-    return _fresh_run(session, model, dataset, _own_knobs(session, model, dataset, knobs))
+    out = {}
+    if page:
+        model, dataset, knobs, out = _from_page(session, model, dataset, knobs)
+    out.update(_fresh_run(session, model, dataset, _own_knobs(session, model, dataset, knobs)))
+    return out
 
 
+@in_turn
 def on_knob(session: Session, model: str, dataset: str, knobs: dict, key: str) -> dict:
     """A knob moved: apply it now if it is live, and keep the link in step."""
+    if _behind(session, model, dataset):  # a knob of the model before: the page shows the run's own now
+        return _resync(session)
     model_s, train_s = settings_from(model, knobs)
     knob = all_knobs()[key]
     run = session.current
@@ -311,7 +396,7 @@ HIDDEN = "hidden"  # document.visibilityState of a background tab
 def tick(session: Session, x_axis: str, metric: str, visible: str = "visible") -> dict:
     """The timer: redraw only what changed since the last tick, as often as the server's picture
     budget allows (RunManager.redraw_interval); a background tab costs no pictures."""
-    run = session.current
+    run, generation = session.current, session.generation
     out = {}
     session.seen(visible != HIDDEN)
     manager = session.manager
@@ -345,8 +430,13 @@ def tick(session: Session, x_axis: str, metric: str, visible: str = "visible") -
         out["metrics_plot"] = _metrics_chart(run, mets, metric, x_axis)
     if manager is not None and len(out) > 1:
         manager.redrawn(time.thread_time() - cpu)
+    if session.generation != generation or session.changing():
+        # the configuration changed while this was drawn: its pictures are of the run before
+        session.shown_seq = session.shown_history = session.shown_metrics = -1
+        session.shown_status, session.last_redraw = "", -1e9  # nothing was sent
+        return {}
     if run.finished and session.chain and run.status == "done":
-        out.update(_next_in_chain(session))
+        out.update(_next_in_chain(session, run))
     return out
 
 
@@ -395,6 +485,7 @@ def on_view_control(session: Session, name: str, value: float) -> dict:
     return _panels(run, snap)
 
 
+@in_turn
 def apply_preset(session: Session, preset: str) -> dict:
     """One click: model, data and settings of a preset, a fresh run, and what to watch for."""
     preset = P.find(preset)
@@ -408,8 +499,11 @@ def apply_preset(session: Session, preset: str) -> dict:
     return out
 
 
-def _next_in_chain(session: Session) -> dict:
+@in_turn
+def _next_in_chain(session: Session, finished) -> dict:
     """A preset with several runs: the next one starts when the previous finishes."""
+    if session.current is not finished or not session.chain:  # a change came first
+        return {}
     nxt, rest = session.chain[0], session.chain[1:]
     out = _show(session, nxt["model"], nxt["dataset"], nxt.get("settings"))
     session.chain = rest

@@ -209,43 +209,44 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         ui["visible"] = gr.Textbox(value="visible", visible=False)  # the tab's document.visibilityState
         ui["api_state"] = gr.JSON(visible=False)
         ui["state_button"] = gr.Button(visible=False)
+        for name in ("play", "step", "reset"):  # the API's buttons: a script names the model and data itself
+            ui["api_" + name] = gr.Button(visible=False)
         ui["timer"] = timer = gr.Timer(REDRAW[DEFAULT_REDRAW])
 
         # ---- wiring ----------------------------------------------------------
         controls = ["family", "model", "dataset", "knobs", "slots", "equations"]
         view = ["loss_plot", "metrics_plot", "query", "controls"]
 
-        def on(event, fn, inputs, outputs, link=False, api_name=None, extra=None, **kw):
+        def on(event, fn, inputs, outputs, api_name=None, extra=None, **kw):
             callback, ins, outs = ui.bind(fn, inputs, outputs, **(extra or {}))
             visibility = {"api_name": api_name} if api_name else {"api_visibility": "private"}
-            dep = event(callback, ins, outs, show_progress=kw.pop("show_progress", "hidden"), **visibility, **kw)
-            if link:
-                dep.then(None, [ui["query"]], [ui["link"]], js=JS_REPLACE_STATE, api_visibility="private")
-            return dep
+            return event(callback, ins, outs, show_progress=kw.pop("show_progress", "hidden"), **visibility, **kw)
 
         ctl = ["session", "model", "dataset", "knobs"]
         drawn = ["sketch", "bandwidth", "draw_preview"]
-        on(demo.load, on_load, ["session"], controls + view + ["watch", "preset"] + drawn, link=True)
-        on(ui["family"].input, on_family, ["session", "family", "dataset"], controls + view, link=True)
-        on(ui["model"].input, on_model, ["session", "model", "dataset"], controls + view, link=True)
-        on(ui["dataset"].input, on_dataset, ctl, view, link=True)
-        on(ui["upload"].upload, on_upload, ["session", "model", "upload", "knobs"], view + ["dataset"] + drawn, link=True)
+        on(demo.load, on_load, ["session"], controls + view + ["watch", "preset"] + drawn)
+        on(ui["family"].input, on_family, ["session", "family", "dataset"], controls + view)
+        on(ui["model"].input, on_model, ["session", "model", "dataset"], controls + view)
+        on(ui["dataset"].input, on_dataset, ctl, controls + view)
+        on(ui["upload"].upload, on_upload, ["session", "model", "upload", "knobs"], controls + view + drawn)
         on(ui["draw_use"].click, on_draw, ["session", "model", "sketch", "bandwidth", "knobs"],
-           view + ["dataset", "draw_preview"], link=True)
+           controls + view + ["draw_preview"])
         on(ui["bandwidth"].release, on_draw_preview, ["session", "sketch", "bandwidth"], ["draw_preview"])
         on(ui["draw_download"].click, on_draw_download, ["session", "sketch", "bandwidth"], ["draw_file"],
            show_progress="minimal")
-        on(ui["preset"].input, apply_preset, ["session", "preset"], controls + view + ["watch", "preset"], link=True)
-        on(ui["play"].click, play, ctl, view, api_name="play")
+        on(ui["preset"].input, apply_preset, ["session", "preset"], controls + view + ["watch", "preset"])
+        # The page's buttons act on the run the session holds, and bring a page that is behind it up
+        # to date (handlers._from_page); the API's take the model and data they are given.
+        for name, fn in (("play", play), ("step", step), ("reset", reset)):
+            on(ui[name].click, fn, ctl, controls + view, extra={"page": True})
+            on(ui["api_" + name].click, fn, ctl, view, api_name=name)
         on(ui["pause"].click, pause, ["session"], [], api_name="pause")
-        on(ui["step"].click, step, ctl, view, api_name="step")
-        on(ui["reset"].click, reset, ctl, view, link=True, api_name="reset")
         for key in knobs:
             comp = ui["knob:" + key]
             events = [comp.release] if isinstance(comp, gr.Slider) else \
                 [comp.blur, comp.submit] if isinstance(comp, gr.Number) else [comp.input]
             for event in events:
-                on(event, on_knob, ctl, ["query", "knobs"], link=True, extra={"key": key})
+                on(event, on_knob, ctl, controls + view, extra={"key": key})
         everything = ["slots", "loss_plot", "metrics_plot"] + controls + view
         # Redraws wait in a queue of their own, so that a button never waits behind thirty tabs'
         # pictures (the buttons' queue is the default one); a tab drops a tick while its last is
@@ -266,6 +267,10 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         for event in (ui["compare_runs"].change, ui["compare_metric"].input, ui["compare_x"].input):
             on(event, compare, ["session", "compare_runs", "compare_metric", "compare_x"], ["compare_plot", "modes_plot"])
         on(ui["state_button"].click, run_state, ["session"], ["api_state"], api_name="state")
+        # Whatever changes the configuration (a control, a preset's next run, a link) sets the hidden
+        # query; the address bar and the link follow it here, in the browser.
+        ui["query"].change(None, [ui["query"]], [ui["link"]], js=JS_REPLACE_STATE, show_progress="hidden",
+                           api_visibility="private")
 
         def on_close(request: gr.Request):
             close_session(manager, request)

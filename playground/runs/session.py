@@ -7,10 +7,12 @@ these objects into pages.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
 import tempfile
+import threading
 import time
 
 from core import registry
@@ -53,6 +55,39 @@ class Session:
         self.last_seen = time.monotonic()  # when the page last asked for anything
         self.last_redraw = -1e9  # when the page was last sent pictures
         self.redraw_period = 0.15  # the page's timer, in seconds
+        self.generation = 0  # counts the changes of configuration: a redraw begun before one is dropped
+        self._turns = threading.Condition()
+        self._next_ticket = itertools.count()
+        self._serving = 0
+        self._holder: int | None = None  # the thread whose change is being made
+
+    # ---- one change at a time ------------------------------------------------
+    @contextlib.contextmanager
+    def turn(self):
+        """Changes of configuration (family, model, data, knobs, Play, Reset) one at a time, in the
+        order they arrive. Gradio runs a tab's events side by side; two quick changes would otherwise
+        build runs over each other, and the one that finished last would win, whatever was clicked last."""
+        me = threading.get_ident()
+        if self._holder == me:  # a change made of changes (a link that names a preset)
+            yield
+            return
+        with self._turns:
+            ticket = next(self._next_ticket)
+            while self._serving != ticket:
+                self._turns.wait()
+            self._holder = me
+        try:
+            yield
+        finally:
+            with self._turns:
+                self._holder = None
+                self._serving += 1
+                self._turns.notify_all()
+
+    def changing(self) -> bool:
+        """A change of configuration is being made or waits."""
+        with self._turns:
+            return self._holder is not None
 
     # ---- who is looking -------------------------------------------------------
     def seen(self, visible: bool | None = None) -> None:
@@ -99,6 +134,7 @@ class Session:
                                  context_cache=self._contexts, watched=self.watched)
         self.shown_seq = self.shown_history = self.shown_metrics = -1
         self.shown_status = ""
+        self.generation += 1
         return run
 
     def retire(self) -> None:
