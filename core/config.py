@@ -21,6 +21,9 @@ LR_SCHEDULES = ("constant", "cosine", "linear")
 # Points in a training set drawn from a built-in dataset: as many as a file of points may hold
 # (core.data.files.MAX_POINTS), more than any 2D density needs; ten million took a gigabyte.
 MAX_N_DATA = 200_000
+# Steps per second a run may be slowed to (TrainConfig.pace): past a thousand, pacing is no slower
+# than most models train at full speed on a CPU, and a picture shows many steps anyway.
+MAX_PACE = 1000
 
 
 def param(default, *, lo=None, hi=None, choices=None, help="", live=False, when=None, variant=False):
@@ -54,6 +57,8 @@ class TrainConfig:
     lr_schedule: str = param("constant", choices=LR_SCHEDULES,
                              help="learning rate over the run: constant, or cosine / linear decay to a tenth by the last step")
     warmup: int = param(0, lo=0, hi=1_000_000, help="steps of linear warm-up from 0 to the learning rate (0: none)")
+    pace: float = param(0.0, lo=0.0, hi=MAX_PACE, live=True,
+                        help="steps per second, to watch training in slow motion (0: full speed)")
 
 
 def relevant(cfg, name: str) -> bool:

@@ -10,7 +10,9 @@ calling
 again and again. Each call builds the Engine from the model as it was before training
 (payload: the pickled (model, data, cfg), as the child process gets it), puts the run's state
 back (state None for the first call), applies `commands` (the live settings made since the last
-call, ("set", name, value)) and trains until the step count `steps` or for about `seconds`.
+call, ("set", name, value), and while paused the steps asked for, ("step", n, phase or None),
+which the call then takes, each of its phase) and trains until the step count `steps` or for
+about `seconds`.
 Every item is one of the Runner's reports (core.train.runner.message_for: weights as numpy
 arrays) with two more keys:
 
@@ -143,14 +145,17 @@ def train_chunk(payload: bytes, state: bytes | None, device: str, steps: int, lo
     steps: the step count at which this chunk ends (cfg.steps, the run's, at most). seconds: no
     step starts once this long has passed since the call began (building the engine counted);
     every report, and so every call, has at least one step. report_every: seconds between
-    reports. commands: ("set", name, value) tuples, applied before the first step. The last item
-    has chunk_end True.
+    reports. commands: ("set", name, value) tuples, applied before the first step, and ("step", n,
+    phase) tuples: the call is then a paused run that takes those steps (steps should be where they
+    end). A pace slow enough reports every step. The last item has chunk_end True.
     """
     began = time.monotonic()
     commands = list(commands)
     for command in commands:
-        if command[0] != "set":
-            raise ValueError(f"a chunk takes live settings (\"set\", name, value) only, got {command!r}")
+        if command[0] not in ("set", "step"):
+            raise ValueError(f"a chunk takes live settings (\"set\", name, value) and steps (\"step\", n, phase) "
+                             f"only, got {command!r}")
+    stepping = any(command[0] == "step" for command in commands)
     saved = pickle.loads(state) if state is not None else {"step": 0, "elapsed": 0.0}
     try:
         model, data, cfg = pickle.loads(payload)
@@ -170,11 +175,11 @@ def train_chunk(payload: bytes, state: bytes | None, device: str, steps: int, lo
         if engine.step_count == reported:  # every report, and so every call, takes a step
             return False
         now = time.monotonic()
-        return now >= deadline or now - last >= report_every
+        return now >= deadline or now - last >= report_every or runner.every_step_reported(report_every)
 
     inbox = _Commands(commands)
     while True:
-        status = runner.run(inbox, stop_if=due)  # records the steps' losses when it returns
+        status = runner.run(inbox, stop_if=due, paused=stepping)  # records the steps' losses when it returns
         inbox = None
         over = status in ("diverged", "error") or engine.step_count >= cfg.steps
         end = over or engine.step_count >= runner.steps or time.monotonic() >= deadline

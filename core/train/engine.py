@@ -26,11 +26,12 @@ check's step.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import torch
 
-from ..config import TrainConfig, validate
+from ..config import TrainConfig, coerce, describe, validate
 from ..data.base import TrainingData
 from ..errors import ConfigError, TrainingDiverged
 from ..model import GenerativeModel, Phase
@@ -44,6 +45,15 @@ from .optim import EMA, lr_multiplier, make_optimizer, scheduled
 # estimate of anything (a float32 of 1e10 cannot tell two losses 1,000 apart), and does not come
 # back: RealNVP on two_moons at lr 1 reaches 1e31 within 50 steps and stays there for 5,000.
 LOSS_LIMIT = 1e10
+
+
+def live_train_value(cfg: TrainConfig, name: str, value):
+    """`value` for the training setting `name` (a number, or a link's numeric string), checked
+    against the setting's range; ConfigError, with the allowed values, otherwise."""
+    like = getattr(TrainConfig, name, getattr(cfg, name))  # the default, whose type the setting has
+    value = coerce(name, value, like, describe(TrainConfig)[name])
+    validate(dataclasses.replace(cfg, **{name: value}))
+    return float(value) if isinstance(like, float) else value
 
 
 def initialise(model: GenerativeModel, data: TrainingData, cfg: TrainConfig, device: torch.device,
@@ -101,17 +111,33 @@ class Engine:
         self._save_good()
 
     # ---- one step ---------------------------------------------------------
-    def step(self) -> dict[str, torch.Tensor]:
-        """One training step: every phase, each `repeats` times. Returns the loss terms, on the device."""
+    def step(self, phase: str | None = None) -> dict[str, torch.Tensor]:
+        """One training step: every phase, each `repeats` times, or only the phase named `phase`
+        (its `repeats` batches, as in a full step). Returns the loss terms, on the device.
+
+        A step of one phase is a step of the run: it counts towards cfg.steps, the learning-rate
+        schedule and the weight average, and its record holds that phase's terms only."""
+        if phase is not None:
+            self.check_phase(phase)
         try:
-            return self._step()
+            return self._step(phase)
         except TrainingDiverged:
             raise
         except Exception:
             self._raise_if_diverged()  # a non-finite loss spoils the weights, and then anything may raise
             raise
 
-    def _step(self) -> dict[str, torch.Tensor]:
+    @property
+    def phase_names(self) -> list[str]:
+        return [p.name for p in self.phases]
+
+    def check_phase(self, phase) -> None:
+        """ConfigError, listing the model's phases, unless `phase` names one of them."""
+        if phase not in self.phase_names:
+            raise ConfigError(f"{phase!r} is not a phase of {type(self.model).__name__}; its phases are: "
+                              f"{', '.join(self.phase_names)}")
+
+    def _step(self, only: str | None = None) -> dict[str, torch.Tensor]:
         if self._scheduled:
             m = lr_multiplier(self.step_count, self.cfg)
             for name, opt in self.optimizers.items():
@@ -120,6 +146,8 @@ class Engine:
         multi = len(self.phases) > 1
         terms: dict[str, torch.Tensor] = {}
         for index, phase in enumerate(self.phases):
+            if only is not None and phase.name != only:
+                continue
             for _ in range(phase.repeats):
                 batch = self.data.batch(self.cfg.batch_size, self._batches)
                 if phase.is_gradient:
@@ -249,8 +277,9 @@ class Engine:
 
         lr: every phase (a phase's own rate lr_<phase>, when set, keeps precedence,
         as in the model's phases()); lr_<phase>: that phase, 0 meaning "the
-        trainer's lr"; grad_clip: the trainer's; anything else is a model config
-        field that the loss reads at every step (beta, ...).
+        trainer's lr"; grad_clip: the trainer's; pace: the Runner's steps per
+        second (0: full speed), refused outside its range; anything else is a
+        model config field that the loss reads at every step (beta, ...).
         """
         cfg = self.model.config
         phases = {p.name for p in self.phases}
@@ -260,6 +289,8 @@ class Engine:
             self.cfg.lr = float(value)
         elif name == "grad_clip":
             self.cfg.grad_clip = float(value)
+        elif name == "pace":
+            self.cfg.pace = live_train_value(self.cfg, name, value)
         elif name.startswith("lr_") and name[3:].upper() in phases:
             setattr(cfg, name, float(value))
             self.set_lr(float(value) or self.cfg.lr, phase=name[3:].upper())

@@ -4,9 +4,11 @@
     runner.run(inbox, report, report_every)   # until `steps`, ("stop",), divergence or an error
 
 Commands, as tuples: ("pause",), ("resume",), ("step", n) (n more steps while
-paused), ("set", name, value) (a live setting), ("stop",). An inbox has
-`poll(timeout) -> command | None`. Every `report_every` seconds, and whenever
-a paused run has something new, `report(message)` gets a dict:
+paused), ("step", n, phase) (n more steps of that phase alone, as GAN Lab steps
+the discriminator or the generator: core.train.engine.Engine.step), ("set",
+name, value) (a live setting; ("set", "pace", v) among them), ("stop",). An
+inbox has `poll(timeout) -> command | None`. Every `report_every` seconds, and
+whenever a paused run has something new, `report(message)` gets a dict:
 
     step, elapsed (training seconds, pauses excluded), history (the loss records
     since the last report), status, message, lrs (each phase's learning rate),
@@ -16,10 +18,20 @@ a paused run has something new, `report(message)` gets a dict:
 History records are the mean loss terms since the previous record, taken
 every `log_every` steps (and after every step while paused), each with its
 step and elapsed time.
+
+Pace (cfg.pace, steps per second; 0 is full speed) slows a running run for a
+class to watch: a step starts no sooner than 1/pace after the one before, and
+the wait is slept in slices of at most PACE_SLICE, polling the inbox between
+them, so Pause, Step and Stop answer at once. Steps asked for while paused do
+not wait. The wait is not training time (elapsed leaves it out). A pace slow
+enough that a step takes at least a report's interval records and reports
+after every step, so each picture shows one more step. `clock` and `sleep`
+are the Runner's time (a test gives fake ones).
 """
 
 from __future__ import annotations
 
+import collections
 import time
 from typing import Callable
 
@@ -28,19 +40,44 @@ from ..model import VIEW_STATE_MAX_ELEMENTS
 from .engine import Engine
 
 FINISHED = ("done", "stopped", "diverged", "error")
+PACE_SLICE = 0.02  # seconds: the longest a paced run sleeps before it looks at its commands again
 
 
 class Runner:
     def __init__(self, engine: Engine, steps: int, log_every: int = 10,
-                 on_record: Callable[[dict], None] | None = None, history: list | None = None):
+                 on_record: Callable[[dict], None] | None = None, history: list | None = None,
+                 clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep):
         self.engine, self.steps, self.log_every = engine, int(steps), max(1, int(log_every))
         self.on_record = on_record
         self.history = [] if history is None else history
+        self.clock, self.sleep = clock, sleep
         self.elapsed = 0.0
         self.status, self.message = "ready", ""
         self._sent = len(self.history)
-        self._single = 0
+        self._singles: collections.deque[list] = collections.deque()  # [phase or None, steps] asked while paused
         self._stopped = False
+        self._last_start: float | None = None  # when the last step began (the clock's time), for the pace
+
+    @property
+    def pace(self) -> float:
+        return float(getattr(self.engine.cfg, "pace", 0.0) or 0.0)
+
+    def every_step_reported(self, report_every: float) -> bool:
+        """A pace slow enough that a step takes at least a report's interval: each step is reported."""
+        return self.pace > 0 and 1.0 / self.pace >= report_every
+
+    @property
+    def _single(self) -> int:
+        """Steps still to take while paused."""
+        return sum(n for _, n in self._singles)
+
+    def _take_single(self) -> str | None:
+        """The phase of the next step asked for while paused (None: every phase)."""
+        head = self._singles[0]
+        head[1] -= 1
+        if head[1] <= 0:
+            self._singles.popleft()
+        return head[0]
 
     # ---- commands ---------------------------------------------------------------
     def obey(self, command) -> None:
@@ -48,9 +85,14 @@ class Runner:
         if name == "pause":
             self.status = "paused"
         elif name == "resume":
-            self.status, self._single = "running", 0
+            self.status = "running"
+            self._singles.clear()
         elif name == "step":
-            self._single += int(args[0])
+            phase = args[1] if len(args) > 1 else None
+            if phase is not None:
+                self.engine.check_phase(phase)
+            if int(args[0]) > 0:
+                self._singles.append([phase, int(args[0])])
         elif name == "set":
             self.engine.set_live(*args)
         elif name == "stop":
@@ -104,25 +146,29 @@ class Runner:
                         dirty, wait = True, 0.0  # a live setting: the next report carries it
                     if self._stopped:
                         break
+                phase = None
                 if self.status == "paused":
                     if self._single <= 0:
                         if dirty and report is not None:
                             self.record()
                             report(self.message_for())
-                            last_report, dirty = time.perf_counter(), False
+                            last_report, dirty = self.clock(), False
                         continue
-                    self._single -= 1
-                t0 = time.perf_counter()
-                engine.step()
-                self.elapsed += time.perf_counter() - t0
+                    phase = self._take_single()
+                elif self._wait_for_pace(inbox, stop_if):
+                    continue  # a command came meanwhile (a pause, a stop): the loop looks at it first
+                t0 = self._last_start = self.clock()
+                engine.step(phase)
+                self.elapsed += self.clock() - t0
                 dirty = True
+                each = self.every_step_reported(report_every)
                 if engine.step_count % self.log_every == 0 or engine.step_count == self.steps \
-                        or self.status == "paused":
+                        or self.status == "paused" or each:
                     self.record()
-                if report is not None and time.perf_counter() - last_report >= report_every:
+                if report is not None and (each or self.clock() - last_report >= report_every):
                     self.record()
                     report(self.message_for())
-                    last_report = time.perf_counter()
+                    last_report = self.clock()
             self.record()
             self.status = "stopped" if self._stopped or (stop_if and stop_if()) else "done"
         except TrainingDiverged:
@@ -138,6 +184,23 @@ class Runner:
             if report is not None:
                 report(self._final_message())
         return self.status
+
+    def _wait_for_pace(self, inbox, stop_if) -> bool:
+        """Sleep until the next step is due at the pace, answering commands between slices;
+        True if a command (or stop_if) interrupted the wait, whose time then starts again."""
+        while (pace := self.pace) > 0 and self._last_start is not None:
+            left = self._last_start + 1.0 / pace - self.clock()
+            if left <= 0:
+                return False
+            self.sleep(min(left, PACE_SLICE))
+            interrupted = False
+            if inbox is not None:
+                while (command := inbox.poll(0.0)) is not None:
+                    self.obey(command)
+                    interrupted = interrupted or command[0] in ("pause", "stop", "step")
+            if interrupted or self._stopped or self.status == "paused" or (stop_if and stop_if()):
+                return True
+        return False
 
     def _final_message(self) -> dict:
         """The last report; without weights if they cannot be sent (the error says why)."""

@@ -3,7 +3,8 @@
     trainer = Trainer(model, dataset, cfg, device="auto", transport="thread")
     trainer.fit(steps)                 headless, in this thread
     trainer.start(on_snapshot, ...)    in the background, with pictures and metrics
-    trainer.pause() / resume() / step_once(n) / set_live(name, value) / stop()
+    trainer.pause() / resume() / step_once(n, phase) / set_live(name, value) / stop()
+    trainer.phases                     the model's phase names (["D", "G"] for a GAN)
 
 The trainer knows a model only through its protocol (core.model). Training is
 the Engine (one step, divergence) driven by the Runner (the one loop, fed by
@@ -35,7 +36,7 @@ from ..config import TrainConfig, describe, validate
 from ..data.base import Dataset
 from ..errors import ConfigError
 from ..model import GenerativeModel, to_numpy
-from .engine import Engine, check_data, training_data_for
+from .engine import Engine, check_data, live_train_value, training_data_for
 from .runner import FINISHED, Runner
 from .scoring import Scoring, traced
 from .spares import Spares
@@ -99,6 +100,7 @@ class Trainer:
         # model trained elsewhere (a child process, a chunk) is never trained here: it is that copy.
         self.pictures = Spares(copy.deepcopy(model) if transport == "thread" else model)
         self._template = self.pictures.template
+        self.phases: list[str] = [p.name for p in self._template.phases(cfg.lr)]  # what step_once may name
         # Headless training and the thread transport train here; a child process or a chunk has its own.
         self._engine = Engine(model, self.training_data, copy.copy(cfg), self.train_device) \
             if transport == "thread" else None
@@ -167,12 +169,14 @@ class Trainer:
         train_live = {k for k, m in describe(self.cfg).items() if m.get("live")}
         if name not in train_live and not hasattr(self._template.config, name):
             raise ConfigError(f"{name!r} is not a setting of {type(self.model).__name__} or of training")
+        if name in train_live:  # refused here, in words, before the run (a child, a chunk) gets it
+            value = live_train_value(self.cfg, name, value)
         if self._transport is not None:
             self._transport.send("set", name, value)
         elif self._engine is not None:
             self._engine.set_live(name, value)
         if name in train_live:
-            setattr(self.cfg, name, float(value))
+            setattr(self.cfg, name, value)
         else:
             setattr(self._template.config, name, value)
             if self._engine is None:  # a child's model is this side's copy (and is built from it at start)
@@ -264,10 +268,14 @@ class Trainer:
         if self.status == "paused":
             self.status = "running"
 
-    def step_once(self, n: int = 1) -> None:
-        """While paused: take n more steps, then stay paused."""
+    def step_once(self, n: int = 1, phase: str | None = None) -> None:
+        """While paused: take n more steps, then stay paused. phase: n steps of that phase alone
+        (one of self.phases; core.train.engine.Engine.step says how such a step counts)."""
+        if phase is not None and phase not in self.phases:
+            raise ConfigError(f"{phase!r} is not a phase of {type(self.model).__name__}; its phases are: "
+                              f"{', '.join(self.phases)}")
         if self._transport is not None:
-            self._transport.send("step", int(n))
+            self._transport.send(*(("step", int(n)) if phase is None else ("step", int(n), phase)))
 
     def stop(self, timeout: float = 5.0, wait_views: bool = True) -> None:
         """End training (up to `timeout` for the process or thread to end); with wait_views, also

@@ -33,6 +33,7 @@ between calls.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import multiprocessing as mp
 import pickle
@@ -224,8 +225,9 @@ class ChunkedTransport:
     chunk_call has the signature of core.train.chunks.train_chunk and yields its items (the
     default is train_chunk itself, which trains in that thread). Each call trains for about
     `seconds`; the thread keeps the state of the last report it forwarded and starts the next
-    call from it. Commands take effect between calls: "set" goes with the next call; "step n"
-    makes calls that end after n more steps; "stop" ends the run at the next report, which is
+    call from it. Commands take effect between calls: "set" goes with the next call (a pace
+    too); "step n" (or "step n phase") makes calls that end after n more steps, which go with
+    them, each of its phase; "stop" ends the run at the next report, which is
     the last. "pause" ends the current call at its next report, which is not forwarded: the
     weights the person sees are those of the last report forwarded, the next call starts from
     its state, and no step is lost or taken twice. Every call runs in a copy of `context`
@@ -241,7 +243,8 @@ class ChunkedTransport:
         self._call, self._context, self._steps = chunk_call, context, int(steps)
         self._args = (payload, device, log_every, report_every, seconds)
         self._cv = threading.Condition()
-        self._paused, self._single, self._stopped, self._killed = paused, 0, False, False
+        self._paused, self._stopped, self._killed = paused, False, False
+        self._singles: collections.deque[list] = collections.deque()  # [phase or None, steps] asked while paused
         self._waiting = False
         self._settings: list[tuple] = []  # live settings that the state held here does not have yet
         self._state: bytes | None = None  # the state of the last report forwarded
@@ -265,9 +268,11 @@ class ChunkedTransport:
             if name == "pause":
                 self._paused = True
             elif name == "resume":
-                self._paused, self._single = False, 0
+                self._paused = False
+                self._singles.clear()
             elif name == "step":
-                self._single += int(args[0])
+                if int(args[0]) > 0:
+                    self._singles.append([args[1] if len(args) > 1 else None, int(args[0])])
             elif name == "set":
                 self._settings.append(tuple(command))
             elif name == "stop":
@@ -303,15 +308,18 @@ class ChunkedTransport:
         try:
             while True:
                 with self._cv:
-                    while not self._stopped and self._paused and self._single <= 0:
+                    while not self._stopped and self._paused and not self._singles:
                         self._waiting = True
                         self._cv.wait()
                     self._waiting = False
                     if self._stopped:
                         break
                     stepping = self._paused  # and steps were asked for
-                    target = min(self._step + self._single, self._steps) if stepping else self._steps
+                    single = sum(n for _, n in self._singles)
+                    target = min(self._step + single, self._steps) if stepping else self._steps
                     settings = list(self._settings)
+                    if stepping:  # the steps go with the call, each of its phase
+                        settings += [("step", n, phase) for phase, n in self._singles]
                 if self._chunk(target, settings, stepping):
                     return
         except Exception as e:  # noqa: BLE001 - reported to the person, not a traceback
@@ -326,6 +334,7 @@ class ChunkedTransport:
         payload, device, log_every, report_every, seconds = self._args
         context = self._context.copy()
         self.calls += 1
+        live = [c for c in settings if c[0] == "set"]
         chunk = context.run(self._call, payload, self._state, device, target, log_every, report_every, seconds,
                             settings)
         try:
@@ -344,10 +353,10 @@ class ChunkedTransport:
                         msg.update(final=True, status="stopped")
                     elif not msg["final"]:
                         msg["status"] = "paused" if self._paused else "running"
-                    del self._settings[:len(settings)]  # this call applied them: its states hold them
-                    settings = []
+                    del self._settings[:len(live)]  # this call applied them: its states hold them
+                    live = []
                     if stepping:
-                        self._single = max(0, self._single - (msg["step"] - self._step))
+                        self._consume(msg["step"] - self._step)
                     self._state, self._step, self._elapsed = item["resume"], msg["step"], msg["elapsed"]
                 self._forward(msg)
                 if msg["final"]:
@@ -356,6 +365,16 @@ class ChunkedTransport:
                     return False
         finally:
             context.run(chunk.close)
+
+    def _consume(self, taken: int) -> None:
+        """Forget the first `taken` of the steps asked for while paused (they are in a report)."""
+        while taken > 0 and self._singles:
+            head = self._singles[0]
+            used = min(taken, head[1])
+            head[1] -= used
+            taken -= used
+            if head[1] <= 0:
+                self._singles.popleft()
 
     def _last_word(self, status: str, message: str) -> dict:
         """A final report without weights (the last picture stays that of the last report)."""
