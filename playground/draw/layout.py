@@ -18,7 +18,7 @@ clear of the title however many rows they wrap onto.
 from __future__ import annotations
 
 import functools
-
+import math
 
 import plotly.graph_objects as go
 
@@ -60,12 +60,16 @@ class Unavailable(Exception):
 
 # ---- titles that fit ------------------------------------------------------------
 # Gradio caps the page at 1280 px on screens 1280 to 1535 px wide; the plots' column takes 3/4 of it and
-# holds two panels a row, so a panel is 425 px wide there (300 px on a 1024 px screen, 555 px and more on
-# wider ones). A title starts after the 40 px left margin; lines wider than TITLE_ROOM wrap onto the next
-# line instead of running off the panel. Details go on a note line in smaller type.
-PANEL_WIDTH = 425
-TITLE_ROOM = PANEL_WIDTH - 40 - 15  # px, 15 to spare for the estimate's error
-TITLE_SIZE, NOTE_SIZE = 13, 11
+# holds two panels a row, so a panel is 425 px wide there, and about 330 px on a 1024 px screen (555 px and
+# more on wider ones). Titles wrap to the narrowest of these, PANEL_WIDTH: a title starts after the 40 px
+# left margin and leaves room on the right for the panel's hover note (ⓘ); lines wider than TITLE_ROOM
+# wrap onto the next line instead of running off the panel. Details go on a note line in smaller type.
+PANEL_WIDTH = 330
+MARGIN_L, MARGIN_R = 40, 12
+INFO_ROOM = 22  # px the ⓘ of the hover note takes at the top right
+TITLE_ROOM = PANEL_WIDTH - MARGIN_L - MARGIN_R - INFO_ROOM - 6  # px, 6 to spare for the estimate's error
+MESSAGE_ROOM = PANEL_WIDTH - 30  # a placeholder's message, centred on the whole panel
+TITLE_SIZE, NOTE_SIZE, MESSAGE_SIZE, TICK_SIZE = 13, 11, 13, 12
 LINE_PX = 17  # Plotly sets the lines of an annotation 1.3 em of its font apart
 TOP_MARGIN = 34  # one line of title 6 px above the plot, with room to spare
 # Widths in em of bold Arial/Helvetica (the title font's fallback), grouped; other ASCII 0.56, the rest
@@ -115,6 +119,19 @@ def title_annotation(title: str, note: str = "") -> dict:
                 xanchor="left", yanchor="bottom", yshift=6, showarrow=False, font={"size": TITLE_SIZE}, align="left")
 
 
+INFO = "ⓘ"
+HOVER_ROOM = 320  # px per line of a hover note: Plotly does not wrap hover labels itself
+
+
+def info_annotation(text: str) -> dict:
+    """The panel's hover note: an ⓘ in its top right corner that shows `text` when the pointer is on it."""
+    return dict(name="about", text=INFO, hovertext="<br>".join(wrap(text, NOTE_SIZE, HOVER_ROOM)),
+                x=1, y=1, xref="paper", yref="paper", xanchor="right", yanchor="bottom", yshift=6,
+                showarrow=False, font={"size": 15, "color": "#777"},
+                hoverlabel={"bgcolor": "#ffffff", "bordercolor": "#999",
+                            "font": {"size": 12, "color": "#333"}})
+
+
 # ---- figures ----------------------------------------------------------------
 def figure(data: list, layout: dict) -> go.Figure:
     return go.Figure(data=data, layout=layout, _validate=VALIDATE)
@@ -131,7 +148,7 @@ def base_layout(title: str, uirevision: str, height: int = HEIGHT, legend: bool 
     rows = len(title_lines(title, note))
     return dict(
         template=TEMPLATE, height=height, uirevision=uirevision, hovermode="closest",
-        margin=dict(l=40, r=12, t=TOP_MARGIN + LINE_PX * (rows - 1), b=30), annotations=[title_annotation(title, note)],
+        margin=dict(l=MARGIN_L, r=MARGIN_R, t=TOP_MARGIN + LINE_PX * (rows - 1), b=30), annotations=[title_annotation(title, note)],
         showlegend=legend,
         legend=dict(orientation="h", xref="paper", x=0, xanchor="left", yref="container", y=0, yanchor="bottom",
                     font={"size": 11}, bgcolor="rgba(255,255,255,0)", itemsizing="constant"),
@@ -143,8 +160,9 @@ def empty_figure(message: str, title: str = "", height: int = HEIGHT) -> go.Figu
     layout = base_layout(title, uirevision="empty", height=height, legend=False)
     layout["xaxis"] = dict(visible=False, range=[0, 1])
     layout["yaxis"] = dict(visible=False, range=[0, 1])
-    layout["annotations"].append(dict(name="message", text=str(message), x=0.5, y=0.5, xref="paper", yref="paper",
-                                      showarrow=False, font={"size": 13, "color": "#666"}))
+    text = "<br>".join(wrap(str(message), MESSAGE_SIZE, MESSAGE_ROOM))  # a placeholder is read whole, not clipped
+    layout["annotations"].append(dict(name="message", text=text, x=0.5, y=0.5, xref="paper", yref="paper",
+                                      showarrow=False, font={"size": MESSAGE_SIZE, "color": "#666"}))
     return figure([], layout)
 
 
@@ -165,15 +183,38 @@ def plane_axes(layout: dict, box, n: int = 1, ticks: bool = True, label: str = "
                                scaleanchor=f"x{s}", scaleratio=1, showticklabels=ticks)
 
 
+def inner_ticks(lo: float, hi: float, most: int = 3) -> list[float]:
+    """At most `most` round tick values strictly inside [lo, hi], clear of both ends by 10% of the span:
+    side-by-side planes then never put one's last tick label against the next one's first ("4−4")."""
+    span = float(hi) - float(lo)
+    if not math.isfinite(span) or span <= 0:
+        return []
+    a, b = lo + 0.1 * span, hi - 0.1 * span
+    mag = 10.0 ** math.floor(math.log10(span / (most + 1)))
+    for step in (mag * m for m in (1, 2, 2.5, 5, 10, 20, 25, 50)):
+        vals = [k * step for k in range(math.ceil(a / step - 1e-9), math.floor(b / step + 1e-9) + 1)]
+        if len(vals) <= most:
+            return [round(v, 10) + 0.0 for v in vals]
+    return []
+
+
 def strip_layout(layout: dict, boxes: list, labels: list, gap: float = 0.015, ticks: bool = False) -> list[str]:
-    """Side-by-side plane panels; returns each panel's axis suffix ('', '2', ...)."""
+    """Side-by-side plane panels; returns each panel's axis suffix ('', '2', ...).
+
+    With ticks, each x axis has a few ticks clear of its ends, and the y tick labels of a panel
+    sharing the y range of the one on its left are left off, as they would sit in the gap."""
     k = len(boxes)
+    gap = max(gap, 0.03) if ticks else gap
     suffixes = []
     for i, (box, label) in enumerate(zip(boxes, labels)):
         plane_axes(layout, box, i + 1, ticks=ticks, label=label)
         s = "" if i == 0 else str(i + 1)
         layout[f"xaxis{s}"].update(domain=[i / k + gap, (i + 1) / k - gap], anchor=f"y{s}")
         layout[f"yaxis{s}"].update(domain=[0.0, 1.0], anchor=f"x{s}")
+        if ticks:
+            layout[f"xaxis{s}"].update(tickmode="array", tickvals=inner_ticks(*box[0]))
+            if i and tuple(box[1]) == tuple(boxes[i - 1][1]):
+                layout[f"yaxis{s}"]["showticklabels"] = False
         suffixes.append(s)
     return suffixes
 

@@ -40,7 +40,8 @@ Builder = Callable[[dict, dict, str], object]  # (snapshot, ctx, uirevision) -> 
 class Panel:
     """One figure of a view. data: which data it draws (for the others it says why not);
     needs: the trace keys it cannot draw without, the same for every kind of data or
-    {kind: keys} (a density heatmap for points, digit tiles for images)."""
+    {kind: keys} (a density heatmap for points, digit tiles for images); about: the hover
+    note on the panel's ⓘ, what it shows and what to watch for."""
 
     key: str
     title: str
@@ -48,6 +49,7 @@ class Panel:
     wide: bool = False
     data: tuple = DATA_KINDS
     needs: tuple | dict = ()
+    about: str = ""
 
     def needs_for(self, kind: str) -> tuple:
         return tuple(self.needs.get(kind, ())) if isinstance(self.needs, dict) else tuple(self.needs)
@@ -113,7 +115,9 @@ def _generic_samples(snapshot: dict, ctx: dict, uirev: str):
 
 def generic_view(family: str) -> FamilyView:
     """What a family without a view module of its own shows: its samples."""
-    return FamilyView(family, (Panel("samples", "Samples", _generic_samples, needs=("samples",)),),
+    about = ("Samples drawn from the model (purple) over the data (green). A good model covers every part of "
+             "the data and puts nothing where there is none.")
+    return FamilyView(family, (Panel("samples", "Samples", _generic_samples, needs=("samples",), about=about),),
                       f"No equations are written up for the {family} family yet.")
 
 
@@ -142,10 +146,15 @@ def all_controls() -> dict[str, Control]:
 
 
 def render_panel(family: str, key: str, snapshot: dict, ctx: dict | None = None):
-    """One panel of render(); never raises."""
-    ctx = ctx if isinstance(ctx, dict) else {}
-    view = view_for(family)
-    panel = view.panel(key)
+    """One panel of render(), with its hover note; never raises."""
+    panel = view_for(family).panel(key)
+    fig = _draw_panel(family, key, panel, snapshot, ctx if isinstance(ctx, dict) else {})
+    if panel is not None and panel.about:
+        fig.layout.annotations = (*fig.layout.annotations, V.info_annotation(panel.about))
+    return fig
+
+
+def _draw_panel(family: str, key: str, panel: Panel | None, snapshot: dict, ctx: dict):
     title = panel.title if panel else key
     if not isinstance(snapshot, dict):
         return V.empty_figure("Nothing to draw yet: start training.", title)

@@ -255,15 +255,35 @@ VIEW = FamilyView(
     family="autoregressive",
     panels=(
         Panel("ar_conditional", "Conditional p(x₂ | x₁), model vs true", conditional, data=("points",),
-              needs=("conditional",)),
-        Panel("ar_marginal", "Marginal p(x₁)", marginal, data=("points",), needs=("marginal",)),
+              needs=("conditional",),
+              about=("A slice through the density: the model's p(x₂ | x₁) at the x₁ the slider sets, beside the "
+                     "true one. An autoregressive model learns p(x₁, x₂) = p(x₁) p(x₂ | x₁), so this curve is one "
+                     "of the two pieces it fits directly. Watch its bumps grow to match the true curve; move x₁ "
+                     "across a gap in the data and see them shift.")),
+        Panel("ar_marginal", "Marginal p(x₁)", marginal, data=("points",), needs=("marginal",),
+              about=("p(x₁), the first factor of p(x₁) p(x₂ | x₁), for the model and the data. It is a 1D "
+                     "density, so it is usually learned first; watch its bumps line up with the data's clusters "
+                     "along x₁ before the joint density sharpens.")),
         Panel("ar_density", "Model density vs true density", density, wide=True, data=("points",),
-              needs=("log_density",)),
-        Panel("ar_samples", "Samples", samples, needs=("samples",)),
+              needs=("log_density",),
+              about=("The joint density p(x₁) p(x₂ | x₁) over the plane beside the true density, on one colour "
+                     "scale; the dotted line is the slice the conditional panel shows. Watch mass move onto the "
+                     "data and off the gaps. Stripes along x₂ show the order the model factorises in.")),
+        Panel("ar_samples", "Samples", samples, needs=("samples",),
+              about=("Samples drawn one coordinate (or pixel) at a time, each from its conditional given those "
+                     "before it. They should cover the data and nothing else; on digits, strokes that stop or "
+                     "jump mean the model has not yet learned dependencies across the image.")),
         Panel("ar_drawing", "Drawing pixel by pixel", drawing, wide=True, data=("images",),
-              needs=("frames", "frame_pixels")),
+              needs=("frames", "frame_pixels"),
+              about=("One sampling pass: the canvas after each group of pixels, in raster order, each pixel drawn "
+                     "from p(pixel | the pixels above and to its left); grey is not drawn yet. Watch strokes "
+                     "start near the top and carry on coherently downwards as the model learns.")),
         Panel("ar_pixels", "Every conditional of one digit", conditionals_map, data=("images",),
-              needs=("digit", "p_digit")),
+              needs=("digit", "p_digit"),
+              about=("A digit from the data and, for every pixel, the model's probability that it is on given all "
+                     "the pixels before it. Bright where the model is sure; the first pixels of each stroke stay "
+                     "uncertain, because nothing above them says where a stroke starts. Watch the rest grow "
+                     "confident as it trains; the note gives this digit's −log p(x).")),
     ),
     controls=(Control("x1", "x₁ of the conditional p(x₂ | x₁)", -4.0, 4.0, 0.05, 0.0,
                       "where the conditional panel slices the density; recomputed from the newest weights", data=("points",)),),

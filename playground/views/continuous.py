@@ -146,9 +146,18 @@ Hutchinson's estimate $\nabla \cdot v = \mathbb{E}_\varepsilon[\varepsilon^\top 
 VIEW = FamilyView(
     family="continuous",
     panels=(
-        Panel("cont_field", "Velocity field at time t", field, data=("points",), needs=("velocity_field",)),
-        Panel("cont_paths", "Particle paths: noise to data", paths, needs=("paths",)),
-        Panel("cont_film", "The flow, frame by frame", film, wide=True, needs=("paths",)),
+        Panel("cont_field", "Velocity field at time t", field, data=("points",), needs=("velocity_field",),
+              about=("The learned velocity v_θ(x, t) at the slider's time t: the direction the ODE dx/dt = v "
+                     "carries particles. Near t = 1 (noise) the field is smooth and points broadly at the data; "
+                     "near t = 0 it sharpens onto the data's shape. Move the slider to compare.")),
+        Panel("cont_paths", "Particle paths: noise to data", paths, needs=("paths",),
+              about=("Particles carried from noise to data by solving the ODE with the learned velocity. Flow "
+                     "matching regresses onto straight lines from noise to data, so paths should be close to "
+                     "straight (straightness near 0); they bend where many straight targets cross and average "
+                     "out.")),
+        Panel("cont_film", "The flow, frame by frame", film, wide=True, needs=("paths",),
+              about=("The same particles at a few times of the ODE solve, from noise (left) to samples (right). "
+                     "Watch the cloud morph continuously; once trained, the last frame matches the data.")),
     ),
     controls=(Control("t", "diffusion time t of the field panels", 0.01, 1.0, 0.01, 0.1,
                       "0 is data, 1 is noise; the field is recomputed from the newest weights", data=("points",)),),

@@ -188,10 +188,22 @@ posterior's $\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\beta_
 VIEW = FamilyView(
     family="diffusion",
     panels=(
-        Panel("diff_forward", "Forward process: data to noise", forward, wide=True, needs=("forward",)),
-        Panel("diff_reverse", "Reverse process: noise to data", reverse, needs=("trajectory",)),
-        Panel("diff_field", "Learned field at time t", field, data=("points",), needs=("score_field",)),
-        Panel("diff_film", "Denoising, frame by frame", film, wide=True, needs=("trajectory",)),
+        Panel("diff_forward", "Forward process: data to noise", forward, wide=True, needs=("forward",),
+              about=("The fixed forward process q(x_t | x₀): the data with Gaussian noise added, at a few times "
+                     "t. Nothing here is learned; it is what the network learns to undo. By t = 1 the data should "
+                     "look like N(0, I).")),
+        Panel("diff_reverse", "Reverse process: noise to data", reverse, needs=("trajectory",),
+              about=("Particles following the learned reverse chain from pure noise x_T (grey) to samples x₀ "
+                     "(purple), with their paths. Early in training the end points are a blur; watch them settle "
+                     "onto the data (green) as the noise prediction improves.")),
+        Panel("diff_field", "Learned field at time t", field, data=("points",), needs=("score_field",),
+              about=("The learned score ∇ log p_t(x) (or −ε_θ) at the diffusion time t the slider sets: arrows "
+                     "point to where the noised data is denser. At small t the field is sharp and points at the "
+                     "data; at large t it is smooth and points at the centre. Move the slider to see both.")),
+        Panel("diff_film", "Denoising, frame by frame", film, wide=True, needs=("trajectory",),
+              about=("The same particles at a few steps of the reverse chain, from noise (left) to samples "
+                     "(right). Structure appears late: most of the chain removes coarse noise, and the last steps "
+                     "place the points: watch the shape of the data appear only in the last frames.")),
     ),
     controls=(Control("t", "diffusion time t of the field panels", 0.01, 1.0, 0.01, 0.1,
                       "0 is data, 1 is noise; the field is recomputed from the newest weights", data=("points",)),),

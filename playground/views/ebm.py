@@ -246,11 +246,24 @@ VIEW = FamilyView(
     family="ebm",
     panels=(
         Panel("ebm_energy", "Energy: the landscape and its chains (2D), data vs negatives (digits)", energy_landscape,
-              needs={"points": ("energy",), "images": ("energy_data", "energy_buffer")}),
-        Panel("ebm_negatives", "Negatives: the replay buffer", negatives, needs=("buffer",)),
-        Panel("ebm_density", "Density (grid normalisation, 2D only)", density, data=("points",), needs=("log_density",)),
+              needs={"points": ("energy",), "images": ("energy_data", "energy_buffer")},
+              about=("The learned energy E_θ(x) (low is likely) with Langevin chains sampling from exp(−E). On 2D "
+                     "data watch the basins settle on the data. On digits compare the energies of real digits and "
+                     "of negatives: training pushes the data down and the negatives up, and the two should "
+                     "overlap once samples look real.")),
+        Panel("ebm_negatives", "Negatives: the replay buffer", negatives, needs=("buffer",),
+              about=("The replay buffer: negative samples that Langevin dynamics produced, whose energy training "
+                     "raises. They should drift onto the data; if they pile up in one place, the chains are too "
+                     "short or their step too large.")),
+        Panel("ebm_density", "Density (grid normalisation, 2D only)", density, data=("points",), needs=("log_density",),
+              about=("exp(−E_θ(x)) normalised over the plot's grid (possible in 2D only; in general Z is "
+                     "intractable) beside the true density. Watch for low-energy regions away from the data that "
+                     "the chains never visited: the model cannot learn to raise what it never samples.")),
         Panel("ebm_film", "Langevin chains, frame by frame", film, wide=True,
-              needs={"points": ("chains",), "images": ("noise_chains", "noise_steps")}),
+              needs={"points": ("chains",), "images": ("noise_chains", "noise_steps")},
+              about=("Langevin chains frame by frame, x ← x − (ε/2) ∇E(x) + √ε z: points slide downhill in "
+                     "energy, with noise. Watch a good energy bring them onto the data by the last frames; points "
+                     "stuck between modes are a sign of barriers the chains cannot cross.")),
     ),
     equations=EQUATIONS.strip(),
     export=ExportPicture(_export_samples, _export_density),

@@ -184,9 +184,10 @@ def density(snapshot: dict, ctx: dict, uirev: str):
     zmax = float(np.nanmax(p)) if p is not None else float(np.nanmax(q))
     if not np.isfinite(zmax) or zmax <= 0:
         zmax = 1.0
-    panels = [(q, "model q(x) = N(f(x); 0, I) |det ∂f/∂x|")] + ([(p, "true p(x)")] if p is not None else [])
-    layout = V.base_layout("Model density" + (" vs true density (same colour scale)" if p is not None else ""),
-                           uirev, legend=False)
+    panels = [(q, "model q(x)")] + ([(p, "true p(x)")] if p is not None else [])
+    note = "q(x) = N(f(x); 0, I) |det ∂f/∂x|" + ("; both on one colour scale" if p is not None else "")
+    layout = V.base_layout("Model density" + (" vs true density" if p is not None else ""), uirev, legend=False,
+                           note=note)
     suffixes = V.strip_layout(layout, [box] * len(panels), [label for _, label in panels], ticks=True)
     data = [V.on_axes(V.heatmap(z, box, V.DENSITY_SCALE, 0.0, zmax, name, hover="density"), s)
             for (z, name), s in zip(panels, suffixes)]
@@ -272,13 +273,29 @@ VIEW = FamilyView(
     family="flow",
     panels=(
         Panel("flow_layers", "A flow transforming space, layer by layer", layers, wide=True,
-              needs=("inverse_states",)),
-        Panel("flow_base", "Data pulled back to the base", base, needs=("forward_states",)),
+              needs=("inverse_states",),
+              about=("Space pulled through the flow one layer at a time, with a grid drawn on it. Each layer is "
+                     "an invertible map, so the grid bends but never tears or folds. Watch the base N(0, I) (one "
+                     "end) be bent into the data's shape (the other end).")),
+        Panel("flow_base", "Data pulled back to the base", base, needs=("forward_states",),
+              about=("The data mapped all the way to the base, z = f(x), over the circles of N(0, I). A trained "
+                     "flow makes this cloud look like a standard normal: round, centred, inside the 2σ circle, "
+                     "with E|z|²/D near 1.")),
         Panel("flow_density", "Model density vs true density", density,
-              needs={"points": ("log_density",), "images": ("inverse_states",)}),
-        Panel("flow_logdet", "Per-layer log-determinant", logdet, needs=("log_dets",)),
+              needs={"points": ("log_density",), "images": ("inverse_states",)},
+              about=("On 2D data the exact model density q(x) = N(f(x); 0, I) |det ∂f/∂x| beside the true "
+                     "density, on one colour scale; on digits, samples x = f⁻¹(z). Watch mass move onto the data; "
+                     "thin bridges between modes are typical, as a continuous invertible map cannot fully cut "
+                     "mass apart.")),
+        Panel("flow_logdet", "Per-layer log-determinant", logdet, needs=("log_dets",),
+              about=("log |det ∂f/∂x| of each layer, averaged over the data: how much each layer stretches "
+                     "(positive) or squeezes (negative) volume. Their sum is the change-of-variables term of the "
+                     "log-likelihood; watch for a layer stuck at 0: it does nothing to volume.")),
         Panel("flow_scales", "A digit and its latents at each scale", scales, wide=True, data=("images",),
-              needs=("latents", "latent_shapes", "latent_digits", "forward_states")),
+              needs=("latents", "latent_shapes", "latent_digits", "forward_states"),
+              about=("A multi-scale flow: a digit and the latents factored out at each scale. Early scales carry "
+                     "the fine detail and look like noise; the last carries the coarse shape. A trained flow "
+                     "makes every latent look like N(0, I).")),
     ),
     equations=EQUATIONS.strip(),
     export=ExportPicture(_export_samples, _export_density),

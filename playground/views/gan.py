@@ -123,14 +123,14 @@ def _digits_and_scores(snapshot: dict, ctx: dict, uirev: str, samples: np.ndarra
     tr = snapshot.get("traces", {})
     lo, hi = D.pixel_range(snapshot)
     d_real, d_fake = _mean_score(tr, "critic_real"), _mean_score(tr, "critic_fake")
-    label = "G(z), the same z at every step" + ("" if d_fake is None else f": mean D {d_fake:.3g}")
+    label = "G(z)" + ("" if d_fake is None else f": mean D {d_fake:.3g}")
     panels = [(D.tile(D.images(samples[:64], ctx, "samples"), 8), label)]
     real = snapshot.get("data")
     if isinstance(real, np.ndarray) and real.size:
         k = min(64, real.shape[0])
         panels.insert(0, (D.tile(D.images(real[:k].astype(np.float32), ctx, "data"), 8),
                           "data" + ("" if d_real is None else f": mean D {d_real:.3g}")))
-    title = f"Real vs generated digits, step {snapshot.get('step', 0)}"
+    title = f"Real vs generated digits (the same z every step), step {snapshot.get('step', 0)}"
     return D.digits_figure(panels, title, uirev, lo, hi)
 
 
@@ -177,10 +177,10 @@ def optimal(snapshot: dict, ctx: dict, uirev: str):
     prob = V.optional(tr, "critic_prob")
     if prob is not None and prob.shape[0] == g * g:
         panels.append((prob.reshape(g, g), "learned D(x)"))
-    panels.append((d_star, "D* = p_data/(p_data+p_g)"))
+    panels.append((d_star, "optimal D*(x)"))
     bounded = prob is not None
     title = "Learned vs optimal discriminator" if bounded else "Optimal discriminator (this critic is unbounded)"
-    note = f"p_g: Gaussian KDE of {x_g.shape[0]} samples, bandwidth h = {h:.2f}"
+    note = f"D* = p_data / (p_data + p_g), p_g a Gaussian KDE of {x_g.shape[0]} samples, bandwidth h = {h:.2f}"
     layout = V.base_layout(title, uirev, legend=False, note=note)
     suffixes = V.strip_layout(layout, [box] * len(panels), [label for _, label in panels], ticks=True)
     data = [V.on_axes(V.heatmap(z, box, V.CRITIC_SCALE, 0, 1, label, hover="D"), s)
@@ -280,9 +280,9 @@ def class_histogram(snapshot: dict, uirev: str):
         note = (f"class of each generated digit by the project's classifier, over {len(steps)} evaluations; "
                 f"covered: at least {COVERAGE_FRACTION:.0%} of a uniform share")
     layout = V.base_layout(title, uirev, note=note)
-    layout["xaxis"] = dict(domain=[0.0, 0.58], anchor="y", title=dict(text="step", standoff=4), showgrid=False)
+    layout["xaxis"] = dict(domain=[0.0, 0.54], anchor="y", title=dict(text="step", standoff=4), showgrid=False)
     layout["yaxis"] = dict(domain=[0.0, 1.0], anchor="x", range=[0, 1], title=dict(text="fraction", standoff=4))
-    layout["xaxis2"] = dict(domain=[0.68, 1.0], anchor="y2", range=[-0.5, CLASSES - 0.5], tickvals=list(ks),
+    layout["xaxis2"] = dict(domain=[0.72, 1.0], anchor="y2", range=[-0.5, CLASSES - 0.5], tickvals=list(ks),
                             title=dict(text="digit, latest", standoff=4), showgrid=False)
     layout["yaxis2"] = dict(domain=[0.0, 1.0], anchor="x2",
                             range=[0, max(float(latest.max()) * 1.1, 2.5 * uniform)])
@@ -473,16 +473,36 @@ encoder learns to invert the generator without ever seeing a pair $(G(z), z)$ as
 VIEW = FamilyView(
     family="gan",
     panels=(
-        Panel("gan_critic", "Discriminator, real and generated samples", critic, needs=("samples",)),
+        Panel("gan_critic", "Discriminator, real and generated samples", critic, needs=("samples",),
+              about=("The discriminator over the plane (green: it says real; purple: generated) under the real "
+                     "and generated points, with arrows showing where the generator is pushed. Watch the purple "
+                     "points follow the arrows onto the data and the background fade towards ½; on digits, "
+                     "compare D's mean score on data and on G(z).")),
         Panel("gan_warp", "Generator: the noise grid warped into data space", warp,
-              needs=("warped_grid",)),
-        Panel("gan_optimal", "Learned vs optimal discriminator", optimal, data=("points",), needs=("samples",)),
+              needs=("warped_grid",),
+              about=("The generator G(z) applied to a square grid in noise space. Where the grid stretches, "
+                     "samples are sparse; where it folds tight, they pile up. Watch for collapse: the whole grid squeezed onto a few modes.")),
+        Panel("gan_optimal", "Learned vs optimal discriminator", optimal, data=("points",), needs=("samples",),
+              about=("The learned discriminator beside the optimal one for the current generator, D*(x) = p_data "
+                     "/ (p_data + p_g), with p_g estimated from the samples. When the two differ widely, the "
+                     "discriminator lags behind the generator and its gradients mislead the generator: watch the two come together as training settles.")),
         Panel("gan_modes", "Generated samples per mode (per digit class on MNIST)", modes,
-              needs={"points": ("samples",), "images": ()}),
+              needs={"points": ("samples",), "images": ()},
+              about=("How many generated samples fall near each mode of the data (per digit class on MNIST, by a "
+                     "classifier), against an even share. A healthy GAN covers every mode roughly evenly; mode "
+                     "collapse shows as a few tall bars and many empty ones, often hopping from mode to mode over "
+                     "time.")),
         Panel("gan_cycle", "CycleGAN: both maps and the round trip", cycle, wide=True, data=("points",),
-              needs=("source", "back", "round_trip", "samples")),
+              needs=("source", "back", "round_trip", "samples"),
+              about=("CycleGAN's two maps between the domains A and B and the round trip a → G(a) → F(G(a)). The "
+                     "cycle-consistency loss pulls the round trip back onto a: watch the links in the third plot "
+                     "shrink while each map still lands on its target domain.")),
         Panel("gan_bigan", "BiGAN: latent codes and reconstructions", encoder, wide=True,
-              needs=("codes", "prior", "reconstructions")),
+              needs=("codes", "prior", "reconstructions"),
+              about=("BiGAN's encoder codes E(x) beside the prior z ~ N(0, I), and the reconstructions G(E(x)) "
+                     "beside the data. Training should make the codes look like the prior and bring "
+                     "reconstructions near their inputs, though never exactly: they are learned adversarially, "
+                     "not by a reconstruction loss.")),
     ),
     equations=EQUATIONS.strip(),
     export=ExportPicture(lambda traces: V.optional(traces, "samples"), _export_critic),

@@ -93,9 +93,10 @@ def density(snapshot: dict, ctx: dict, uirev: str):
             p = np.exp(np.clip(np.nan_to_num(t, nan=-np.inf), -80, 80)).reshape(g, g)
     zmax = float(np.nanmax(p if p is not None else q))
     zmax = zmax if np.isfinite(zmax) and zmax > 0 else 1.0
-    panels = [(q, "model Σₖ wₖ N(x; μₖ, Σₖ)")] + ([(p, "true p(x)")] if p is not None else [])
-    layout = V.base_layout("Model density" + (" vs true density (same colour scale)" if p is not None else ""),
-                           uirev, legend=False)
+    panels = [(q, "model q(x)")] + ([(p, "true p(x)")] if p is not None else [])
+    note = "q(x) = Σₖ wₖ N(x; μₖ, Σₖ)" + ("; both on one colour scale" if p is not None else "")
+    layout = V.base_layout("Model density" + (" vs true density" if p is not None else ""), uirev, legend=False,
+                           note=note)
     suffixes = V.strip_layout(layout, [box] * len(panels), [label for _, label in panels], ticks=True)
     data = [V.on_axes(V.heatmap(z, box, V.DENSITY_SCALE, 0.0, zmax, name, hover="density"), s)
             for (z, name), s in zip(panels, suffixes)]
@@ -162,9 +163,18 @@ VIEW = FamilyView(
     family="mixture",
     panels=(
         Panel("gmm_components", "Components over the data, by responsibility", components, data=("points",),
-              needs=("means", "covariances", "responsibilities")),
-        Panel("gmm_density", "Model density vs true density", density, data=("points",), needs=("log_density",)),
-        Panel("gmm_loglik", "Log-likelihood after each EM step", log_likelihood, needs=("ll_history",)),
+              needs=("means", "covariances", "responsibilities"),
+              about=("Each Gaussian component as its 1σ and 2σ ellipses, with every point coloured by the "
+                     "component most responsible for it (the E-step). Watch the ellipses move to the clusters "
+                     "(the M-step); two components sharing one cluster, or one spanning two, is a local optimum "
+                     "that a Reset may escape.")),
+        Panel("gmm_density", "Model density vs true density", density, data=("points",), needs=("log_density",),
+              about=("The mixture's density Σₖ wₖ N(x; μₖ, Σₖ) beside the true density, on one colour scale. With "
+                     "too few components it must blur clusters together; with many it can match curved shapes "
+                     "only by lining Gaussians up: compare the two to see which it is doing.")),
+        Panel("gmm_loglik", "Log-likelihood after each EM step", log_likelihood, needs=("ll_history",),
+              about=("The data's average log-likelihood after each EM step. EM never lowers it: the curve rises "
+                     "and flattens at a (possibly local) maximum, so watch it climb and level off; any dip would be a bug.")),
     ),
     equations=EQUATIONS.strip(),
     export=ExportPicture(lambda traces: V.optional(traces, "samples"), _export_density),

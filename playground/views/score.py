@@ -139,9 +139,18 @@ annealed Langevin, $T$ steps at each level with step $\alpha_i = \epsilon\, \sig
 VIEW = FamilyView(
     family="score",
     panels=(
-        Panel("score_field", "Learned vs exact score", field, wide=True, data=("points",), needs=("score_field",)),
-        Panel("score_chains", "Langevin chains", chains, needs=("chain",)),
-        Panel("score_strip", "Annealed Langevin, level by level", strip, wide=True, data=("images",), needs=("chain",)),
+        Panel("score_field", "Learned vs exact score", field, wide=True, data=("points",), needs=("score_field",),
+              about=("The learned score s_θ(x, σ) ≈ ∇ log p_σ(x) beside the exact score of the noised data at the "
+                     "same σ, on one shade scale; arrows point uphill in density. The learned field is usually "
+                     "right near the data and wrong far from it, where few training samples land: compare the arrows far from the data.")),
+        Panel("score_chains", "Langevin chains", chains, needs=("chain",),
+              about=("Langevin dynamics driven by the learned score, x ← x + (ε/2) s_θ(x) + √ε z, annealed from "
+                     "large σ to small. The points should end on the data; if they stall between modes, the "
+                     "large-σ levels are not learned well yet.")),
+        Panel("score_strip", "Annealed Langevin, level by level", strip, wide=True, data=("images",), needs=("chain",),
+              about=("Annealed Langevin on digits: the chain at the end of each noise level, from large σ (left) "
+                     "to small (right). Coarse blobs appear at large σ and strokes sharpen as σ shrinks; noise "
+                     "left at the end means the small-σ scores are still weak.")),
     ),
     controls=(Control("sigma", "noise level σ of the score field", 0.05, 2.0, 0.01, 0.1,
                       "ncsn draws its score at this σ; dsm and ssm always draw their own σ", data=("points",)),),

@@ -106,9 +106,16 @@ minimised by the network alone; an untrained $\epsilon_\theta \approx 0$ scores 
 VIEW = FamilyView(
     family="sde",
     panels=(
-        Panel("sde_field", "Learned vs exact score at time t", field, wide=True, data=("points",), needs=("score_field",)),
-        Panel("sde_reverse", "Reverse paths: prior to data", reverse, needs=("trajectory",)),
-        Panel("sde_forward", "Forward SDE: data to noise", forward, wide=True, needs=("forward",)),
+        Panel("sde_field", "Learned vs exact score at time t", field, wide=True, data=("points",), needs=("score_field",),
+              about=("The learned score at the time t the slider sets beside the exact score of the data diffused "
+                     "to time t. At small t it is sharp around the data; at large t it is nearly the prior's. The relative error in the note shows how close the network is.")),
+        Panel("sde_reverse", "Reverse paths: prior to data", reverse, needs=("trajectory",),
+              about=("Particles following the reverse-time SDE dx = [f − g² ∇ log p_t(x)] dt + g dw̄ with the "
+                     "learned score, from the prior to the data. Watch the end points (purple) settle onto the "
+                     "data (green).")),
+        Panel("sde_forward", "Forward SDE: data to noise", forward, wide=True, needs=("forward",),
+              about=("The forward SDE diffusing the data towards the prior, at a few times t. It is fixed, not "
+                     "learned: it defines the scores the network has to learn. By t = 1 the cloud should look like the prior.")),
     ),
     controls=tuple(c for c in diff.VIEW.controls if c.name == "t"),  # one slider serves both views
     equations=EQUATIONS.strip(),

@@ -246,11 +246,28 @@ $$\text{bits/dim} = \frac{-\log p(b)}{D \ln 2}, \qquad D = 784.$$
 VIEW = FamilyView(
     family="vae",
     panels=(
-        Panel("vae_manifold", "Decoder manifold", manifold, wide=True, needs=("decoded_grid",)),
-        Panel("vae_latent", "Latent space", latent, needs=("z_mean",)),
-        Panel("vae_recon", "Reconstructions", recon, needs=("recon",)),
-        Panel("vae_samples", "Samples", samples, needs=("samples",)),
-        Panel("vae_elbo", "ELBO terms", elbo, needs=("elbo_recon", "elbo_kl")),
+        Panel("vae_manifold", "Decoder manifold", manifold, wide=True, needs=("decoded_grid",),
+              about=("The decoder's mean over a regular grid of latent codes z: on digits a map of which region "
+                     "of z becomes which digit, on 2D data the grid mapped into data space. Watch it organise "
+                     "into smooth regions; if everything looks alike, β is pulling the codes too hard towards the "
+                     "prior.")),
+        Panel("vae_latent", "Latent space", latent, needs=("z_mean",),
+              about=("The encoder means E[z|x] of the data, coloured by label or mode where the data has them, a "
+                     "few posteriors q(z|x) as 1σ ellipses, and the prior's 1σ and 2σ circles. Watch classes "
+                     "separate while the cloud stays inside the prior; raising β squeezes everything towards N(0, "
+                     "I) and blurs the classes together.")),
+        Panel("vae_recon", "Reconstructions", recon, needs=("recon",),
+              about=("Data and their reconstructions, decoded from each mean code. The links from x to its "
+                     "reconstruction should shrink as training goes on; reconstructions smoother than the data "
+                     "are normal for a VAE, whose decoder averages over q(z|x).")),
+        Panel("vae_samples", "Samples", samples, needs=("samples",),
+              about=("New samples: z ~ N(0, I), then the decoder. They look worse than reconstructions where the "
+                     "prior puts mass that the encoder never uses, the holes in the latent space; a small KL term "
+                     "means fewer holes.")),
+        Panel("vae_elbo", "ELBO terms", elbo, needs=("elbo_recon", "elbo_kl"),
+              about=("The two terms of −ELBO per example in nats: reconstruction −E_q[log p(x|z)] and KL(q(z|x) ‖ "
+                     "p(z)), overall and by label. Their sum is the loss. A KL near 0 means posterior collapse: "
+                     "the decoder has learned to ignore z.")),
     ),
     equations=EQUATIONS.strip(),
     showcase=("vae", "eight_gaussians"),

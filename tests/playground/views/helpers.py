@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -113,10 +114,19 @@ def ctx(**kw) -> dict:
     return c
 
 
+def title_of(fig) -> str:
+    """The panel's title and its note as one line of plain text (the panel wraps and styles them)."""
+    for a in fig.layout.annotations:
+        if a.name == "title":
+            return re.sub(r"<[^>]+>", "", a.text.replace("<br>", " "))
+    return ""
+
+
 def message(fig) -> str | None:
+    """A placeholder's message as one line (the panel wraps it onto several)."""
     for a in fig.layout.annotations:
         if a.name == "message":
-            return a.text
+            return a.text.replace("<br>", " ")
     return None
 
 

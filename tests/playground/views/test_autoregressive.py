@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from playground.views import render, render_panel, view_for
-from tests.playground.views.helpers import BOX, G, ctx, message, plane_grid, synthetic, trace
+from tests.playground.views.helpers import BOX, G, ctx, message, plane_grid, synthetic, trace, title_of
 from tests.playground.views.test_views import assert_layout_fits
 
 CORRELATED = np.array([[1.0, 0.6], [0.6, 1.0]])
@@ -28,7 +28,7 @@ def test_true_conditional_is_the_normalised_column_nearest_x1():
     assert message(fig) is None
     xs = np.linspace(*BOX[0], G)
     x1 = xs[np.argmin(np.abs(xs - 1.03))]
-    assert f"x₁ = {x1:.2f}" in fig.layout.annotations[0].text
+    assert f"x₁ = {x1:.2f}" in title_of(fig)
     true = trace(fig, "true p(x₂ | x₁)")
     ys = np.asarray(true.x)
     np.testing.assert_allclose(ys, np.linspace(*BOX[1], G))
@@ -111,7 +111,7 @@ def test_the_conditionals_panel_shows_the_digits_nll_as_the_model_scores_it():
     np.testing.assert_array_equal(p, traces["p_digit"][0])
     with torch.no_grad():
         nll = -model.log_prob(torch.as_tensor(traces["digit"])[None]).item()
-    nats, bits = map(float, re.search(r"= ([\d.]+) nats = ([\d.]+) bits/dim", fig.layout.annotations[0].text).groups())
+    nats, bits = map(float, re.search(r"= ([\d.]+) nats = ([\d.]+) bits/dim", title_of(fig)).groups())
     assert abs(nats - nll) < 0.05 and abs(bits - nll / (784 * math.log(2))) < 5e-4
 
 

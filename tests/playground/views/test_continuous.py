@@ -7,7 +7,7 @@ import numpy as np
 from playground import draw as V
 from playground.export import snapshot_png
 from playground.views import render_panel, view_for
-from tests.playground.views.helpers import BOX, ctx, message, plane_grid, synthetic, trace
+from tests.playground.views.helpers import BOX, ctx, message, plane_grid, synthetic, trace, title_of
 
 
 def test_the_field_arrows_point_where_sampling_moves():
@@ -17,7 +17,7 @@ def test_the_field_arrows_point_where_sampling_moves():
     snap["traces"]["velocity_field"] = grid.copy()
     fig = render_panel("continuous", "cont_field", snap, ctx())
     assert message(fig) is None
-    assert "t = 0.30" in fig.layout.annotations[0].text
+    assert "t = 0.30" in title_of(fig)
     seg = trace(fig, "−v_θ(x, t)", "scatter")
     xy = np.stack([seg.x, seg.y], 1).reshape(-1, 3, 2)
     o, d = xy[:, 0].astype(np.float64), (xy[:, 1] - xy[:, 0]).astype(np.float64)
@@ -36,7 +36,7 @@ def test_paths_run_from_noise_to_samples_and_show_their_straightness():
     snap = synthetic("continuous")
     tr = snap["traces"]
     fig = render_panel("continuous", "cont_paths", snap, ctx())
-    assert "straightness 0.250" in fig.layout.annotations[0].text
+    assert "straightness 0.250" in title_of(fig)
     np.testing.assert_array_equal(trace(fig, "start: noise x₁").x, tr["paths"][0][:100, 0])
     np.testing.assert_array_equal(trace(fig, "end: samples x₀").y, tr["paths"][-1][:100, 1])
     # paths given data-first are turned around by their times
@@ -46,7 +46,7 @@ def test_paths_run_from_noise_to_samples_and_show_their_straightness():
     # without a straightness the panel still draws, without the number
     del tr["straightness"]
     fig = render_panel("continuous", "cont_paths", snap, ctx())
-    assert message(fig) is None and "straightness 0" not in fig.layout.annotations[0].text
+    assert message(fig) is None and "straightness 0" not in title_of(fig)
 
 
 def test_the_film_strip_shows_the_times_and_ends_on_the_samples():
@@ -79,7 +79,7 @@ def test_digits_get_the_flow_frame_by_frame_and_a_reason_for_the_field():
     paths, t = snap["traces"]["paths"], snap["traces"]["paths_t"]
     idx = V.pick(paths.shape[0], 6)
     assert fig.layout.xaxis.title.text == "columns: " + ", ".join(f"t = {t[i]:.2f}" for i in idx)
-    assert "30 solver steps" in fig.layout.annotations[0].text
+    assert "30 solver steps" in title_of(fig)
     tile = fig.data[-1].z
     np.testing.assert_array_equal(tile[:28, :28], paths[0, 0].reshape(28, 28))   # noise x_1 first
     np.testing.assert_array_equal(tile[:28, -28:], paths[-1, 0].reshape(28, 28))  # the digit x_0 last

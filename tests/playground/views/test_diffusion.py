@@ -7,7 +7,7 @@ import numpy as np
 
 from playground import draw as V
 from playground.views import render_panel
-from tests.playground.views.helpers import BOX, ctx, message, plane_grid, synthetic, trace
+from tests.playground.views.helpers import BOX, ctx, message, plane_grid, synthetic, trace, title_of
 
 
 def test_score_field_arrows_point_at_the_data():
@@ -16,7 +16,7 @@ def test_score_field_arrows_point_at_the_data():
     snap = synthetic("diffusion")
     snap["traces"]["score_field"] = -grid
     fig = render_panel("diffusion", "diff_field", snap, ctx())
-    assert "t = 0.30" in fig.layout.annotations[0].text
+    assert "t = 0.30" in title_of(fig)
     seg = trace(fig, "score ∇ log p_t(x)", "scatter")
     xy = np.stack([seg.x, seg.y], 1).reshape(-1, 3, 2)
     o, d = xy[:, 0].astype(np.float64), (xy[:, 1] - xy[:, 0]).astype(np.float64)
@@ -57,7 +57,7 @@ def test_digits_get_a_film_strip_labelled_with_t_and_a_reason_for_the_field():
     traj, t = snap["traces"]["trajectory"], snap["traces"]["trajectory_t"]
     idx = V.pick(traj.shape[0], 6)
     assert fig.layout.xaxis.title.text == "columns: " + ", ".join(f"t = {t[i]:.2f}" for i in idx)
-    assert "40-step chain" in fig.layout.annotations[0].text  # the live chain is labelled with its length
+    assert "40-step chain" in title_of(fig)  # the live chain is labelled with its length
     tile = fig.data[-1].z  # 4 digits down, the frames across: noise first, x_0 last
     assert tile.shape == (4 * 28 + 3 * 2, 6 * 28 + 5 * 2)
     np.testing.assert_array_equal(tile[:28, :28], traj[0, 0].reshape(28, 28))

@@ -8,7 +8,7 @@ import pytest
 
 from playground import draw as V
 from playground.views import render_panel
-from tests.playground.views.helpers import BOX, G, IMAGE_SHAPE, L, ctx, message, synthetic, trace
+from tests.playground.views.helpers import BOX, G, IMAGE_SHAPE, L, ctx, message, synthetic, trace, title_of
 
 
 def test_flow_strip_draws_the_layers_in_order_data_to_base():
@@ -51,7 +51,7 @@ def test_flow_logdet_bars_and_base_moment():
     np.testing.assert_array_equal(fig.data[0].x, np.arange(1, L + 1))
     z = snap["traces"]["forward_states"][-1]
     fig = render_panel("flow", "flow_base", snap, ctx())
-    assert f"{float((z.astype(np.float64) ** 2).sum(1).mean() / 2):.2f}" in fig.layout.annotations[0].text
+    assert f"{float((z.astype(np.float64) ** 2).sum(1).mean() / 2):.2f}" in title_of(fig)
     circle = trace(fig, "N(0, I): 1σ, 2σ")
     r = np.hypot(circle.x, circle.y)
     r = r[np.isfinite(r)]
@@ -117,7 +117,7 @@ def test_on_digits_the_base_panel_is_a_density_histogram_of_z_against_n01():
     inside = np.mean(np.abs(z) <= 4.5)
     assert np.sum(np.asarray(bars.y) * bars.width) == pytest.approx(inside, rel=1e-6)
     np.testing.assert_allclose(pdf.y, np.exp(-0.5 * np.asarray(pdf.x) ** 2) / np.sqrt(2 * np.pi))
-    assert f"{float(np.mean(z.astype(np.float64) ** 2)):.2f}" in fig.layout.annotations[0].text
+    assert f"{float(np.mean(z.astype(np.float64) ** 2)):.2f}" in title_of(fig)
 
 
 def test_on_digits_the_layer_strip_draws_states_off_the_data_through_phi():

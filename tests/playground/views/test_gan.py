@@ -9,7 +9,7 @@ import pytest
 
 from playground.views import render_panel
 from tests.playground.views.helpers import (BOX, G, N,
-                                            ctx, message, plane_grid, synthetic, trace)
+                                            ctx, message, plane_grid, synthetic, title_of, trace)
 from playground.views import gan as gan_view
 
 
@@ -61,7 +61,7 @@ def test_optimal_discriminator_matches_an_independent_computation():
     np.testing.assert_array_equal(learned.z, snap["traces"]["critic_prob"].reshape(G, G))
 
     h = gan_view.kde_bandwidth(box, G)
-    assert f"h = {h:.2f}" in fig.layout.annotations[0].text
+    assert f"h = {h:.2f}" in title_of(fig)
     g64 = grid.astype(np.float64)
     v = s**2 + h**2
     p_d = np.exp(-0.5 * (g64**2).sum(1) / v) / (2 * math.pi * v)
@@ -104,7 +104,7 @@ def test_mode_counts_are_nearest_mode_counts():
     fig = render_panel("gan", "gan_modes", snap, c)
     counts, missing = mode_bars(fig)
     assert list(counts) == [N, 0, 0, 0] and list(missing) == [False, True, True, True]
-    assert "1 of 4 covered" in fig.layout.annotations[0].text
+    assert "1 of 4 covered" in title_of(fig)
     assert trace(fig, "not covered").marker.color == gan_view.UNCOVERED
 
 
@@ -120,7 +120,7 @@ def test_modes_covered_agrees_with_the_core_metric():
     snap["traces"]["samples"] = samples
     fig = render_panel("gan", "gan_modes", snap, ctx(modes=modes, mode_std=0.2))
     core = metrics.mode_stats(torch.from_numpy(samples), torch.from_numpy(modes), 0.2)
-    assert f"{core['modes_covered']} of 5 covered" in fig.layout.annotations[0].text
+    assert f"{core['modes_covered']} of 5 covered" in title_of(fig)
     off = trace(fig, "off: > 3σ from every mode", "bar")
     assert off.y[0] == round((1 - core["high_quality"]) * N)
     assert mode_bars(fig)[1].sum() == 5 - core["modes_covered"]
@@ -181,7 +181,7 @@ def test_cycle_panel_links_each_point_to_its_image_and_its_round_trip():
     axes = {t.name: t.xaxis for t in fig.data}
     assert axes["G(a)"] == "x" and axes["F(b)"] == "x2" and axes["F(G(a))"] == "x3"
     np.testing.assert_array_equal(trace(fig, "F(G(a))").x, tr["round_trip"][:, 0])
-    assert "0.4" in fig.layout.annotations[0].text  # the cycle error
+    assert "0.4" in title_of(fig)  # the cycle error
 
 
 def test_cycle_panel_box_holds_both_domains():
@@ -264,7 +264,7 @@ def test_class_histogram_draws_the_records_stacked_and_the_latest_against_unifor
     uniform = trace(fig, "uniform: 1/10 each")
     np.testing.assert_allclose(uniform.y, [0.1, 0.1])
     assert list(trace(fig, "not covered").x) == [0, 2, 3, 4, 5, 6, 8, 9]
-    assert "2 of 10 covered" in fig.layout.annotations[0].text
+    assert "2 of 10 covered" in title_of(fig)
 
 
 def test_class_histogram_orders_records_and_skips_those_without_a_histogram():
@@ -277,7 +277,7 @@ def test_class_histogram_orders_records_and_skips_those_without_a_histogram():
     snap["metric_history"] = recs
     fig = render_panel("gan", "gan_modes", snap, ctx(**DIGITS))
     np.testing.assert_allclose(trace(fig, "digit 0").x, [100, 200, 300])
-    assert "10 of 10 covered" in fig.layout.annotations[0].text
+    assert "10 of 10 covered" in title_of(fig)
     assert len(trace(fig, "not covered").x) == 0
 
 
@@ -298,7 +298,7 @@ def test_class_histogram_without_records_still_draws_and_says_why_it_is_empty():
         snap["metric_history"] = history
         fig = render_panel("gan", "gan_modes", snap, ctx(**DIGITS))
         assert message(fig) is None and fig.data
-        assert "no class histogram yet" in fig.layout.annotations[0].text
+        assert "no class histogram yet" in title_of(fig)
         np.testing.assert_allclose(trace(fig, "latest", "bar").y, np.zeros(10))
         np.testing.assert_allclose(trace(fig, "uniform: 1/10 each").y, [0.1, 0.1])
 
@@ -314,7 +314,7 @@ def test_digits_panel_shows_the_data_beside_the_fixed_noise_samples_with_ds_scor
     np.testing.assert_allclose(fake[:28, :28], tr["samples"][0].reshape(28, 28), rtol=1e-6)
     np.testing.assert_allclose(real[:28, :28], snap["data"][0, 0], rtol=1e-6)
     assert "mean D 0.8" in fig.layout.xaxis.title.text and "mean D 0.25" in fig.layout.xaxis2.title.text
-    assert "same z" in fig.layout.xaxis2.title.text
+    assert "same z" in title_of(fig)
     tr.pop("critic_real"), tr.pop("critic_fake")  # without scores: the digits alone
     fig = render_panel("gan", "gan_critic", snap, ctx(**DIGITS))
     assert message(fig) is None and "mean D" not in fig.layout.xaxis2.title.text

@@ -7,7 +7,7 @@ import numpy as np
 from playground import draw as V
 from playground.views import render, render_panel
 from playground.views.mixture import PALETTE, ellipse, mixed_colours
-from tests.playground.views.helpers import ctx, message, synthetic, trace
+from tests.playground.views.helpers import ctx, message, synthetic, trace, title_of
 from tests.playground.views.test_views import assert_layout_fits
 
 
@@ -48,7 +48,7 @@ def test_log_likelihood_chart_plots_the_history_against_the_em_steps():
     line = fig.data[0]
     np.testing.assert_array_equal(line.x, snap["traces"]["ll_steps"])
     np.testing.assert_array_equal(line.y, snap["traces"]["ll_history"])
-    assert "fall" not in fig.layout.annotations[0].text
+    assert "fall" not in title_of(fig)
     snap["traces"]["ll_history"][5] -= 1.0  # a fall is pointed out
     assert "1 fall" in render_panel("mixture", "gmm_loglik", snap, ctx()).layout.annotations[0].text
 

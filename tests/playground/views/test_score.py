@@ -9,7 +9,7 @@ import pytest
 
 from playground.views import all_controls, render_panel, view_for
 from playground.draw.fields import relative_error
-from tests.playground.views.helpers import BOX, G, N, ctx, message, plane_grid, trace
+from tests.playground.views.helpers import BOX, G, N, ctx, message, plane_grid, trace, title_of
 
 
 def snapshot(chain_sigma=None, exact=None, level=(1.0, 0.3), d: int = 2, metrics=None) -> dict:
@@ -32,7 +32,7 @@ def snapshot(chain_sigma=None, exact=None, level=(1.0, 0.3), d: int = 2, metrics
 
 def _title(fig) -> str:
     """The title and its note as one line of plain text (the page wraps them in HTML)."""
-    return " ".join(re.sub(r"<[^>]+>", " ", fig.layout.annotations[0].text).split())
+    return " ".join(re.sub(r"<[^>]+>", " ", title_of(fig)).split())
 
 
 def _arrow_cosines(fig, name: str, axis: str) -> np.ndarray:
@@ -124,7 +124,7 @@ def test_digits_get_the_annealed_langevin_strip_at_the_end_of_each_level():
     assert tile.shape == (4 * 28 + 3 * 2, 5 * 28 + 4 * 2)
     for col, i in enumerate([0, 3, 6, 9, 12]):
         np.testing.assert_array_equal(tile[:28, col * 30: col * 30 + 28], chain[i, 0].reshape(28, 28))
-    assert "(12 steps)" in fig.layout.annotations[0].text
+    assert "(12 steps)" in title_of(fig)
     # more levels than frames: six, evenly among the start and the ten levels' ends, the last level among them
     levels = np.geomspace(3, 0.05, 10)
     snap = _digit_snapshot(levels=tuple(levels), per_level=2)

@@ -6,7 +6,7 @@ import numpy as np
 
 from playground.views import all_controls, render_panel, view_for
 from playground.draw.fields import relative_error
-from tests.playground.views.helpers import BOX, ctx, message, plane_grid, synthetic, trace
+from tests.playground.views.helpers import BOX, ctx, message, plane_grid, synthetic, trace, title_of
 
 
 def test_learned_and_exact_score_are_drawn_side_by_side_with_their_relative_error():
@@ -18,7 +18,7 @@ def test_learned_and_exact_score_are_drawn_side_by_side_with_their_relative_erro
     snap["true_score_field"] = exact
     fig = render_panel("sde", "sde_field", snap, ctx())
     assert message(fig) is None
-    title = fig.layout.annotations[0].text
+    title = title_of(fig)
     assert "t = 0.30" in title and "α_t = 0.8, σ_t = 0.6" in title and "= 0.01;" in title
     for name, axis, vec in [("learned s_θ(x, t)", "x", learned), ("exact ∇ log p_t(x)", "x2", exact)]:
         seg = trace(fig, name, "scatter")
@@ -31,7 +31,7 @@ def test_learned_and_exact_score_are_drawn_side_by_side_with_their_relative_erro
     # without an exact score (a file of points) the learned field is drawn alone and says why
     del snap["true_score_field"]
     fig = render_panel("sde", "sde_field", snap, ctx())
-    assert "no exact score" in fig.layout.annotations[0].text and "xaxis2" not in fig.layout.to_plotly_json()
+    assert "no exact score" in title_of(fig) and "xaxis2" not in fig.layout.to_plotly_json()
     assert all(t.name != "exact ∇ log p_t(x)" for t in fig.data)
 
 
@@ -55,7 +55,7 @@ def test_reverse_paths_run_from_the_prior_to_the_samples():
     assert k == 100
     np.testing.assert_array_equal(trace(fig, "end: samples").x, traj[-1][:k, 0])
     np.testing.assert_array_equal(trace(fig, "start: prior x₁").y, traj[0][:k, 1])
-    assert "40 steps, t = 1.00 → 0.001" in fig.layout.annotations[0].text
+    assert "40 steps, t = 1.00 → 0.001" in title_of(fig)
     # a path given data-first is turned around by its times
     rev = {**snap, "traces": {**snap["traces"], "trajectory": traj[::-1], "trajectory_t": snap["traces"]["trajectory_t"][::-1]}}
     np.testing.assert_array_equal(trace(render_panel("sde", "sde_reverse", rev, ctx()), "end: samples").x, traj[-1][:k, 0])

@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from playground.views import render_panel
-from tests.playground.views.helpers import IMAGE_SHAPE, M, N, ctx, synthetic, trace
+from tests.playground.views.helpers import IMAGE_SHAPE, M, N, ctx, synthetic, trace, title_of
 
 
 def test_vae_latent_colours_by_label_and_recon_links():
@@ -46,7 +46,7 @@ def test_vae_elbo_panel_stacks_recon_and_kl_overall_and_by_label():
         np.testing.assert_allclose(recon.y[lab + 1], tr["elbo_recon"][labels == lab].mean(), rtol=1e-5)
         np.testing.assert_allclose(kl.y[lab + 1], tr["elbo_kl"][labels == lab].mean(), rtol=1e-5)
     total = tr["elbo_recon"].mean() + tr["elbo_kl"].mean()
-    assert f"mean −ELBO {total:.4g} nats" in fig.layout.annotations[0].text
+    assert f"mean −ELBO {total:.4g} nats" in title_of(fig)
     fig = render_panel("vae", "vae_elbo", synthetic("vae"), ctx())  # no labels: the one bar
     assert list(trace(fig, "KL(q(z|x) ‖ p(z))").x) == ["all"]
     for key in ("elbo_recon", "elbo_kl"):  # terms of the first 200 examples take their labels
@@ -61,7 +61,7 @@ def test_vae_digits_panels_bits_per_dim_and_samples_beside_their_means():
     snap["metrics"] = {"nll": 123.4}
     fig = render_panel("vae", "vae_elbo", snap, c)
     total = snap["traces"]["elbo_recon"].mean() + snap["traces"]["elbo_kl"].mean()
-    text = " ".join(re.sub(r"<[^>]+>", " ", fig.layout.annotations[0].text).split())  # the lines as read
+    text = " ".join(re.sub(r"<[^>]+>", " ", title_of(fig)).split())  # the lines as read
     assert f"mean −ELBO {total:.4g} nats ({total / (784 * np.log(2)):.3g} bits/dim)" in text
     assert "held-out NLL 123.4 nats (IWAE)" in text
     fig = render_panel("vae", "vae_samples", snap, c)
