@@ -79,7 +79,8 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, held_images: to
                      held_labels: torch.Tensor, epochs: int = EPOCHS) -> DigitClassifier:
     """Train a DigitClassifier on (images, labels) and measure its accuracy on the held-out digits."""
     g = torch.Generator().manual_seed(SEED)
-    with torch.random.fork_rng(devices=[]):
+    # enable_grad: the first caller may be a metric evaluation, which runs under no_grad
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(SEED)
         net = DigitClassifier()
         opt = torch.optim.Adam(net.parameters(), lr=LR)
