@@ -48,7 +48,7 @@ class MADEMoG(GenerativeModel):
     # sigma_ik >= e^-7: on data with a constant coordinate (an image's border) a component
     # could otherwise shrink onto it and the likelihood grow without bound
     LOG_SIGMA_MIN = -7.0
-    TRACE_MAX_IMAGES = 16  # D passes each: samples drawn for a live picture of images
+    TRACE_MAX_IMAGES = 6  # D passes each (784 on a digit): samples drawn for a live picture of images, within budget.PICTURE_SECONDS
 
     TRACES = {"samples": ("m", "x")}
     GRID_TRACES = {"log_density": ("G",), "x1": (1,), "x2_values": ("S",), "conditional": ("S",),

@@ -33,6 +33,9 @@ class MaskedAutoregressive(Transform):
         z, log_det = self.tau.forward(x, self.made(x))
         return z, log_det.sum(1)
 
+    def passes(self, direction, dim):
+        return 1 if direction == "forward" else dim
+
     def inverse(self, z):
         # After pass k the first k dimensions in the order are exact (they only
         # needed x_<k, exact from earlier passes); D passes finish the vector.

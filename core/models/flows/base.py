@@ -35,6 +35,10 @@ _TRACE_SEED = 1234  # fixed base samples, so the live view moves smoothly betwee
 # The deformed grid is drawn as lines, so it is pushed through the flow on a sub-grid of
 # at most this many lines each way (the density heatmap keeps the whole grid).
 GRID_LINES = 30
+# A picture pushes at most this many rows through the networks in each direction (rows times
+# sequential passes): an autoregressive direction takes D passes per layer, 6,272 for eight
+# layers on a digit, so it is drawn on a few points only.
+TRACE_WORK = 50_000
 
 
 class Transform(nn.Module):
@@ -51,6 +55,10 @@ class Transform(nn.Module):
     def initialize(self, x: torch.Tensor) -> None:
         """Data-dependent initialisation from the inputs this layer sees (ActNorm)."""
 
+    def passes(self, direction: str, dim: int) -> int:
+        """Sequential network passes one direction takes on dim-dimensional vectors (1: all at once)."""
+        return 1
+
 
 class Inverse(Transform):
     """transform with its two directions swapped: f^{-1} as a layer of its own."""
@@ -64,6 +72,9 @@ class Inverse(Transform):
 
     def inverse(self, z):
         return self.transform.forward(z)
+
+    def passes(self, direction, dim):
+        return self.transform.passes("inverse" if direction == "forward" else "forward", dim)
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
@@ -158,6 +169,10 @@ class Flow(GenerativeModel):
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         return self._run(self._flat_checked(x), direction)[0]
 
+    def passes(self, direction: str) -> int:
+        """Sequential network passes through the whole stack in one direction."""
+        return sum(layer.passes(direction, self.dim) for layer in self.transforms)
+
     def layer_log_dets(self, x: torch.Tensor) -> torch.Tensor:
         """(L, n): log|det d h_l / d h_{l-1}| of each layer on data x."""
         _, log_dets = self._run(self._flat_checked(x), "forward")
@@ -170,12 +185,16 @@ class Flow(GenerativeModel):
         (L+1, S*S, 2), the S x S sub-grid (S = min(G, GRID_LINES), first and last
         lines kept) taken as base points and pushed to the data layer by layer.
 
-        Non-finite values (a diverging layer) come back as nan, never as an error.
+        A direction of many sequential passes (an autoregressive one on digits) is traced on
+        fewer points, at most TRACE_WORK / passes of them. Non-finite values (a diverging
+        layer) come back as nan, never as an error.
         """
         h = self._flat_checked(x)
+        h = h[: self._trace_points(h.shape[0], "forward")]
         forward_states, log_dets = self._run(h, "forward")
         g = torch.Generator().manual_seed(_TRACE_SEED)
-        z = torch.randn(h.shape[0], self.dim, generator=g, dtype=h.dtype).to(h.device)
+        z = torch.randn(x.shape[0], self.dim, generator=g, dtype=h.dtype).to(h.device)
+        z = z[: self._trace_points(x.shape[0], "inverse")]
         out = {
             "forward_states": torch.stack(forward_states),
             "inverse_states": torch.stack(self._run(z, "inverse")[0]),
@@ -186,6 +205,10 @@ class Flow(GenerativeModel):
             out["grid_states"] = torch.stack(self._run(sub_grid(grid, GRID_LINES), "inverse")[0])
             out["log_density"] = self.log_prob(grid)
         return {k: _finite_or_nan(to_numpy(v)) for k, v in out.items()}
+
+
+    def _trace_points(self, n: int, direction: str) -> int:
+        return max(1, min(n, TRACE_WORK // max(1, self.passes(direction))))
 
 
 def sub_grid(grid: torch.Tensor, lines: int) -> torch.Tensor:
