@@ -3,10 +3,13 @@
 The run's reports carry the weights (core.train.runner); the trainer loads
 them into a spare copy of the model and asks for a picture of it here. A
 picture is drawn from the newest copy; a copy that waits is replaced by a
-newer one, never queued. Metrics evaluate the newest model drawn, at a
-cadence bounded by their own cost, so a quadratic metric on a small CPU slows
-neither pictures nor training much. On Linux both threads run at a lower
-priority than training.
+newer one, never queued. Metrics evaluate the newest model drawn (the initial
+model at step 0 before the first picture) at a steady cadence,
+core.train.budget.METRICS_EVERY seconds, each evaluation within its share of
+that: one that overran is followed by one on fewer samples (its record's "n"
+says how many), rather than by a longer wait. Closing the views stops a
+picture or an evaluation under way within one network pass. On Linux both
+threads run at a lower priority than training.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import sys
 import threading
 import time
 from typing import Callable
+
+from .budget import METRICS_EVERY, METRICS_SECONDS, PICTURE_SECONDS, Cadence, Limit, OutOfTime, limited
 
 VIEW_NICE = 10  # how much lower the views' threads run than training (Linux nice levels)
 
@@ -40,25 +45,32 @@ class Views:
     is replaced by a newer one, never queued. After a picture that took d
     seconds the next waits trainer.PICTURE_REST * d, so drawing takes a bounded
     share of the machine however heavy the family's traces are. Metrics
-    evaluate the newest copy drawn, at most every `metrics_interval` seconds
-    and no sooner than METRICS_REST times the last evaluation's duration after
-    it (a sixth of a core at most), so a quadratic metric on a small CPU
-    slows neither pictures nor training much.
-    """
+    evaluate the newest copy drawn every `metrics_interval` seconds (a
+    budget.Cadence: each evaluation within METRICS_SHARE of that, on fewer
+    samples when it would take longer). close() stops the work under way
+    (a stale picture, an evaluation) within one network pass; the final
+    picture and metrics asked for before it are still drawn.
 
-    METRICS_REST = 5.0
+    clock and wait (an Event and a timeout, returning whether it was set) are
+    time.perf_counter and threading.Event.wait; a test may pass a fake clock.
+    """
 
     WATCH_POLL = 0.25  # seconds between looks at watched() while nobody watches
 
-    def __init__(self, trainer, callback: Callable[[dict], None], metrics_interval: float,
-                 watched: Callable[[], bool] | None = None):
+    def __init__(self, trainer, callback: Callable[[dict], None], metrics_interval: float = METRICS_EVERY,
+                 watched: Callable[[], bool] | None = None, clock: Callable[[], float] = time.perf_counter,
+                 wait: Callable[[threading.Event, float | None], bool] = threading.Event.wait):
         self.trainer, self.callback, self.metrics_interval = trainer, callback, metrics_interval
         self.watched = watched or (lambda: True)
+        self.clock, self._wait = clock, wait
         self.evaluations = 0  # metric evaluations so far
         self.polls = 0  # wake-ups of the metrics thread: it must sleep while there is nothing new
+        self.cadence = Cadence(trainer.scoring.n_eval, every=metrics_interval)
+        trainer.scoring.wait_for_classifier = False  # a first point now, the classifier's numbers once it is ready
         self._pending = None
         self._cv = threading.Condition()
         self._closed = False
+        self._cancel = threading.Event()  # set by close(): the work under way stops
         self._rest_until = 0.0
         self._metrics_wake = threading.Event()
         self._metrics_end: str | None = None  # "final" (evaluate once more) or "stop"
@@ -73,9 +85,13 @@ class Views:
             self._cv.notify()
 
     def close(self) -> None:
+        """No more requests: the picture or evaluation under way stops within a network pass; a
+        final picture already asked for is drawn, and its metrics evaluated if it asked for them."""
         with self._cv:
             self._closed = True
+            self._cancel.set()
             self._cv.notify()
+        self._metrics_wake.set()
 
     def join(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -105,8 +121,14 @@ class Views:
                 self._pending = None
             t0 = time.perf_counter()
             model = trainer._materialize(model)
+            limit = Limit(PICTURE_SECONDS, None if final else self._cancel, "the picture", self.clock)
             try:
-                snap = trainer.snapshot(model, with_metrics=False, step=step, elapsed=elapsed)
+                with limited(model, limit):
+                    snap = trainer.snapshot(model, with_metrics=False, step=step, elapsed=elapsed)
+            except OutOfTime as e:
+                if self._cancel.is_set() and not final:
+                    continue  # closed while drawing a stale copy: the final one comes next
+                snap = {"step": step, "time": elapsed, "error": f"{e}; the panels show the last picture drawn"}
             except Exception as e:  # noqa: BLE001 - a view failing must not stop training
                 snap = {"step": step, "time": elapsed, "error": f"{type(e).__name__}: {e}"}
             trainer._publish(model, (step, elapsed))
@@ -127,13 +149,9 @@ class Views:
 
     def _evaluate(self) -> None:
         _yield_to_training()
-        trainer, done, wait = self.trainer, None, 0.0
-        try:
-            trainer.floors()  # once per run: what a perfect model would score, for the charts
-        except Exception:  # noqa: BLE001 - the charts then go without their floor line
-            pass
+        trainer, cadence, done, wait = self.trainer, self.cadence, None, 0.0
         while True:
-            self._metrics_wake.wait(wait)
+            self._wait(self._metrics_wake, wait)
             self._metrics_wake.clear()
             self.polls += 1
             end = self._metrics_end
@@ -143,24 +161,63 @@ class Views:
                 wait = self.WATCH_POLL
                 continue
             with trainer.newest() as (model, at):
-                if model is not None and at != done and (end or time.perf_counter() >= self._next_eval):
-                    step, elapsed = at
-                    t0 = time.perf_counter()
-                    try:
-                        m = trainer.evaluate(model=model)
-                    except Exception as e:  # noqa: BLE001 - a metric failing must not stop the pictures
-                        m = {"error": f"{type(e).__name__}: {e}"}
-                    trainer.latest_metrics = {"step": step, "time": round(elapsed, 4), **m}
-                    trainer.metric_history.append(trainer.latest_metrics)
-                    done = at
-                    self.evaluations += 1
-                    t1 = time.perf_counter()
-                    self._next_eval = max(t0 + self.metrics_interval, t1 + self.METRICS_REST * (t1 - t0))
+                if model is None and done is None and not end and not self._cancel.is_set():
+                    model, at = self._initial(), (0, 0.0)  # a first point before the first picture
                 fresh = model is not None and at != done
+                if fresh and (end or self.clock() >= cadence.due):
+                    if self._score(model, at, final=end == "final"):
+                        done = at
+                    fresh = model is not None and at != done
             if end == "final":
                 return
             # Nothing new since the last evaluation (a paused run, a queued one): sleep until the
             # pictures bring a newer copy (they set the wake event), not in a loop of zero waits.
-            wait = max(0.0, self._next_eval - time.perf_counter()) if fresh else None
+            wait = max(0.0, cadence.due - self.clock()) if fresh else None
 
-    _next_eval = 0.0
+    def _initial(self):
+        """The model at step 0 (None if it cannot be built: the first picture's copy serves then)."""
+        try:
+            return self.trainer.initial_model()
+        except Exception:  # noqa: BLE001
+            return None
+
+    def _score(self, model, at: tuple[int, float], final: bool) -> bool:
+        """Evaluate `model` on the cadence's count of samples and record it; False if stopped
+        before a record (closed, or out of time on more than the fewest samples)."""
+        trainer, cadence = self.trainer, self.cadence
+        step, elapsed = at
+        n = cadence.n
+        t0 = self.clock()
+        limit = Limit(METRICS_SECONDS, None if final else self._cancel, "one evaluation of the metrics", self.clock)
+        try:
+            with limited(model, limit):
+                m = trainer.evaluate(n=n, model=model)
+        except OutOfTime as e:
+            cadence.done(t0, self.clock())
+            if (self._cancel.is_set() and not final) or n > cadence.levels[-1]:
+                return False  # closed; or the next, on fewer samples, may fit
+            m = {"error": f"{e} even on {n} samples; the metrics of this model take too long here"}
+        except Exception as e:  # noqa: BLE001 - a metric failing must not stop the pictures
+            m = {"error": f"{type(e).__name__}: {e}"}
+            cadence.failed(t0)
+        else:
+            cadence.done(t0, self.clock())
+        trainer.latest_metrics = {"step": step, "time": round(elapsed, 4), "n": n, **m}
+        trainer.metric_history.append(trainer.latest_metrics)
+        self.evaluations += 1
+        if "error" not in m:
+            self._floors(n)
+        return True
+
+    def _floors(self, n: int) -> None:
+        """The noise floors at n samples, once per size (what a perfect model scores there), for the
+        charts; their time is charged to the cadence like an evaluation's."""
+        if self.trainer.floors(n, compute=False):
+            return
+        t0 = self.clock()
+        try:
+            self.trainer.floors(n)
+        except Exception:  # noqa: BLE001 - the charts then go without their floor line
+            pass
+        t1 = self.clock()
+        self.cadence.due = max(self.cadence.due, t1 + (t1 - t0) * (1 / self.cadence.share - 1))

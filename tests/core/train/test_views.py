@@ -60,3 +60,135 @@ def test_nobody_watching_costs_no_pictures_and_no_metrics_until_someone_looks():
     assert len(snaps.items) == drawn and len(t.metric_history) == evaluated
     t.stop()
     assert snaps.items[-1]["final"]  # the last picture is drawn whoever watches
+
+
+class _FakeScoring:
+    n_eval = 1000
+
+
+class _FakeTrainer:
+    """Just what the metrics thread reads: a new copy at every look (after none at first), an
+    evaluation whose cost in seconds of the fake clock is cost(n), and floors already known."""
+
+    def __init__(self, clock, cost):
+        self.scoring, self.clock, self.cost = _FakeScoring(), clock, cost
+        self.metric_history, self.latest_metrics, self.looks, self.starts = [], {}, 0, []
+
+    def newest(self):
+        import contextlib
+
+        import torch
+
+        self.looks += 1
+        model = torch.nn.Linear(1, 1)
+        return contextlib.nullcontext((None, (0, 0.0)) if self.looks == 1 else (model, (self.looks, 0.1 * self.looks)))
+
+    def initial_model(self):
+        import torch
+
+        return torch.nn.Linear(1, 1)
+
+    def evaluate(self, n=None, model=None):
+        self.starts.append(self.clock.now)
+        self.clock.now += self.cost(n, len(self.starts))
+        return {"mmd": 0.0}
+
+    def floors(self, n=None, compute=True):
+        return {"mmd": 0.0}
+
+
+class _FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def wait(self, event, timeout):
+        if timeout is not None:
+            self.now += timeout
+        return event.is_set()
+
+
+def _run_metrics(cost, evaluations=30):
+    from core.train.views import Views
+
+    clock = _FakeClock()
+    trainer = _FakeTrainer(clock, cost)
+
+    def cost_then_stop(n, i):
+        if i >= evaluations:
+            views._metrics_end = "stop"
+        return cost(n, i)
+
+    trainer.cost = cost_then_stop
+    views = Views(trainer, lambda snap: None, 1.0, clock=clock, wait=clock.wait)
+    views._metrics.join(30)
+    views.close()
+    return trainer
+
+
+def test_metrics_keep_a_steady_cadence_and_draw_fewer_samples_when_an_evaluation_is_slow():
+    """Fake clock, fake cost: 2 ms a sample (0.2 s, the share of a 1 s cadence, at 100 samples),
+    then four times that from the 15th evaluation on. The evaluations start exactly a second apart
+    throughout; the count fits the share, and shrinks when the cost grows, instead of the cadence
+    stretching (it used to wait five times an evaluation's length)."""
+    from core.train.budget import METRICS_SHARE
+
+    def cost(n, i):
+        return (0.002 if i < 15 else 0.008) * n
+
+    t = _run_metrics(cost)
+    records, starts = t.metric_history, t.starts
+    assert records[0]["step"] == 0  # the initial model, before any picture
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(abs(g - 1.0) < 1e-9 for g in gaps), gaps
+    ns = [r["n"] for r in records]
+    assert ns[0] < 100 and max(ns) <= 1000  # a first point soon, on few samples
+    assert all(cost(n, i + 1) <= METRICS_SHARE * 1.0 + 1e-12 for i, n in enumerate(ns) if 3 <= i < 14 or i >= 17)
+    before, after = ns[10:14], ns[17:]
+    assert min(before) > max(after)  # slower samples: fewer of them
+    assert max(before) >= 31  # and not needlessly few while they were cheap
+
+
+def test_metrics_whose_smallest_evaluation_overruns_keep_their_share_by_resting():
+    """Even 8 samples take 0.5 s: the cadence stretches, so that metrics take at most their share."""
+    from core.train.budget import METRICS_SHARE
+
+    t = _run_metrics(lambda n, i: 0.5 + 0.001 * n, evaluations=12)
+    starts, ns = t.starts, [r["n"] for r in t.metric_history]
+    busy = sum(0.5 + 0.001 * n for n in ns[:-1])
+    assert busy <= METRICS_SHARE * (starts[-1] - starts[0]) + 1e-9
+    assert ns[-1] == min(ns)
+
+
+def test_closing_the_views_stops_an_evaluation_under_way_within_a_pass():
+    """An evaluation of a million network passes: close() ends it after a few, not minutes later."""
+    import torch
+
+    from core.train.views import Views
+
+    net = torch.nn.Linear(2, 2)
+    passes, started = [0], threading.Event()
+    net.register_forward_hook(lambda m, a, out: passes.__setitem__(0, passes[0] + 1))
+
+    class Slow(_FakeTrainer):
+        def newest(self):
+            import contextlib
+
+            return contextlib.nullcontext((net, (1, 0.1)))
+
+        def evaluate(self, n=None, model=None):
+            started.set()
+            x = torch.zeros(1, 2)
+            for _ in range(1_000_000):
+                model(x)
+            return {"mmd": 0.0}
+
+    t = Slow(_FakeClock(), None)
+    views = Views(t, lambda snap: None, 1.0)
+    assert started.wait(30)
+    views.close()
+    views._metrics_end = "stop"
+    assert views.join(30)
+    assert passes[0] < 1_000_000 and t.metric_history == []
