@@ -16,6 +16,24 @@ FIELD_ARROWS = 15  # per side of the coarse grid
 ARROW_POWER = 0.5  # |score| grows far from the data; a square root keeps the arrows near it visible
 
 
+def field_time(traces: dict, ctx: dict) -> tuple[str, str, bool]:
+    """(" at t = 0.50", note, stale) for a field drawn at a time t: the title names the t the
+    slider is at (ctx["options"]["t"]). A picture begun before the slider moved was drawn at the
+    old t (traces' field_t); then the note says so, stale is True, and the next picture replaces it."""
+    drawn = M.optional(traces, "field_t")
+    drawn = float(drawn.reshape(-1)[0]) if drawn is not None and drawn.size == 1 else None
+    slider = (ctx.get("options") or {}).get("t") if isinstance(ctx, dict) else None
+    try:
+        slider = float(slider) if slider is not None and np.isfinite(float(slider)) else None
+    except (TypeError, ValueError):
+        slider = None
+    t = slider if slider is not None else drawn
+    if t is None:
+        return "", "", False
+    stale = drawn is not None and slider is not None and abs(drawn - slider) > 0.005
+    return f" at t = {t:.2f}", (f"this field was drawn at t = {drawn:.2f}, the next at {t:.2f}" if stale else ""), stale
+
+
 def relative_error(learned: np.ndarray, exact: np.ndarray) -> float:
     """sum |s_theta - s|^2 / sum |s|^2 over the grid points where both are finite."""
     ok = np.isfinite(learned).all(1) & np.isfinite(exact).all(1)
@@ -60,8 +78,9 @@ def field_on_axes(vec: np.ndarray, box, g: int, s: str, name: str, color: str, t
 
 
 def score_beside_exact(snapshot: dict, ctx: dict, uirev: str, title: str, learned_name: str, exact_name: str,
-                       metric_where: str = "the data"):
-    """The learned score (traces' "score_field") beside the exact one, on one shade scale."""
+                       metric_where: str = "the data", first_note: str = ""):
+    """The learned score (traces' "score_field") beside the exact one, on one shade scale;
+    first_note leads the note under the title."""
     learned = M.array(snapshot.get("traces", {}), "score_field", "the learned score field")
     exact = snapshot.get("true_score_field")
     exact = np.asarray(exact, dtype=np.float64) if exact is not None else None
@@ -87,6 +106,7 @@ def score_beside_exact(snapshot: dict, ctx: dict, uirev: str, title: str, learne
     if isinstance(metric, (int, float)) and np.isfinite(metric):
         note += f"; score_error over {metric_where} = {metric:.3g}"
     note += "; arrow length ∝ √|s|, shade ∝ |s|"
+    note = f"{first_note}; {note}" if first_note else note
     layout = L.base_layout(title, uirev, legend=False, note=note)
     L.strip_layout(layout, [box] * len(fields), [name for _, name, _ in fields], ticks=True)
     return L.figure(data, layout)

@@ -46,10 +46,9 @@ def field(snapshot: dict, ctx: dict, uirev: str):
     x_r = V.data_points(snapshot)
     box = V.bounds_of(ctx, x_r)
     data = F.plane_field(vec, box, g, "−v_θ(x, t)", "|v|", "|v|", x_r)
-    t = V.optional(tr, "field_t")
-    at = f" at t = {float(t.reshape(-1)[0]):.2f}" if t is not None and t.size == 1 and np.isfinite(t).all() else ""
-    layout = V.base_layout(f"Learned velocity{at}", uirev,
-                           note="arrows: −v_θ, where sampling moves; length ∝ √|v|, shade ∝ |v|")
+    at, drawn, _ = F.field_time(tr, ctx)  # the slider's t, and whether this field is from an earlier one
+    layout = V.base_layout(f"Learned velocity{at}", uirev, note=(f"{drawn}; " if drawn else "") +
+                           "arrows: −v_θ, where sampling moves; length ∝ √|v|, shade ∝ |v|")
     V.plane_axes(layout, box)
     return V.figure(data, layout)
 

@@ -121,9 +121,8 @@ def field(snapshot: dict, ctx: dict, uirev: str):
     x_r = V.data_points(snapshot)
     box = V.bounds_of(ctx, x_r)
     data = F.plane_field(vec, box, g, what, "|field|", "|v|", x_r)
-    t = tr.get("field_t")  # the time the field was computed at (the slider's)
-    at = f" at t = {float(np.asarray(t).reshape(-1)[0]):.2f}" if t is not None and np.isfinite(t).all() else ""
-    note = f"{towards}arrow length ∝ √|field|, shade ∝ |field|"
+    at, drawn, _ = F.field_time(tr, ctx)  # the slider's t, and whether this field is from an earlier one
+    note = (f"{drawn}; " if drawn else "") + f"{towards}arrow length ∝ √|field|, shade ∝ |field|"
     layout = V.base_layout(f"Learned {what}{at}", uirev, note=note)
     V.plane_axes(layout, box)
     return V.figure(data, layout)

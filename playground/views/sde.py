@@ -19,20 +19,23 @@ from ..draw import fields as F
 from . import ExportPicture, FamilyView, Panel
 from . import diffusion as diff
 
-def _level(tr: dict) -> str:
-    t, level = V.optional(tr, "field_t"), V.optional(tr, "field_level")
-    out = f" at t = {float(t.reshape(-1)[0]):.2f}" if t is not None and t.size == 1 and np.isfinite(t).all() else ""
-    if level is not None and level.size == 2 and np.isfinite(level).all():
+def _level(tr: dict, ctx: dict) -> tuple[str, str]:
+    """(" at t = 0.30 (α_t = 0.8, σ_t = 0.6)", note): the slider's t, with the noise level of the field on
+    show when it was drawn there; otherwise the note says at which t it was drawn."""
+    out, drawn, stale = F.field_time(tr, ctx)
+    level = V.optional(tr, "field_level")
+    if not stale and level is not None and level.size == 2 and np.isfinite(level).all():
         a, s = level.reshape(-1)
         out += f" (α_t = {a:.3g}, σ_t = {s:.3g})"
-    return out
+    return out, drawn
 
 
 def field(snapshot: dict, ctx: dict, uirev: str):
     if V.is_image(ctx, snapshot):
         raise V.Unavailable("The score field is drawn for 2D data; for digits, watch the reverse process.")
-    return F.score_beside_exact(snapshot, ctx, uirev, f"Score{_level(snapshot.get('traces', {}))}",
-                                "learned s_θ(x, t)", "exact ∇ log p_t(x)", metric_where="the noised data")
+    at, drawn = _level(snapshot.get("traces", {}), ctx)
+    return F.score_beside_exact(snapshot, ctx, uirev, f"Score{at}", "learned s_θ(x, t)", "exact ∇ log p_t(x)",
+                                metric_where="the noised data", first_note=drawn)
 
 
 def reverse(snapshot: dict, ctx: dict, uirev: str):

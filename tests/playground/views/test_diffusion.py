@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import numpy as np
+import pytest
 
 from playground import draw as V
 from playground.views import render_panel
@@ -64,3 +65,17 @@ def test_digits_get_a_film_strip_labelled_with_t_and_a_reason_for_the_field():
     np.testing.assert_array_equal(tile[30:58, -28:], traj[-1, 1].reshape(28, 28))
     fig = render_panel("diffusion", "diff_reverse", snap, c)
     assert "40-step reverse chain" in fig.layout.xaxis.title.text
+
+
+@pytest.mark.parametrize("family,key", [("diffusion", "diff_field"), ("continuous", "cont_field"), ("sde", "sde_field")])
+def test_the_field_title_shows_the_t_the_slider_is_at(family, key):
+    """The slider moved to 0.5 while a picture of the old weights at t = 0.1 was being drawn: the
+    title names the slider's t, and the note says that this field is still the one from 0.1."""
+    snap = synthetic(family)
+    snap["traces"]["field_t"] = np.array([0.1], np.float32)
+    fig = render_panel(family, key, snap, ctx(options={"t": 0.5}))
+    heading = title_of(fig)
+    assert "t = 0.50" in heading and "drawn at t = 0.10" in heading, heading
+    snap["traces"]["field_t"] = np.array([0.5], np.float32)  # the next picture is drawn at the slider's t
+    heading = title_of(render_panel(family, key, snap, ctx(options={"t": 0.5})))
+    assert "t = 0.50" in heading and "drawn at" not in heading and "0.10" not in heading, heading
