@@ -373,7 +373,10 @@ def on_knob(session: Session, model: str, dataset: str, knobs: dict, key: str) -
     knob = all_knobs()[key]
     run = session.current
     note = ""
-    if knob.live and run is not None and run.model_name == model:
+    if knob.live and run is not None and run.model_name == model and run.finished:
+        note = (f"This run is {run.status}, so {knob.name} = {knobs[key]} changes nothing now; "
+                "press Reset to train a new run with it.")
+    elif knob.live and run is not None and run.model_name == model:
         run.set_live(knob.name, (model_s if knob.scope == "model" else train_s)[knob.name])
         note = f"{knob.name} = {knobs[key]} applied to the running model."
     elif run is not None and run.step > 0:

@@ -23,6 +23,7 @@ from ..controls import DEFAULT_DATASET, DEFAULT_MODEL, Knob, all_knobs, initial_
 from ..runs import RunManager, Session
 from ..views import all_controls, view_for
 from . import drawing as D
+from .knob_slider import KnobSlider
 from .handlers import (apply_preset, on_dataset, on_draw, on_draw_download, on_draw_preview, on_family, on_knob, on_load,
                        on_model, on_upload, on_view_control, pause, play, redraw_charts, reset, set_redraw, step, tick)
 from .share import close_session, compare, compare_choices, export_gif, export_png, export_weights, run_state
@@ -44,12 +45,12 @@ INTRO = ("# Generative Playground\n"
 def _knob_component(knob: Knob, value, visible: bool):
     """A control for one knob; `value` is the default model's (or any model's) default."""
     common = {"label": knob.name, "info": knob.info(), "visible": visible, "interactive": True, "value": value}
-    if knob.kind == "choice":
-        return gr.Dropdown(list(knob.choices), **common)
+    if knob.kind == "choice":  # choices change with the model: as for sliders, the config checks the value
+        return gr.Dropdown(list(knob.choices), allow_custom_value=True, **common)
     if knob.kind == "bool":
         return gr.Checkbox(**common)
     if knob.slider:
-        return gr.Slider(knob.lo, knob.hi, step=1, **common)
+        return KnobSlider(knob.lo, knob.hi, step=1, **common)
     return gr.Number(precision=0 if knob.kind == "int" else None, **common)
 
 

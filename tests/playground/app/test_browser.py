@@ -29,7 +29,8 @@ def free_port():
 
 
 @pytest.fixture(scope="module")
-def url():
+def served():
+    """(the page's address, the server's RunManager)."""
     from playground.app import CSS, build_app
     from playground.runs import RunManager
 
@@ -38,10 +39,15 @@ def url():
     demo = build_app(manager)  # one torch thread per operation, as the app runs
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=CSS)
-    yield f"http://127.0.0.1:{port}/"
+    yield f"http://127.0.0.1:{port}/", manager
     demo.close()
     manager.shutdown()
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def url(served):
+    return served[0]
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +134,34 @@ def test_preset_play_pause_reset(page):
     page.locator("#reset").click()
     wait_step(page, lambda s: s == 0, timeout=10)
     assert "ready" in status(page)
+
+
+def pick(page, label: str, option: str) -> None:
+    page.get_by_label(label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def shown_value(page, label: str) -> str:
+    return page.get_by_label(label, exact=True).input_value()
+
+
+def test_fast_changes_leave_the_page_the_run_and_the_link_in_agreement(page, served):
+    """Family, then Dataset 0.3 s later: both are kept, on the page, in the run and in the link."""
+    _, manager = served
+    pick(page, "Family", "vae")
+    page.wait_for_timeout(300)
+    pick(page, "Dataset", "eight_gaussians")
+    page.wait_for_function("() => location.search.includes('model=vae') && location.search.includes('data=eight_gaussians')",
+                           timeout=60_000)
+    page.wait_for_timeout(1500)  # anything still on its way lands
+    runs = [s.current for s in list(manager._sessions.values()) if not s.closed and s.current is not None]
+    assert [(r.model_name, r.dataset_name) for r in runs] == [("vae", "eight_gaussians")]
+    assert (shown_value(page, "Family"), shown_value(page, "Model"), shown_value(page, "Dataset")) == \
+        ("vae", "vae", "eight_gaussians")
+    assert "model=vae" in page.url and "data=eight_gaussians" in page.url
+    page.locator("#play").click()  # the first Play trains, and says so
+    wait_step(page, lambda s: s > 0, timeout=60)
+    assert runs[0].step > 0 and runs[0] is [s.current for s in manager._sessions.values() if not s.closed][0]
 
 
 SHOTS = [("flow.png", "A flow unfolds the two moons", 30), ("gan.png", "WGAN-GP keeps every mode", 45),

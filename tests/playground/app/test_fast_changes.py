@@ -5,14 +5,17 @@ Dataset set to eight_gaussians arrive as on_family(vae, two_moons) and on_datase
 eight_gaussians, realnvp's knobs), in either order and side by side. Both changes must be kept.
 """
 
+import json
 import threading
 import urllib.parse
 
+import gradio as gr
 import pytest
 
 from playground import app as A
+from playground import controls as K
 from playground.controls import settings_from
-from playground.runs import Session
+from playground.runs import RunManager, Session
 from tests.fakes import wait_for
 from tests.playground.tiny import knob_values
 
@@ -126,3 +129,72 @@ def test_a_presets_next_run_is_named_in_the_link(manager):
     out = A.tick(s, "step", "auto")
     assert _query(out)["model"] == s.current.model_name != "realnvp"
     s.close()
+
+
+def test_a_live_knob_moved_after_the_run_finished_says_it_changes_nothing_now(manager):
+    s = Session(manager)
+    run = s.new_run("vae", "eight_gaussians", {"hidden": 16}, {"n_data": 512, "batch_size": 64, "steps": 3})
+    run.play()
+    assert wait_for(lambda: run.status == "done")
+    out = A.on_knob(s, "vae", "eight_gaussians", knob_values("vae", hidden=16, beta=8.0, n_data=512,
+                                                             batch_size=64, steps=3),
+                   key=K.knob_key(K.knobs_for("vae")["beta"][0]))
+    assert "applied" not in out["status"] and "press Reset" in out["status"]
+    s.close()
+
+
+# ---- the same, over the page's own HTTP events --------------------------------------
+def _event(demo, label: str, event: str) -> tuple[int, list]:
+    """(fn_index, input components) of the page's `event` on the control labelled `label`."""
+    block = next(b for b in demo.blocks.values() if getattr(b, "label", None) == label)
+    for index, fn in demo.fns.items():
+        if (block._id, event) in [(t[0], t[1]) for t in fn.targets]:
+            return index, fn.inputs
+    raise AssertionError(f"no {event} event on {label}")
+
+
+def _send(base: str, session_hash: str, fn_index: int, data: list) -> dict:
+    """What the page does for one event: join the queue, read the stream until it is answered."""
+    import httpx
+
+    join = httpx.post(f"{base}gradio_api/queue/join", timeout=60,
+                      json={"data": data, "fn_index": fn_index, "session_hash": session_hash,
+                            "event_data": None, "trigger_id": None})
+    join.raise_for_status()
+    with httpx.stream("GET", f"{base}gradio_api/queue/data", params={"session_hash": session_hash},
+                      timeout=120) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    return msg
+    raise AssertionError("the event was never answered")
+
+
+def test_a_change_sent_with_the_values_of_the_model_before_reaches_the_page_over_http():
+    """The reproduction under load: the family's answer is in (the server's knob sliders now hold a
+    VAE's ranges), and the dataset change the page sent before seeing it carries realnvp's values
+    (10 layers, past a VAE's 8). Gradio refused that event outright and the dataset was dropped."""
+    from tests.playground.app.test_classroom import free_port
+
+    manager = RunManager(1)
+    demo = A.build_app(manager)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        family, _ = _event(demo, "Family", "input")
+        dataset, inputs = _event(demo, "Dataset", "input")
+        opened = [None if isinstance(c, gr.State) else c.value for c in inputs]  # realnvp's, as the page opened
+        assert _send(base, "tab", family, [None, "vae", "two_moons"])["success"]
+        stale = [None if isinstance(c, gr.State) else "eight_gaussians" if getattr(c, "label", "") == "Dataset"
+                 else v for c, v in zip(inputs, opened)]
+        answer = _send(base, "tab", dataset, stale)
+        assert answer["success"], answer.get("output")
+        session = manager._sessions["tab"]
+        assert (session.current.model_name, session.current.dataset_name) == ("vae", "eight_gaussians")
+        shown = {getattr(c, "label", None): v for c, v in zip(demo.fns[dataset].outputs, answer["output"]["data"])}
+        assert shown["Model"]["value"] == "vae" and shown["Family"]["value"] == "vae"  # the page catches up
+    finally:
+        demo.close()
+        manager.shutdown()
