@@ -26,7 +26,8 @@ from . import drawing as D
 from .knob_slider import KnobSlider
 from .handlers import (apply_preset, on_dataset, on_draw, on_draw_download, on_draw_preview, on_family, on_knob, on_load,
                        on_model, on_upload, on_view_control, pause, play, redraw_charts, reset, set_redraw, step, tick)
-from .share import close_session, compare, compare_choices, export_gif, export_png, export_weights, run_state
+from .share import (close_session, compare, compare_choices, compare_live, export_gif, export_png, export_weights,
+                    run_state)
 from .status import DEFAULT_REDRAW, METRIC_CHOICES, REDRAW, SLOTS, dataset_choices, family_of, model_info, placement
 from .wiring import JS_REPLACE_STATE, JS_VISIBILITY, UI
 
@@ -35,6 +36,7 @@ CSS = """
 #watch { border-left: 3px solid var(--color-accent); padding-left: 0.6em; }
 """
 
+COMPARE_EVERY = 1.0  # seconds between Compare's redraws while it is shown
 REDRAW_WORKERS = 2  # redraws drawn at once: they share one interpreter, so more only queue inside it
 
 INTRO = ("# Generative Playground\n"
@@ -121,7 +123,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         ui["session"] = session
         gr.Markdown(INTRO)
         with gr.Tabs():
-            with gr.Tab("Train"):
+            with gr.Tab("Train") as train_tab:
                 with gr.Row():
                     with gr.Column(scale=1, min_width=330):
                         ui["preset"] = gr.Dropdown([p["title"] for p in P.PRESETS], value=None, label="Presets",
@@ -198,21 +200,22 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                             ui["equations"] = gr.Markdown(view_for(default_family).equations, latex_delimiters=[
                                 {"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}])
             with gr.Tab("Compare") as compare_tab:
-                gr.Markdown("Runs you reset or finished in this tab, side by side.")
+                gr.Markdown("This tab's runs side by side: the one training now (its curve grows as it "
+                            "trains) and those you reset or finished.")
                 with gr.Row():
                     ui["compare_runs"] = gr.CheckboxGroup([], label="Runs", scale=3)
                     ui["compare_metric"] = gr.Dropdown(list(METRIC_CHOICES), value="auto", label="metric", scale=1)
                     ui["compare_x"] = gr.Radio(["step", "time"], value="step", label="x axis", scale=1)
-                ui["compare_refresh"] = gr.Button("Refresh the list of runs")
                 ui["compare_plot"] = gr.Plot(show_label=False)
                 ui["modes_plot"] = gr.Plot(show_label=False)
-            concepts_tab()
+            concepts = concepts_tab()
         ui["visible"] = gr.Textbox(value="visible", visible=False)  # the tab's document.visibilityState
         ui["api_state"] = gr.JSON(visible=False)
         ui["state_button"] = gr.Button(visible=False)
         for name in ("play", "step", "reset"):  # the API's buttons: a script names the model and data itself
             ui["api_" + name] = gr.Button(visible=False)
         ui["timer"] = timer = gr.Timer(REDRAW[DEFAULT_REDRAW])
+        ui["compare_timer"] = gr.Timer(COMPARE_EVERY, active=False)  # runs while Compare is shown
 
         # ---- wiring ----------------------------------------------------------
         controls = ["family", "model", "dataset", "knobs", "slots", "equations"]
@@ -263,10 +266,17 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         on(ui["png"].click, export_png, ["session"], ["export_file"], show_progress="minimal")
         on(ui["gif"].click, export_gif, ["session"], ["export_file"], show_progress="minimal")
         on(ui["weights"].click, export_weights, ["session"], ["export_file"], show_progress="minimal")
+        compared = ["session", "compare_runs", "compare_metric", "compare_x"]
         on(compare_tab.select, compare_choices, ["session"], ["compare_runs"])
-        on(ui["compare_refresh"].click, compare_choices, ["session"], ["compare_runs"])
-        for event in (ui["compare_runs"].change, ui["compare_metric"].input, ui["compare_x"].input):
-            on(event, compare, ["session", "compare_runs", "compare_metric", "compare_x"], ["compare_plot", "modes_plot"])
+        compare_tab.select(lambda: gr.Timer(active=True), None, [ui["compare_timer"]], api_visibility="private",
+                           show_progress="hidden")
+        for tab in (train_tab, concepts):
+            tab.select(lambda: gr.Timer(active=False), None, [ui["compare_timer"]], api_visibility="private",
+                       show_progress="hidden")
+        on(ui["compare_timer"].tick, compare_live, compared, ["compare_runs", "compare_plot", "modes_plot"],
+           trigger_mode="once", concurrency_id="redraw")
+        for event in (ui["compare_runs"].input, ui["compare_metric"].input, ui["compare_x"].input):
+            on(event, compare, compared, ["compare_plot", "modes_plot"])
         on(ui["state_button"].click, run_state, ["session"], ["api_state"], api_name="state")
         # Whatever changes the configuration (a control, a preset's next run, a link) sets the hidden
         # query; the address bar and the link follow it here, in the browser.

@@ -60,9 +60,34 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
 
 
+COMPARE_SHOWN = 4  # runs chosen at once when the list changes
+
+
 def compare_choices(session: Session) -> dict:
     labels = list(session.runs_for_compare())
-    return {"compare_runs": gr.update(choices=labels, value=labels[-4:])}
+    session.compare_labels = tuple(labels)
+    return {"compare_runs": gr.update(choices=labels, value=labels[-COMPARE_SHOWN:])}
+
+
+def compare_live(session: Session, compare_runs: list[str], compare_metric: str, compare_x: str) -> dict:
+    """Compare's own timer, while the tab is shown: a run that took its first step or was reset
+    joins the list (and is chosen), and the chart redraws while the current run trains."""
+    runs = session.runs_for_compare()
+    labels = tuple(runs)
+    out = {}
+    chosen = [label for label in compare_runs or [] if label in runs]
+    if labels != session.compare_labels:
+        new = [label for label in labels if label not in session.compare_labels]
+        chosen = (chosen + new)[-COMPARE_SHOWN:]
+        session.compare_labels = labels
+        out["compare_runs"] = gr.update(choices=list(labels), value=chosen)
+    current = session.current
+    drawn = (tuple(chosen), compare_metric, compare_x,
+             len(current.trainer.metric_history) if current is not None and current.label in chosen else 0)
+    if drawn != session.compare_drawn:
+        session.compare_drawn = drawn
+        out.update(compare(session, chosen, compare_metric, compare_x))
+    return out
 
 
 def compare(session: Session, compare_runs: list[str], compare_metric: str, compare_x: str) -> dict:

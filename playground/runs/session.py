@@ -55,6 +55,8 @@ class Session:
         self.last_seen = time.monotonic()  # when the page last asked for anything
         self.last_redraw = -1e9  # when the page was last sent pictures
         self.redraw_period = 0.15  # the page's timer, in seconds
+        self.compare_labels: tuple = ()  # the runs Compare lists, and what its chart last drew
+        self.compare_drawn: tuple = ()
         self.generation = 0  # counts the changes of configuration: a redraw begun before one is dropped
         self._turns = threading.Condition()
         self._next_ticket = itertools.count()

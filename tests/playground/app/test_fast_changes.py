@@ -198,3 +198,30 @@ def test_a_change_sent_with_the_values_of_the_model_before_reaches_the_page_over
     finally:
         demo.close()
         manager.shutdown()
+
+
+# ---- Compare, live ---------------------------------------------------------------------------
+def test_compare_lists_new_runs_by_itself_and_redraws_the_one_training(manager):
+    """The list used to stay empty until "Refresh" was pressed, and showed finished curves only."""
+    s = Session(manager)
+    first = s.new_run("realnvp", "two_moons", {"layers": 2, "hidden": 16},
+                      {"n_data": 512, "batch_size": 64, "steps": 4})
+    first.play()
+    assert wait_for(lambda: first.status == "done" and first.trainer.metric_history)
+    second = s.new_run("realnvp", "two_moons", {"layers": 2, "hidden": 16},
+                       {"n_data": 512, "batch_size": 64, "steps": 100_000})
+    second.play()
+    assert wait_for(lambda: second.step > 0)
+    out = A.compare_live(s, [], "auto", "step")  # the tab was just shown: nothing chosen yet
+    assert out["compare_runs"]["choices"] == [first.label, second.label]
+    assert out["compare_runs"]["value"] == [first.label, second.label] and "compare_plot" in out
+    chosen = out["compare_runs"]["value"]
+    n = len(second.trainer.metric_history)
+    assert wait_for(lambda: len(second.trainer.metric_history) > n, timeout=30)
+    again = A.compare_live(s, chosen, "auto", "step")
+    assert "compare_runs" not in again and "compare_plot" in again  # the training run's curve grew
+    second.pause()
+    assert wait_for(lambda: second.status == "paused")
+    # nothing new: nothing sent (once the last evaluation after Pause is in)
+    assert wait_for(lambda: A.compare_live(s, chosen, "auto", "step") == {}, timeout=20)
+    s.close()
