@@ -17,10 +17,11 @@ import gradio as gr
 from core import registry
 from core.data.drawn import DrawnPoints
 from core.data.files import PointsFile
-from core.errors import DataError
+from core.errors import DataError, PlaygroundError
+from core.train.budget import METRICS_EVERY
 
 from .. import presets as P
-from ..controls import (UPLOAD_PREFIX, all_knobs, data_kind, decode_query, dependents, encode_query, initial_values,
+from ..controls import (DEFAULT_DATASET, UPLOAD_PREFIX, all_knobs, data_kind, decode_query, dependents, encode_query, initial_values,
                         knob_key, knobs_for, non_default, settings_from, shown)
 from ..draw import blank, charts
 from ..runs import Session, thin
@@ -101,7 +102,12 @@ def in_turn(fn):
     @functools.wraps(fn)
     def changed(session: Session, *args, **kwargs):
         with session.turn():
-            return fn(session, *args, **kwargs)
+            try:
+                return fn(session, *args, **kwargs)
+            except PlaygroundError as e:  # refused (iaf on digits): the page shows the run it still has
+                if session.current is not None and not session.closed and not hasattr(e, "outputs"):
+                    e.outputs = _resync(session)
+                raise
     return changed
 
 
@@ -143,6 +149,13 @@ def on_load(session: Session, request: gr.Request | None = None) -> dict:
         session.notify(f"⚠️ {msg}", seconds=20)
     code = params.pop(D.QUERY_KEY, None)
     model, dataset, settings, problems = decode_query(params)
+    kinds = registry.model_spec(model).cls.data_kinds
+    if data_kind(dataset) not in kinds:  # ?model=iaf&data=mnist: refused by name, not built and frozen
+        fallback = DEFAULT_DATASET if "points" in kinds else \
+            next(d for d in registry.dataset_names() if data_kind(d) in kinds)
+        problems.append(f"{model} is built for {' and '.join(kinds)}, not {dataset}, so it trains on {fallback} "
+                        f"here; models for {dataset}: {', '.join(registry.models_for(data_kind(dataset)))}")
+        dataset = fallback
     restored = {}
     if code is not None:
         try:
@@ -457,12 +470,15 @@ def _panels(run, snap: dict) -> dict:
 
 def _metrics_chart(run, mets: list[dict], metric: str, x_axis: str):
     if not mets:
-        return blank("metrics appear about once a second")
+        return blank(f"metrics appear every {METRICS_EVERY:g} s")
     ref = run.literature
     references = {ref.metric: (ref.value, ref.source)} if ref is not None else None
     return charts.metrics_figure({run.label: thin(mets, MAX_CHART_POINTS)},
                                  pick_metric(metric, mets, ref.metric if ref is not None else None), x_axis,
-                                 floors=run.floors, notes={run.label: run.kl_note}, references=references)
+                                 # the floor of the size the newest point was evaluated on (fewer samples
+                                 # when an evaluation would overrun its share: core.train.budget.Cadence)
+                                 floors=run.trainer.floors(mets[-1].get("n"), compute=False),
+                                 notes={run.label: run.kl_note}, references=references)
 
 
 def redraw_charts(session: Session, x_axis: str, metric: str) -> dict:

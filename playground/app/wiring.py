@@ -98,7 +98,7 @@ class UI:
                 gr.Warning(html_text(msg))
                 if isinstance(session, Session):
                     session.notify(f"⚠️ {msg}")  # stays in the status line for a few seconds
-                result = {"status": f"⚠️ {markdown_text(msg)}"}
+                result = {"status": f"⚠️ {markdown_text(msg)}", **getattr(e, "outputs", {})}
             mapped = {}
             for name, value in result.items():
                 if name == "slots":

@@ -128,6 +128,7 @@ class Session:
         if self.closed:
             raise PlaygroundError(CLOSED_MESSAGE)
         dataset = self.dataset(dataset_name)
+        registry.check_fits(model_name, dataset.shape)  # refused before the run there is now is stopped
         self.retire()  # first, so the old run's thread is not competing while the new one is built
         label = f"{model_name}@{dataset_name}#{next(self._counter)}"
         self.seen()

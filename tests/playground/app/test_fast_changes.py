@@ -12,6 +12,8 @@ import urllib.parse
 import gradio as gr
 import pytest
 
+from core.errors import PlaygroundError
+
 from playground import app as A
 from playground import controls as K
 from playground.controls import settings_from
@@ -224,4 +226,29 @@ def test_compare_lists_new_runs_by_itself_and_redraws_the_one_training(manager):
     assert wait_for(lambda: second.status == "paused")
     # nothing new: nothing sent (once the last evaluation after Pause is in)
     assert wait_for(lambda: A.compare_live(s, chosen, "auto", "step") == {}, timeout=20)
+    s.close()
+
+
+# ---- a model on data it is not built for -------------------------------------------------------
+class _Request:
+    def __init__(self, **query):
+        self.query_params, self.session_hash = query, ""
+
+
+def test_a_link_to_a_model_on_data_it_is_not_built_for_is_refused_by_name_and_shows_a_run(manager):
+    s = Session(manager)
+    out = A.on_load(s, _Request(model="iaf", data="mnist"))
+    assert (s.current.model_name, s.current.dataset_name) == ("iaf", "two_moons")
+    assert "iaf is built for points, not mnist" in out["status"] and "pixelcnn" in out["status"]
+    s.close()
+
+
+def test_a_model_picked_that_does_not_fit_the_data_leaves_the_run_and_the_page_as_they_were(manager):
+    s = Session(manager)
+    digits = s.new_run("vae", "mnist", {"hidden": 16}, {"n_data": 256, "batch_size": 32})
+    with pytest.raises(PlaygroundError, match="iaf is built for points") as refused:
+        A.on_model(s, "iaf", "mnist")
+    assert s.current is digits  # not stopped for a model that cannot train here
+    shown = refused.value.outputs  # what the page is sent beside the warning: the run it still has
+    assert shown["model"]["value"] == "vae" and shown["dataset"]["value"] == "mnist"
     s.close()
