@@ -11,21 +11,34 @@ import gradio as gr
 from core import checkpoint
 from core.errors import PlaygroundError
 
-from ..controls import UPLOAD_PREFIX
+from ..controls import UPLOAD_PREFIX, data_kind
 from ..draw import charts, empty_figure
-from ..export import history_gif, snapshot_png
-from ..runs import RunManager, Session
+from ..export import history_gif, run_png
+from ..runs import RunManager, Session, thin
 from .drawing import PREFIX as DRAWN_PREFIX
-from .status import pick_metric
+from .status import MAX_CHART_POINTS, pick_metric, placement
 
 log = logging.getLogger(__name__)
 
 
+PNG_WIDTH = 1000  # px: the plots' column of the page on a 1280 px screen, a little wider
+
+
 def export_png(session: Session) -> dict:
+    """<model>-<dataset>-step<N>.png: every panel the page shows for the run, in its places, with
+    their titles, axes and legends, then the loss and metric charts."""
     run = _need_snapshot(session)
-    path = os.path.join(session.tmpdir(), f"{_slug(run.label)}-step{run.latest['step']}.png")
+    snap = run.latest
+    path = os.path.join(session.tmpdir(), f"{_slug(run.model_name)}-{_slug(run.dataset_name)}-step{snap['step']}.png")
+    keys = placement(run.family, run.model_name, data_kind(run.dataset_name))
+    history = list(run.trainer.history)
+    figures = [charts.loss_figure(thin(history, MAX_CHART_POINTS))] if history else []
+    mets = list(run.trainer.metric_history)
+    if mets:
+        figures.append(charts.metrics_figure({run.label: thin(mets, MAX_CHART_POINTS)}, pick_metric("auto", mets)))
+    title = f"{run.model_name} · {run.dataset_name}"
     with open(path, "wb") as f:
-        f.write(snapshot_png(run.family, run.latest, run.ctx))
+        f.write(run_png(run.family, snap, run.ctx, keys, figures, width=PNG_WIDTH, title=title))
     return {"export_file": gr.update(value=path, visible=True)}
 
 

@@ -106,3 +106,78 @@ def test_colormap_endpoints_and_nan():
     assert tuple(rgb[0]) == (255, 255, 255)
     assert tuple(rgb[1]) == tuple(E._rgb(V.DENSITY_SCALE[-1][1]).astype(int))
     assert tuple(rgb[2]) == (255, 255, 255) and tuple(rgb[3]) == tuple(rgb[1])
+
+
+# ---- the whole run: every shown panel with its axes, titles and legends -------------------------
+def _dark(a: np.ndarray) -> bool:
+    return bool((np.asarray(a.convert("L") if isinstance(a, Image.Image) else a) < 110).any())
+
+
+def test_a_figure_is_drawn_with_its_points_where_the_axes_say():
+    layout = V.base_layout("Where the points are", "t", legend=True)
+    V.plane_axes(layout, ((-4.0, 4.0), (-4.0, 4.0)))
+    fig = V.figure([V.scatter(np.array([[0.0, 0.0]]), V.GEN, "samples", 10, 1.0),
+                    V.scatter(np.array([[3.0, 3.0]]), V.REAL, "data", 10, 1.0)], layout)
+    img = E.figure_image(fig, 400).convert("RGB")
+    assert img.size == (400, V.HEIGHT)
+    (x0, y0, x1, y1), _ = E.figure_areas(fig, 400)["x"]
+    px = lambda x, y: (round(x0 + (x + 4) / 8 * (x1 - x0)), round(y1 - (y + 4) / 8 * (y1 - y0)))  # noqa: E731
+    assert near(img.getpixel(px(0, 0)), V.GEN) and near(img.getpixel(px(3, 3)), V.REAL)
+    assert img.getpixel(px(-2, 2)) != img.getpixel(px(0, 0))
+    a = np.asarray(img.convert("L"))
+    assert (a[: int(y0), :] < 110).any()  # the title above the plot
+    assert (a[:, : int(x0)] < 140).any()  # tick labels left of it
+    foot = np.asarray(img)[int(y1) + 12:].reshape(-1, 3).astype(int)
+    assert (np.abs(foot - E._rgb(V.GEN)).max(1) <= 30).any()  # the legend's swatches at the foot
+    assert (np.abs(foot - E._rgb(V.REAL)).max(1) <= 30).any()
+
+
+@pytest.mark.parametrize("family,kind", [("flow", "points"), ("gan", "points"), ("vae", "images"),
+                                         ("diffusion", "points")])
+def test_the_run_png_holds_every_shown_panel_in_the_pages_order(family, kind):
+    from playground.app.status import placement
+    from playground.views import render
+
+    snap = synthetic(family) if kind == "points" else synthetic(family, d=784)
+    c = ctx() if kind == "points" else ctx(data_shape=IMAGE_SHAPE, bounds=None, true_log_density=None)
+    keys = placement(family, kind=kind)
+    png = E.run_png(family, snap, c, keys, width=800)
+    img = decode(png).convert("RGB")
+    figures = render(family, snap, c)
+    tiles = E.panel_tiles(keys, figures, 800)
+    assert len(tiles) == len([k for k in keys if k]) >= 3
+    assert img.size == (800, max(y + fig.layout.height for _, (x, y, w), fig in tiles) + E.HEADER)
+    plain = np.asarray(img.convert("L"))
+    for key, (x, y, w), fig in tiles:
+        top = y + E.HEADER
+        assert (plain[top:top + 30, x:x + w] < 110).any(), key  # its title
+        assert plain[top:top + fig.layout.height, x:x + w].std() > 10, key  # something drawn
+    assert (plain[:E.HEADER] < 110).any()  # the run named at the top
+
+
+def test_the_run_png_adds_the_charts_and_never_fails():
+    from playground.draw import charts
+
+    snap = synthetic("vae")
+    loss = charts.loss_figure([{"step": i, "time": 0.1 * i, "loss": 1.0 / (i + 1)} for i in range(20)])
+    with_charts = decode(E.run_png("vae", snap, ctx(), ["vae_manifold", "vae_latent"], [loss], width=600))
+    without = decode(E.run_png("vae", snap, ctx(), ["vae_manifold", "vae_latent"], width=600))
+    assert with_charts.height > without.height
+    for bad in (None, {}, {"step": 3, "traces": {"z_mean": np.full((4, 2), np.nan)}}):
+        assert decode(E.run_png("vae", bad, ctx(), ["vae_latent", None], width=300)).width == 300
+
+
+def test_the_png_is_named_after_the_model_the_data_and_the_step(tmp_path):
+    from types import SimpleNamespace
+
+    from playground.app import share
+
+    run = SimpleNamespace(family="flow", model_name="realnvp", dataset_name="two_moons", label="realnvp@two_moons#3",
+                          latest={**synthetic("flow"), "step": 1234}, ctx=ctx(), metric_history=[],
+                          trainer=SimpleNamespace(history=[{"step": 1, "time": 0.1, "loss": 2.0}], metric_history=[]))
+    session = SimpleNamespace(current=run, tmpdir=lambda: str(tmp_path))
+    out = share.export_png(session)
+    path = out["export_file"]["value"]
+    assert path.endswith("/realnvp-two_moons-step1234.png")
+    img = decode(open(path, "rb").read())
+    assert img.width >= 800 and img.height > 2 * V.HEIGHT  # the panels, not one raster of the main one
