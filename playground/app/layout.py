@@ -33,6 +33,9 @@ from .wiring import JS_REPLACE_STATE, JS_VISIBILITY, UI
 
 CSS = """
 #status { min-height: 3.2em; }
+/* the status line says what the run does; Gradio's "processing 3.2/1.9s" of an event that also
+   updates it (an export, a redraw under load) would cover it */
+#status [data-testid="status-tracker"] { display: none !important; }
 #watch { border-left: 3px solid var(--color-accent); padding-left: 0.6em; }
 """
 
