@@ -478,7 +478,16 @@ def _annotation(draw: ImageDraw.ImageDraw, a: dict, area: tuple) -> None:
         y0 += h
 
 
-def _axis_marks(canvas: Image.Image, layout: dict, s: str, ax: _Axes) -> None:
+def _categories(data: list, s: str) -> list[str] | None:
+    """The category names along axis x{s}, when its traces' x are words ("all", "0", ... "9")."""
+    for t in data:
+        x = t.get("x")
+        if (t.get("xaxis") or "x") == f"x{s}" and isinstance(x, (list, tuple)) and x and isinstance(x[0], str):
+            return [str(v) for v in x]
+    return None
+
+
+def _axis_marks(canvas: Image.Image, layout: dict, s: str, ax: _Axes, categories: list | None = None) -> None:
     """Grid lines, tick labels and axis titles of one axis pair."""
     draw = ImageDraw.Draw(canvas)
     font, title_font = _font_of(11), _font_of(10.5)
@@ -490,7 +499,9 @@ def _axis_marks(canvas: Image.Image, layout: dict, s: str, ax: _Axes) -> None:
         lo, hi = sorted(ax.xr if letter == "x" else ax.yr)
         vals = spec.get("tickvals")
         texts = spec.get("ticktext")
-        if vals is None:
+        if vals is None and letter == "x" and categories:
+            vals, texts = list(range(len(categories))), categories
+        elif vals is None:
             vals = _nice_ticks(lo, hi)
             vals = [10 ** v for v in vals] if log else vals
             texts = None
@@ -560,7 +571,7 @@ def _draw_figure(canvas: Image.Image, layout: dict, data: list) -> None:
         s = name[1:]
         axes[name] = _Axes(rect, ranges, (layout.get(f"xaxis{s}") or {}).get("type") == "log",
                            (layout.get(f"yaxis{s}") or {}).get("type") == "log")
-        _axis_marks(canvas, layout, s, axes[name])
+        _axis_marks(canvas, layout, s, axes[name], _categories(data, s))
     stacked = {} if layout.get("barmode") in ("stack", "relative") else None
     for t in data:
         ax = axes.get(t.get("xaxis") or "x")
