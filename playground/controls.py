@@ -20,7 +20,7 @@ from core.errors import ConfigError
 
 DEFAULT_MODEL = "realnvp"
 DEFAULT_DATASET = "two_moons"
-TRAIN_KNOBS = ("lr", "batch_size", "steps", "seed", "grad_clip", "n_data", "lr_schedule", "warmup")
+TRAIN_KNOBS = ("lr", "batch_size", "steps", "seed", "grad_clip", "n_data", "lr_schedule", "warmup", "pace")
 UPLOAD_PREFIX = "upload: "  # uploaded datasets are named like this; they never travel in a link
 
 

@@ -93,6 +93,7 @@ def pack(engine: Engine, runner: Runner) -> bytes:
         "train": dict(vars(engine.cfg)),
         "base_lr": dict(engine.base_lr),
         "phase_lr": {p.name: p.lr for p in engine.phases},
+        "pace_due_in": runner.pace_due_in(),  # a slow pace's wait goes on in the next call
     }
     return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -125,6 +126,7 @@ def restore(engine: Engine, runner: Runner, state: bytes) -> None:
         torch.cuda.set_rng_state(torch.from_numpy(s["cuda_rng"]), device)
     engine._save_good()  # a loss that turns non-finite before the first check goes back here
     runner.elapsed = s["elapsed"]
+    runner.resume_pace(s.get("pace_due_in", 0.0))
 
 
 # ---- one chunk ------------------------------------------------------------------
@@ -147,7 +149,8 @@ def train_chunk(payload: bytes, state: bytes | None, device: str, steps: int, lo
     every report, and so every call, has at least one step. report_every: seconds between
     reports. commands: ("set", name, value) tuples, applied before the first step, and ("step", n,
     phase) tuples: the call is then a paused run that takes those steps (steps should be where they
-    end). A pace slow enough reports every step. The last item has chunk_end True.
+    end). A pace slow enough reports every step; one slower than the reports reports meanwhile
+    without a step, and the call may then end without one. The last item has chunk_end True.
     """
     began = time.monotonic()
     commands = list(commands)
@@ -172,9 +175,10 @@ def train_chunk(payload: bytes, state: bytes | None, device: str, steps: int, lo
     reported, last, deadline = engine.step_count, time.monotonic(), began + seconds
 
     def due() -> bool:  # checked before every step: a report, or the chunk's end, is due
-        if engine.step_count == reported:  # every report, and so every call, takes a step
-            return False
         now = time.monotonic()
+        if engine.step_count == reported:  # every report, and so every call, takes a step, unless
+            # a slow pace holds it back: then the reports go on, so that a pause ends the call
+            return runner.pacing and (now >= deadline or now - last >= report_every)
         return now >= deadline or now - last >= report_every or runner.every_step_reported(report_every)
 
     inbox = _Commands(commands)

@@ -57,6 +57,7 @@ class Runner:
         self._singles: collections.deque[list] = collections.deque()  # [phase or None, steps] asked while paused
         self._stopped = False
         self._last_start: float | None = None  # when the last step began (the clock's time), for the pace
+        self.pacing = False  # in a pace's wait between two steps
 
     @property
     def pace(self) -> float:
@@ -65,6 +66,17 @@ class Runner:
     def every_step_reported(self, report_every: float) -> bool:
         """A pace slow enough that a step takes at least a report's interval: each step is reported."""
         return self.pace > 0 and 1.0 / self.pace >= report_every
+
+    def pace_due_in(self) -> float:
+        """Seconds until the next step is due at the pace (0: now); a chunk's state keeps it."""
+        if self.pace <= 0 or self._last_start is None:
+            return 0.0
+        return max(0.0, self._last_start + 1.0 / self.pace - self.clock())
+
+    def resume_pace(self, due_in: float) -> None:
+        """The next step is due in `due_in` seconds (pace_due_in of the run this one resumes)."""
+        if self.pace > 0 and due_in > 0:
+            self._last_start = self.clock() + due_in - 1.0 / self.pace
 
     @property
     def _single(self) -> int:
@@ -187,7 +199,14 @@ class Runner:
 
     def _wait_for_pace(self, inbox, stop_if) -> bool:
         """Sleep until the next step is due at the pace, answering commands between slices;
-        True if a command (or stop_if) interrupted the wait, whose time then starts again."""
+        True if a command (or stop_if) interrupted the wait, which the next call goes on with."""
+        try:
+            self.pacing = True
+            return self._pace_slices(inbox, stop_if)
+        finally:
+            self.pacing = False
+
+    def _pace_slices(self, inbox, stop_if) -> bool:
         while (pace := self.pace) > 0 and self._last_start is not None:
             left = self._last_start + 1.0 / pace - self.clock()
             if left <= 0:

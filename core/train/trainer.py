@@ -271,11 +271,16 @@ class Trainer:
     def step_once(self, n: int = 1, phase: str | None = None) -> None:
         """While paused: take n more steps, then stay paused. phase: n steps of that phase alone
         (one of self.phases; core.train.engine.Engine.step says how such a step counts)."""
-        if phase is not None and phase not in self.phases:
-            raise ConfigError(f"{phase!r} is not a phase of {type(self.model).__name__}; its phases are: "
-                              f"{', '.join(self.phases)}")
+        if phase is not None:
+            self.check_phase(phase)
         if self._transport is not None:
             self._transport.send(*(("step", int(n)) if phase is None else ("step", int(n), phase)))
+
+    def check_phase(self, phase) -> None:
+        """ConfigError, listing the model's phases, unless `phase` names one of them."""
+        if phase not in self.phases:
+            raise ConfigError(f"{phase!r} is not a phase of {type(self.model).__name__}; its phases are: "
+                              f"{', '.join(self.phases)}")
 
     def stop(self, timeout: float = 5.0, wait_views: bool = True) -> None:
         """End training (up to `timeout` for the process or thread to end); with wait_views, also

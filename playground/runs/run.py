@@ -236,8 +236,19 @@ class Run:
         if self.manager:
             self.manager.release(self)
 
-    def step_once(self, n: int = 1) -> None:
-        """Pause (if training) and take n more steps."""
+    @property
+    def phases(self) -> list[str]:
+        """The model's phase names, in the order a step runs them (["D", "G"] for a GAN, one name
+        for a model of one phase): what step_once(n, phase) may name. A page offers a button per
+        phase when there are two or more."""
+        return list(self.trainer.phases)
+
+    def step_once(self, n: int = 1, phase: str | None = None) -> None:
+        """Pause (if training) and take n more steps: of every phase, or of `phase` alone (one of
+        self.phases; a step of one phase counts as a step of the run). A phase the model does not
+        have is refused with a ConfigError that lists those it has."""
+        if phase is not None:
+            self.trainer.check_phase(phase)
         with self._lock:
             if self.finished or (self.manager is not None and self.manager.is_closed(self.owner)):
                 return
@@ -247,7 +258,7 @@ class Run:
                 self._start_trainer(paused=True)
             else:
                 self.trainer.pause()
-            self.trainer.step_once(n)
+            self.trainer.step_once(n, phase)
         if self.manager:
             self.manager.release(self)
 
@@ -275,7 +286,9 @@ class Run:
                 self.trainer.wait_views(wait)
 
     def set_live(self, name: str, value) -> None:
-        """Apply a live knob now (core.train.engine.Engine.set_live says how each is applied)."""
+        """Apply a live knob now (core.train.engine.Engine.set_live says how each is applied); a
+        pace ("pace", steps per second from 0, full speed, to 1000) among them. A value out of
+        range is refused with a ConfigError that says what is allowed."""
         self.trainer.set_live(name, value)
         if name in TRAIN_FIELDS:
             self.train_settings[name] = value
