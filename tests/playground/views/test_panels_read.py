@@ -123,3 +123,19 @@ def test_inner_ticks_are_round_inside_and_clear_of_the_ends():
 
 def test_every_family_is_covered():
     assert set(FAMILIES) == set(all_views())
+
+
+def test_a_view_control_shows_only_on_the_data_whose_panels_it_moves():
+    """A slider for a field on the plane (t, σ, x₁) is hidden on digits, where no such panel is drawn:
+    a control applies to a kind of data only where the view draws a panel made for that kind."""
+    from playground.app.status import control_updates
+    from playground.views import DATA_KINDS
+
+    for family, view in all_views().items():
+        for c in view.controls:
+            assert c.data and set(c.data) <= set(DATA_KINDS), (family, c.name)
+            for kind in c.data:
+                own = [p.key for p in view.panels if kind in p.data and tuple(p.data) != tuple(DATA_KINDS)]
+                assert own, f"{family}: the control {c.name} is shown on {kind}, where no panel of its own is drawn"
+            for kind in DATA_KINDS:
+                assert control_updates(family, kind=kind)[f"control:{c.name}"]["visible"] is (kind in c.data)
