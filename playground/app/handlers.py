@@ -21,8 +21,8 @@ from core.errors import DataError, PlaygroundError
 from core.train.budget import METRICS_EVERY
 
 from .. import presets as P
-from ..controls import (DEFAULT_DATASET, UPLOAD_PREFIX, all_knobs, data_kind, decode_query, dependents, encode_query, initial_values,
-                        knob_key, knobs_for, non_default, settings_from, shown)
+from ..controls import (DEFAULT_DATASET, DEFAULT_MODEL, UPLOAD_PREFIX, all_knobs, data_kind, decode_query, dependents,
+                        encode_query, initial_values, knob_key, knobs_for, non_default, settings_from, shown)
 from ..draw import blank, charts
 from ..runs import Session, thin
 from ..views import render, view_for
@@ -51,6 +51,22 @@ def _retarget(session: Session, model: str, dataset: str, knobs: dict) -> tuple[
     return knobs, updates
 
 
+MAX_PHASES = 3  # buttons that step one phase alone (CycleGAN has three: G, D_A, D_B)
+PHASE_NAMES = {"D": "discriminator", "G": "generator", "GE": "generator and encoder",
+               "D_A": "critic of A", "D_B": "critic of B"}
+PACE = knob_key(knobs_for(DEFAULT_MODEL)["pace"][0])  # the speed control's knob
+SPEEDS = [("full speed", 0.0), ("slow motion: 1 step a second", 1.0), ("2 steps a second", 2.0),
+          ("5 steps a second", 5.0), ("20 steps a second", 20.0), ("100 steps a second", 100.0)]
+
+
+def phase_buttons(run) -> dict:
+    """A "Step <phase> only" button per phase of a model with two or more (a GAN's D and G)."""
+    phases = run.phases if run is not None and len(run.phases) > 1 else []
+    return {f"phase{i}": gr.update(visible=i < len(phases),
+                                   value=f"Step {PHASE_NAMES.get(phases[i], phases[i])} only" if i < len(phases) else "")
+            for i in range(MAX_PHASES)}
+
+
 def _fresh_run(session: Session, model: str, dataset: str, knobs: dict, retarget: bool = True) -> dict:
     """Build a new run from the controls; returns the outputs that show it. retarget: the knobs
     are those of the data before (a new dataset), not already this data's."""
@@ -64,6 +80,7 @@ def _fresh_run(session: Session, model: str, dataset: str, knobs: dict, retarget
     empty = blank("the curves appear as it trains")
     out = {"status": format_status(session), "query": query, "loss_plot": empty, "metrics_plot": empty, **moved}
     out.update(control_updates(family_of(model), kind=data_kind(dataset)))
+    out.update(phase_buttons(run))
     return out
 
 
@@ -132,6 +149,7 @@ def _resync(session: Session) -> dict:
     out = _controls(session, run.model_name, run.dataset_name, settings)
     out["query"] = _query(session, run.model_name, run.dataset_name, settings)
     out.update(control_updates(family_of(run.model_name), kind=kind))
+    out.update(phase_buttons(run))
     session.shown_seq = session.shown_history = session.shown_metrics = -1  # the panels were blanked: redraw them
     return out
 
@@ -363,6 +381,21 @@ def step(session: Session, model: str, dataset: str, knobs: dict, page: bool = F
         out.update(_fresh_run(session, model, dataset, knobs))
         run = session.current
     run.step_once(1)
+    out["status"] = format_status(session)
+    return out
+
+
+@in_turn
+def step_phase(session: Session, model: str, dataset: str, knobs: dict, index: int) -> dict:
+    """One step of one phase alone (the page's "Step discriminator only"), pausing first."""
+    model, dataset, knobs, out = _from_page(session, model, dataset, knobs)
+    run = session.current
+    if run is None or run.finished:
+        out.update(_fresh_run(session, model, dataset, knobs))
+        run = session.current
+    if index < len(run.phases):
+        run.step_once(1, run.phases[index])
+        session.notify(f"one step of the {PHASE_NAMES.get(run.phases[index], run.phases[index])} alone")
     out["status"] = format_status(session)
     return out
 

@@ -25,7 +25,9 @@ from ..views import all_controls, view_for
 from . import drawing as D
 from .knob_slider import KnobSlider
 from .handlers import (apply_preset, on_dataset, on_draw, on_draw_download, on_draw_preview, on_family, on_knob, on_load,
-                       on_model, on_upload, on_view_control, pause, play, redraw_charts, reset, set_redraw, step, tick)
+                       on_model, on_upload, on_view_control, pause, play, redraw_charts, reset, set_redraw, step,
+                       step_phase, tick)
+from .handlers import MAX_PHASES, PACE, SPEEDS
 from .share import (close_session, compare, compare_choices, compare_live, export_gif, export_png, export_weights,
                     run_state)
 from .status import DEFAULT_REDRAW, METRIC_CHOICES, REDRAW, SLOTS, dataset_choices, family_of, model_info, placement
@@ -45,6 +47,13 @@ REDRAW_WORKERS = 2  # redraws drawn at once: they share one interpreter, so more
 INTRO = ("# Generative Playground\n"
          "Pick a model and a dataset and press **Play**: the model trains here, and every panel redraws "
          "a few times a second from its current weights. Knobs marked *live* act at once; the others on **Reset**.")
+
+
+def _pace_component(knob: Knob, value, visible: bool):
+    """The speed, beside Play: from slow motion (every step a picture) to full speed."""
+    return gr.Dropdown(SPEEDS, value=value, label="speed", allow_custom_value=True, visible=visible,
+                       interactive=True, info="live: slow motion shows every step; full speed trains as fast as "
+                                              "the machine goes")
 
 
 def _knob_component(knob: Knob, value, visible: bool):
@@ -161,6 +170,11 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                             ui["pause"] = gr.Button("Pause", min_width=60, elem_id="pause")
                             ui["step"] = gr.Button("Step", min_width=60, elem_id="step")
                             ui["reset"] = gr.Button("Reset", variant="stop", min_width=60, elem_id="reset")
+                        with gr.Row():  # GAN Lab's habit: step the discriminator alone, or the generator
+                            for i in range(MAX_PHASES):
+                                ui[f"phase{i}"] = gr.Button("", visible=False, size="sm", min_width=60,
+                                                            elem_id=f"phase{i}")
+                        ui["knob:" + PACE] = _pace_component(knobs[PACE], *start[PACE])
                         ui["status"] = gr.Markdown("Loading…", elem_id="status")
                         with gr.Accordion("Model settings", open=True):
                             for key, knob in knobs.items():
@@ -168,7 +182,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                                     ui["knob:" + key] = _knob_component(knob, *start[key])
                         with gr.Accordion("Training settings", open=False):
                             for key, knob in knobs.items():
-                                if knob.scope == "train":
+                                if knob.scope == "train" and key != PACE:
                                     ui["knob:" + key] = _knob_component(knob, *start[key])
                         with gr.Accordion("Share and export", open=False):
                             ui["link"] = gr.Textbox(label="Link to this configuration", buttons=["copy"], interactive=False,
@@ -221,7 +235,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         ui["compare_timer"] = gr.Timer(COMPARE_EVERY, active=False)  # runs while Compare is shown
 
         # ---- wiring ----------------------------------------------------------
-        controls = ["family", "model", "dataset", "knobs", "slots", "equations"]
+        controls = ["family", "model", "dataset", "knobs", "slots", "equations"] + [f"phase{i}" for i in range(MAX_PHASES)]
         view = ["loss_plot", "metrics_plot", "query", "controls"]
 
         def on(event, fn, inputs, outputs, api_name=None, extra=None, **kw):
@@ -248,6 +262,8 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
             on(ui[name].click, fn, ctl, controls + view, extra={"page": True})
             on(ui["api_" + name].click, fn, ctl, view, api_name=name)
         on(ui["pause"].click, pause, ["session"], [], api_name="pause")
+        for i in range(MAX_PHASES):
+            on(ui[f"phase{i}"].click, step_phase, ctl, controls + view, extra={"index": i})
         for key in knobs:
             comp = ui["knob:" + key]
             events = [comp.release] if isinstance(comp, gr.Slider) else \

@@ -11,11 +11,13 @@ import urllib.parse
 
 import gradio as gr
 import pytest
+import torch
 
 from core.errors import PlaygroundError
 
 from playground import app as A
 from playground import controls as K
+from playground.app.handlers import PACE
 from playground.controls import settings_from
 from playground.runs import RunManager, Session
 from tests.fakes import wait_for
@@ -251,4 +253,35 @@ def test_a_model_picked_that_does_not_fit_the_data_leaves_the_run_and_the_page_a
     assert s.current is digits  # not stopped for a model that cannot train here
     shown = refused.value.outputs  # what the page is sent beside the warning: the run it still has
     assert shown["model"]["value"] == "vae" and shown["dataset"]["value"] == "mnist"
+    s.close()
+
+
+# ---- pace, and one phase alone -------------------------------------------------------------------
+def test_a_gan_offers_a_step_of_each_phase_alone_and_it_moves_only_that_network(manager):
+    s = Session(manager)
+    out = A.on_model(s, "nsgan", "eight_gaussians")
+    assert [out[f"phase{i}"]["visible"] for i in range(3)] == [True, True, False]
+    assert out["phase0"]["value"] == "Step discriminator only" and out["phase1"]["value"] == "Step generator only"
+    run = s.current
+    A.step_phase(s, "nsgan", "eight_gaussians", knob_values("nsgan"), index=0)  # past the data-dependent start
+    assert wait_for(lambda: run.step == 1 and run.latest is not None and run.latest["step"] == 1)
+    before = {k: v.clone() for k, v in run.trainer.latest_model.state_dict().items()}
+    A.step_phase(s, "nsgan", "eight_gaussians", knob_values("nsgan"), index=0)
+    assert wait_for(lambda: run.step == 2 and run.latest is not None and run.latest["step"] == 2)
+    after = {k: v for k, v in run.trainer.latest_model.state_dict().items()}
+    moved = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all("disc" in k or k.startswith("D") for k in moved), moved
+    assert "discriminator alone" in A.format_status(s)
+    assert [A.on_model(s, "vae", "eight_gaussians")[f"phase{i}"]["visible"] for i in range(3)] == [False] * 3
+    s.close()
+
+
+def test_the_speed_is_a_live_knob_beside_play(manager):
+    s = Session(manager)
+    A.on_model(s, "realnvp", "two_moons")
+    run = s.current
+    run.play()
+    out = A.on_knob(s, "realnvp", "two_moons", knob_values("realnvp", pace=2.0), key=PACE)
+    assert "pace = 2.0 applied to the running model" in out["status"]
+    assert run.train_settings["pace"] == 2.0 and run.trainer.cfg.pace == 2.0
     s.close()
