@@ -4,12 +4,19 @@ Each preset is a dict: slug (for ?preset= links), title, watch (two lines),
 family, model, dataset, settings (model and trainer settings changed from the
 model's defaults). A preset with "runs" trains them one after another on the
 same page, so the Compare tab can put them side by side.
+
+Every run sets a seed (or keeps the default 0) and a pace, steps per second, that
+makes it last a minute or more: at full speed the GAN collapse was over in 23 s.
+What a text promises happens under exactly these settings;
+tests/playground/test_presets.py trains each preset's first stretch and checks it
+with the metrics the page draws.
 """
 
 from __future__ import annotations
 
-# Small players and batches: a WGAN-GP step is five critic steps with a gradient penalty each, and
-# at this size the ring is still covered, while a step costs a few times less than at the defaults.
+# Small players and batches. At 128 units and batches of 256 this run reached 8 of 8 at step 50 and
+# was down to 3 by step 200; at this size it climbs to 8 by about step 350 and keeps them, and a
+# step (five critic steps, each with its gradient penalty) costs a few times less.
 _WGAN_GP = {"hidden": 32, "batch_size": 128, "lr": 0.001, "seed": 1, "steps": 1500, "pace": 10}
 
 PRESETS: list[dict] = [

@@ -62,9 +62,9 @@ def covered_modes(samples: torch.Tensor, dataset) -> set[int]:
 def test_every_preset_lasts_long_enough_to_watch_at_its_pace():
     for p in P.PRESETS:
         for run in p.get("runs", [p]):
-            s = run["settings"]
-            assert 0 < s["pace"] <= 100, p["slug"]  # slow enough that each picture shows a few steps
-            assert s["steps"] / s["pace"] >= WATCHABLE_S, p["slug"]
+            pace, steps = run["settings"].get("pace", 0), run["settings"]["steps"]
+            assert 0 < pace <= 100, (p["slug"], pace)  # slow enough that each picture shows a few steps
+            assert steps / pace >= WATCHABLE_S, (p["slug"], steps, pace)
 
 
 def test_gan_collapse_stays_on_a_handful_of_modes_for_hundreds_of_steps():
