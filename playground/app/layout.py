@@ -44,9 +44,9 @@ CSS = """
 COMPARE_EVERY = 1.0  # seconds between Compare's redraws while it is shown
 REDRAW_WORKERS = 2  # redraws drawn at once: they share one interpreter, so more only queue inside it
 
-INTRO = ("# Generative Playground\n"
-         "Pick a model and a dataset and press **Play**: the model trains here, and every panel redraws "
-         "a few times a second from its current weights. Knobs marked *live* act at once; the others on **Reset**.")
+INTRO = ("## Generative Playground\n"
+         "Pick a model and a dataset and press **Play**: it trains here, and every panel redraws from its current "
+         "weights. Knobs marked *live* act at once; the others on **Reset**.")
 
 
 def _pace_component(knob: Knob, value, visible: bool):
@@ -148,34 +148,17 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                                                   # page shows; the handlers refuse an unknown one by name
                                                   allow_custom_value=True)
                         ui["dataset"] = gr.Dropdown(dataset_choices(), value=DEFAULT_DATASET, label="Dataset")
-                        ui["upload"] = gr.UploadButton("Upload your own points (.csv or .npy, N x 2)", size="sm",
-                                                       file_types=[".csv", ".npy"])
-                        with gr.Accordion("Draw your own data", open=False):
-                            gr.Markdown("Pick the brush ✎ in the pad, then draw strokes or dab points: the pad is the "
-                                        "box [-4, 4]², y up.")
-                            ui["sketch"] = gr.Sketchpad(
-                                label="the box [-4, 4]²", type="numpy",
-                                image_mode="RGBA", canvas_size=(D.CANVAS, D.CANVAS), fixed_canvas=True, layers=False,
-                                transforms=(), format="png",  # lossless: a restored drawing reads back exactly
-                                brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=6))
-                            ui["bandwidth"] = gr.Slider(0.02, 1.0, value=D.DEFAULT_BANDWIDTH, step=0.01, label="bandwidth h",
-                                                        info="each drawn point becomes a Gaussian of this std")
-                            with gr.Row():
-                                ui["draw_use"] = gr.Button("Use this drawing", variant="primary", size="sm")
-                                ui["draw_download"] = gr.Button("Download .csv", size="sm")
-                            ui["draw_preview"] = gr.Plot(show_label=False)
-                            ui["draw_file"] = gr.File(label="Your drawing", interactive=False, visible=False)
                         with gr.Row():
                             ui["play"] = gr.Button("Play", variant="primary", min_width=60, elem_id="play")
                             ui["pause"] = gr.Button("Pause", min_width=60, elem_id="pause")
                             ui["step"] = gr.Button("Step", min_width=60, elem_id="step")
                             ui["reset"] = gr.Button("Reset", variant="stop", min_width=60, elem_id="reset")
+                        ui["status"] = gr.Markdown("Loading…", elem_id="status")
                         with gr.Row():  # GAN Lab's habit: step the discriminator alone, or the generator
                             for i in range(MAX_PHASES):
                                 ui[f"phase{i}"] = gr.Button("", visible=False, size="sm", min_width=60,
                                                             elem_id=f"phase{i}")
                         ui["knob:" + PACE] = _pace_component(knobs[PACE], *start[PACE])
-                        ui["status"] = gr.Markdown("Loading…", elem_id="status")
                         with gr.Accordion("Model settings", open=True):
                             for key, knob in knobs.items():
                                 if knob.scope == "model":
@@ -184,6 +167,24 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                             for key, knob in knobs.items():
                                 if knob.scope == "train" and key != PACE:
                                     ui["knob:" + key] = _knob_component(knob, *start[key])
+                        with gr.Accordion("Your own data: upload or draw", open=False):
+                            ui["upload"] = gr.UploadButton("Upload your own points (.csv or .npy, N x 2)", size="sm",
+                                                           file_types=[".csv", ".npy"])
+                            with gr.Accordion("Draw your own data", open=True):
+                                gr.Markdown("Pick the brush ✎ in the pad, then draw strokes or dab points: the pad is the "
+                                            "box [-4, 4]², y up.")
+                                ui["sketch"] = gr.Sketchpad(
+                                    label="the box [-4, 4]²", type="numpy",
+                                    image_mode="RGBA", canvas_size=(D.CANVAS, D.CANVAS), fixed_canvas=True, layers=False,
+                                    transforms=(), format="png",  # lossless: a restored drawing reads back exactly
+                                    brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=6))
+                                ui["bandwidth"] = gr.Slider(0.02, 1.0, value=D.DEFAULT_BANDWIDTH, step=0.01, label="bandwidth h",
+                                                            info="each drawn point becomes a Gaussian of this std")
+                                with gr.Row():
+                                    ui["draw_use"] = gr.Button("Use this drawing", variant="primary", size="sm")
+                                    ui["draw_download"] = gr.Button("Download .csv", size="sm")
+                                ui["draw_preview"] = gr.Plot(show_label=False)
+                                ui["draw_file"] = gr.File(label="Your drawing", interactive=False, visible=False)
                         with gr.Accordion("Share and export", open=False):
                             ui["link"] = gr.Textbox(label="Link to this configuration", buttons=["copy"], interactive=False,
                                                     elem_id="link")
@@ -196,6 +197,11 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                     with gr.Column(scale=3):
                         shown = dict(zip(SLOTS, placement(default_family)))
                         ui["wide0"] = gr.Plot(show_label=False, visible=shown["wide0"] is not None)
+                        # the curves next, so that at 1280 x 800 the family's signature panel, the loss and
+                        # the metric are on one screen with the controls
+                        with gr.Row():
+                            ui["loss_plot"] = gr.Plot(show_label=False)
+                            ui["metrics_plot"] = gr.Plot(show_label=False)
                         for row in (("slot0", "slot1"), ("slot2", "slot3")):
                             with gr.Row():
                                 for name in row:
@@ -210,9 +216,6 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                             ui["redraw"] = gr.Radio(list(REDRAW), value=DEFAULT_REDRAW, label="redraw every", scale=1,
                                                     info="slower suits a slow computer or connection")
                             ui["metric"] = gr.Dropdown(list(METRIC_CHOICES), value="auto", label="metric", scale=1)
-                        with gr.Row():
-                            ui["loss_plot"] = gr.Plot(show_label=False)
-                            ui["metrics_plot"] = gr.Plot(show_label=False)
                         with gr.Accordion("Equations", open=False):
                             ui["equations"] = gr.Markdown(view_for(default_family).equations, latex_delimiters=[
                                 {"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}])
