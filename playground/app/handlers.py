@@ -81,6 +81,8 @@ def _fresh_run(session: Session, model: str, dataset: str, knobs: dict, retarget
     out = {"status": format_status(session), "query": query, "loss_plot": empty, "metrics_plot": empty, **moved}
     out.update(control_updates(family_of(model), kind=data_kind(dataset)))
     out.update(phase_buttons(run))
+    out["replay"] = gr.update(value=LIVE)
+    session.replaying = False
     return out
 
 
@@ -461,9 +463,12 @@ def tick(session: Session, x_axis: str, metric: str, visible: str = "visible") -
     if not session.visible or (not final and manager is not None and
                                now - session.last_redraw < manager.redraw_interval(session.redraw_period)):
         return out
+    if session.replaying:  # the panels show a recorded picture; the curves still follow
+        seq, snap = run.seq, None
+    else:
+        seq, snap = run.snapshot_now()
     session.last_redraw = now
     cpu = time.thread_time()
-    seq, snap = run.snapshot_now()
     if snap is not None and seq != session.shown_seq:
         session.shown_seq = seq
         out.update(_panels(run, snap))
@@ -496,9 +501,39 @@ def _panels(run, snap: dict) -> dict:
     if "traces" not in snap:
         return {}
     if run.trainer.metric_history:  # a view may draw the metrics over time (a GAN's digit classes)
-        snap = {**snap, "metric_history": thin(run.trainer.metric_history, METRIC_HISTORY_SHOWN)}
+        upto = [r for r in run.trainer.metric_history if r.get("step", 0) <= snap.get("step", 0)]  # a replay's too
+        snap = {**snap, "metric_history": thin(upto, METRIC_HISTORY_SHOWN)}
     drawn = render(run.family, snap, run.ctx)
     return {"slots": [drawn.get(key, gr.skip()) if key else gr.skip() for key in placement(run.family, run.model_name, data_kind(run.dataset_name))]}
+
+
+# ---- replay: back through the run's recorded pictures --------------------------------
+LIVE = 100  # the replay slider's end: follow training
+
+
+def on_replay(session: Session, position: float) -> dict:
+    """The replay slider moved: show the recorded picture at `position` (0 the first, LIVE the
+    newest and training followed again), so a class can go back to the moment a GAN collapsed."""
+    run = session.current
+    frames = list(run.frames) if run is not None else []
+    if run is None or position >= LIVE or not frames:
+        return on_live(session)
+    index = min(len(frames) - 1, int(round(position / LIVE * (len(frames) - 1))))
+    frame = frames[index]
+    session.replaying = True
+    session.notify(f"⏪ replaying step {frame.get('step', 0):,} (picture {index + 1} of {len(frames)} recorded); "
+                   "press **Live** or drag to the end to follow training", seconds=3600)
+    out = _panels(run, frame)
+    out["status"] = format_status(session)
+    return out
+
+
+def on_live(session: Session) -> dict:
+    """Follow training again: the next redraw draws the newest picture."""
+    session.replaying = False
+    session.notify("")
+    session.shown_seq, session.last_redraw = -1, -1e9
+    return {"replay": gr.update(value=LIVE), "status": format_status(session)}
 
 
 def _metrics_chart(run, mets: list[dict], metric: str, x_axis: str):
@@ -506,12 +541,31 @@ def _metrics_chart(run, mets: list[dict], metric: str, x_axis: str):
         return blank(f"metrics appear every {METRICS_EVERY:g} s")
     ref = run.literature
     references = {ref.metric: (ref.value, ref.source)} if ref is not None else None
-    return charts.metrics_figure({run.label: thin(mets, MAX_CHART_POINTS)},
-                                 pick_metric(metric, mets, ref.metric if ref is not None else None), x_axis,
+    chosen = pick_metric(metric, mets, ref.metric if ref is not None else None)
+    fig = charts.metrics_figure({run.label: thin(mets, MAX_CHART_POINTS)},
+                                 chosen, x_axis,
                                  # the floor of the size the newest point was evaluated on (fewer samples
                                  # when an evaluation would overrun its share: core.train.budget.Cadence)
                                  floors=run.trainer.floors(mets[-1].get("n"), compute=False),
                                  notes={run.label: run.kl_note}, references=references)
+    return _with_modes(fig, thin(mets, MAX_CHART_POINTS), chosen, x_axis)
+
+
+def _with_modes(fig, mets: list[dict], metric: str, x_axis: str):
+    """On data made of modes (the Gaussian mixtures), modes covered over training on the right-hand
+    axis of the metric chart: a GAN that collapses shows it here as it happens, beside its KL or MMD."""
+    points = [(r.get(x_axis if x_axis in ("step", "time") else "step"), r["modes_covered"]) for r in mets
+              if r.get("modes_covered") is not None]
+    if metric == "modes_covered" or not points or not hasattr(fig, "add_trace") or not fig.data:
+        return fig
+    n_modes = max(float(r.get("n_modes") or 0) for r in mets) or max(y for _, y in points)
+    xs, ys = zip(*points)
+    fig.add_trace(dict(type="scatter", mode="lines", x=list(xs), y=list(ys), yaxis="y2", name="modes covered",
+                       line=dict(color="#7f7f7f", width=1.5, shape="hv"),
+                       hovertemplate="modes covered %{y:.0f} of " + f"{n_modes:.0f}<extra></extra>"))
+    fig.update_layout(yaxis2=dict(overlaying="y", side="right", range=[0, n_modes + 0.5], showgrid=False,
+                                  title=dict(text=f"modes (of {n_modes:.0f})", standoff=4), zeroline=False))
+    return fig
 
 
 def redraw_charts(session: Session, x_axis: str, metric: str) -> dict:

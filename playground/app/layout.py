@@ -27,7 +27,7 @@ from .knob_slider import KnobSlider
 from .handlers import (apply_preset, on_dataset, on_draw, on_draw_download, on_draw_preview, on_family, on_knob, on_load,
                        on_model, on_upload, on_view_control, pause, play, redraw_charts, reset, set_redraw, step,
                        step_phase, tick)
-from .handlers import MAX_PHASES, PACE, SPEEDS
+from .handlers import LIVE, MAX_PHASES, PACE, SPEEDS, on_live, on_replay
 from .share import (close_session, compare, compare_choices, compare_live, export_gif, export_png, export_weights,
                     run_state)
 from .status import DEFAULT_REDRAW, METRIC_CHOICES, REDRAW, SLOTS, dataset_choices, family_of, model_info, placement
@@ -159,6 +159,11 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                                 ui[f"phase{i}"] = gr.Button("", visible=False, size="sm", min_width=60,
                                                             elem_id=f"phase{i}")
                         ui["knob:" + PACE] = _pace_component(knobs[PACE], *start[PACE])
+                        with gr.Row(equal_height=True):
+                            ui["replay"] = gr.Slider(0, LIVE, value=LIVE, step=1, label="replay", scale=4,
+                                                     info="drag back through the run's recorded pictures",
+                                                     elem_id="replay")
+                            ui["live"] = gr.Button("Live", size="sm", scale=1, min_width=50, elem_id="live")
                         with gr.Accordion("Model settings", open=True):
                             for key, knob in knobs.items():
                                 if knob.scope == "model":
@@ -239,7 +244,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
 
         # ---- wiring ----------------------------------------------------------
         controls = ["family", "model", "dataset", "knobs", "slots", "equations"] + [f"phase{i}" for i in range(MAX_PHASES)]
-        view = ["loss_plot", "metrics_plot", "query", "controls"]
+        view = ["loss_plot", "metrics_plot", "query", "controls", "replay"]
 
         def on(event, fn, inputs, outputs, api_name=None, extra=None, **kw):
             callback, ins, outs = ui.bind(fn, inputs, outputs, **(extra or {}))
@@ -265,6 +270,8 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
             on(ui[name].click, fn, ctl, controls + view, extra={"page": True})
             on(ui["api_" + name].click, fn, ctl, view, api_name=name)
         on(ui["pause"].click, pause, ["session"], [], api_name="pause")
+        on(ui["replay"].input, on_replay, ["session", "replay"], ["slots"], trigger_mode="always_last")
+        on(ui["live"].click, on_live, ["session"], ["replay"])
         for i in range(MAX_PHASES):
             on(ui[f"phase{i}"].click, step_phase, ctl, controls + view, extra={"index": i})
         for key in knobs:

@@ -55,6 +55,7 @@ class Session:
         self.last_seen = time.monotonic()  # when the page last asked for anything
         self.last_redraw = -1e9  # when the page was last sent pictures
         self.redraw_period = 0.15  # the page's timer, in seconds
+        self.replaying = False  # the panels show a recorded picture (the replay slider), not the newest
         self.compare_labels: tuple = ()  # the runs Compare lists, and what its chart last drew
         self.compare_drawn: tuple = ()
         self.generation = 0  # counts the changes of configuration: a redraw begun before one is dropped
@@ -137,6 +138,7 @@ class Session:
                                  context_cache=self._contexts, watched=self.watched)
         self.shown_seq = self.shown_history = self.shown_metrics = -1
         self.shown_status = ""
+        self.replaying = False
         self.generation += 1
         return run
 

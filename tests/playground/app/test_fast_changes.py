@@ -285,3 +285,45 @@ def test_the_speed_is_a_live_knob_beside_play(manager):
     assert "pace = 2.0 applied to the running model" in out["status"]
     assert run.train_settings["pace"] == 2.0 and run.trainer.cfg.pace == 2.0
     s.close()
+
+
+# ---- replay ------------------------------------------------------------------------------------
+def test_the_replay_slider_goes_back_through_the_recorded_pictures_and_live_follows_again(manager):
+    from playground.app.handlers import LIVE, on_live, on_replay
+
+    s = Session(manager)
+    run = s.new_run("realnvp", "two_moons", {"layers": 2, "hidden": 16}, {"n_data": 512, "batch_size": 64})
+    run._frame_interval = 0.0  # record every picture
+    for target in (5, 10, 15):
+        run.step_once(5)
+        assert wait_for(lambda: run.latest is not None and run.latest["step"] == target)
+    steps = [f["step"] for f in run.frames]
+    assert steps[0] == 0 and steps[-1] == 15 and len(steps) >= 3
+    out = on_replay(s, 0)
+    assert s.replaying and "replaying step 0" in out["status"] and "slots" in out
+    # the redraws leave the recorded picture alone while the curves still follow
+    s.shown_seq, s.last_redraw = -1, -1e9
+    assert "slots" not in A.tick(s, "step", "auto")
+    middle = on_replay(s, LIVE / 2)
+    assert f"replaying step {steps[round((len(steps) - 1) / 2)]:,}" in middle["status"]
+    back = on_live(s)
+    assert not s.replaying and back["replay"]["value"] == LIVE and "replaying" not in back["status"]
+    assert "slots" in A.tick(s, "step", "auto")  # the newest picture again
+    s.close()
+
+
+def test_on_a_mixture_the_train_tabs_metric_chart_follows_the_modes_covered(manager):
+    from playground.app.handlers import _metrics_chart
+
+    s = Session(manager)
+    run = s.new_run("nsgan", "eight_gaussians", {}, {"n_data": 512, "batch_size": 64})
+    mets = [{"step": 0, "time": 0.0, "mmd": 0.5, "kl": 1.0, "modes_covered": 2, "n_modes": 8},
+            {"step": 50, "time": 1.0, "mmd": 0.3, "kl": 0.8, "modes_covered": 5, "n_modes": 8}]
+    fig = _metrics_chart(run, mets, "auto", "step")
+    modes = [t for t in fig.data if t.name == "modes covered"]
+    assert len(modes) == 1 and list(modes[0].y) == [2, 5] and modes[0].yaxis == "y2"
+    assert fig.layout.yaxis2.range[1] == 8.5
+    moons = s.new_run("nsgan", "two_moons", {}, {"n_data": 512, "batch_size": 64})
+    plain = _metrics_chart(moons, [{k: v for k, v in r.items() if "modes" not in k} for r in mets], "auto", "step")
+    assert not [t for t in plain.data if t.name == "modes covered"]
+    s.close()
