@@ -5,8 +5,9 @@ family, model, dataset, settings (model and trainer settings changed from the
 model's defaults). A preset with "runs" trains them one after another on the
 same page, so the Compare tab can put them side by side.
 
-Every run sets a seed (or keeps the default 0) and a pace, steps per second, that
-makes it last a minute or more: at full speed the GAN collapse was over in 23 s.
+Every run sets a seed (or keeps the default 0) and a pace, steps per second, one of
+the page's speeds, that makes it last a minute or more: at full speed the GAN
+collapse was over in 23 s.
 What a text promises happens under exactly these settings;
 tests/playground/test_presets.py trains each preset's first stretch and checks it
 with the metrics the page draws.
@@ -17,7 +18,7 @@ from __future__ import annotations
 # Small players and batches. At 128 units and batches of 256 this run reached 8 of 8 at step 50 and
 # was down to 3 by step 200; at this size it climbs to 8 by about step 350 and keeps them, and a
 # step (five critic steps, each with its gradient penalty) costs a few times less.
-_WGAN_GP = {"hidden": 32, "batch_size": 128, "lr": 0.001, "seed": 1, "steps": 1500, "pace": 10}
+_WGAN_GP = {"hidden": 32, "batch_size": 128, "lr": 0.001, "seed": 1, "steps": 1500, "pace": 20}
 
 PRESETS: list[dict] = [
     {
@@ -30,7 +31,7 @@ PRESETS: list[dict] = [
         "family": "gan",
         "model": "nsgan",
         "dataset": "twenty_five_gaussians",
-        "settings": {"hidden": 32, "lr": 0.002, "seed": 2, "steps": 3000, "pace": 25},
+        "settings": {"hidden": 32, "lr": 0.002, "seed": 2, "steps": 3000, "pace": 20},
     },
     {
         "slug": "wgan-gp",
@@ -51,7 +52,7 @@ PRESETS: list[dict] = [
         "family": "flow",
         "model": "realnvp",
         "dataset": "two_moons",
-        "settings": {"steps": 3000, "pace": 30},
+        "settings": {"steps": 2000, "pace": 20},
     },
     {
         "slug": "vae-latent",
@@ -64,7 +65,7 @@ PRESETS: list[dict] = [
         "family": "vae",
         "model": "vae",
         "dataset": "eight_gaussians",
-        "settings": {"latent": 2, "steps": 4000, "pace": 40},
+        "settings": {"latent": 2, "steps": 3000, "pace": 20},
     },
     {
         "slug": "diffusion-trajectories",
@@ -74,7 +75,7 @@ PRESETS: list[dict] = [
         "family": "diffusion",
         "model": "ddpm",
         "dataset": "swiss_roll",
-        "settings": {"steps": 4000, "pace": 40},
+        "settings": {"steps": 2000, "pace": 20},
     },
     {
         "slug": "likelihood-vs-quality",
@@ -86,9 +87,9 @@ PRESETS: list[dict] = [
         "family": "flow",
         "model": "realnvp",
         "dataset": "eight_gaussians",
-        "settings": {"steps": 1500, "pace": 25},
+        "settings": {"steps": 1500, "pace": 20},
         "runs": [
-            {"model": "realnvp", "dataset": "eight_gaussians", "settings": {"steps": 1500, "pace": 25}},
+            {"model": "realnvp", "dataset": "eight_gaussians", "settings": {"steps": 1500, "pace": 20}},
             {"model": "wgan_gp", "dataset": "eight_gaussians", "settings": dict(_WGAN_GP)},
         ],
     },
