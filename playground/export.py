@@ -429,6 +429,13 @@ def _scatter(canvas: Image.Image, t: dict, ax: _Axes) -> None:
         for i in np.flatnonzero(np.isfinite(u) & np.isfinite(v))[:20000]:
             c = _colour(colours[i]) if per_point else base
             draw.ellipse((u[i] - r, v[i] - r, u[i] + r, v[i] + r), fill=(*c[:3], int(c[3] * alpha)))
+    if "text" in mode and t.get("text") is not None:
+        font = _font_of(float((t.get("textfont") or {}).get("size", 12)), True)
+        colours = (t.get("textfont") or {}).get("color")
+        for i, text in enumerate(list(t.get("text"))[:n]):
+            c = colours[i] if isinstance(colours, (list, tuple)) and i < len(colours) else colours
+            if np.isfinite(u[i]) and np.isfinite(v[i]):
+                draw.text((u[i], v[i]), str(text), font=font, fill=_colour(c, "#333333"), anchor="mm")
     canvas.alpha_composite(_clip(layer, ax))
 
 

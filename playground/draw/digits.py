@@ -82,8 +82,8 @@ def samples_view(snapshot: dict, ctx: dict, uirev: str, key: str = "samples", wh
     s = points if points is not None else V.array(snapshot.get("traces", {}), key, "samples")
     if V.is_image(ctx, snapshot):
         lo, hi = pixel_range(snapshot)
-        label = f"{what}, step {snapshot.get('step', 0)}"
-        return digits_figure([(tile(images(s[:64], ctx, "samples"), 8), label)], "Samples", uirev, lo, hi)
+        label = f"step {snapshot.get('step', 0)}"  # the title says what they are: the label has a tile's width
+        return digits_figure([(tile(images(s[:64], ctx, "samples"), 8), label)], f"Samples: {what}", uirev, lo, hi)
     p = V.points2d(s, "samples")
     x_r = V.data_points(snapshot)
     box = V.bounds_of(ctx, x_r)

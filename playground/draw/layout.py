@@ -60,11 +60,11 @@ class Unavailable(Exception):
 
 # ---- titles that fit ------------------------------------------------------------
 # Gradio caps the page at 1280 px on screens 1280 to 1535 px wide; the plots' column takes 3/4 of it and
-# holds two panels a row, so a panel is 425 px wide there, and about 330 px on a 1024 px screen (555 px and
-# more on wider ones). Titles wrap to the narrowest of these, PANEL_WIDTH: a title starts after the 40 px
+# holds two panels a row, so a panel is 425 px wide there, and 297 px on a 1024 px screen (measured in
+# Chromium at 1024 x 768; 555 px and more on wider screens). Titles wrap to the narrowest of these, PANEL_WIDTH: a title starts after the 40 px
 # left margin and leaves room on the right for the panel's hover note (ⓘ); lines wider than TITLE_ROOM
 # wrap onto the next line instead of running off the panel. Details go on a note line in smaller type.
-PANEL_WIDTH = 330
+PANEL_WIDTH = 297
 MARGIN_L, MARGIN_R = 40, 12
 INFO_ROOM = 22  # px the ⓘ of the hover note takes at the top right
 TITLE_ROOM = PANEL_WIDTH - MARGIN_L - MARGIN_R - INFO_ROOM - 6  # px, 6 to spare for the estimate's error
@@ -119,17 +119,25 @@ def title_annotation(title: str, note: str = "") -> dict:
                 xanchor="left", yanchor="bottom", yshift=6, showarrow=False, font={"size": TITLE_SIZE}, align="left")
 
 
-INFO = "ⓘ"
-HOVER_ROOM = 320  # px per line of a hover note: Plotly does not wrap hover labels itself
+INFO = "<b>i</b>"  # boxed by the annotation's border: fonts without the glyph ⓘ show a blank box for it
+HOVER_SIZE = 12
+HOVER_ROOM = 230  # px per line of a hover note: Plotly does not wrap hover labels, and clips them at the panel
 
 
 def info_annotation(text: str) -> dict:
-    """The panel's hover note: an ⓘ in its top right corner that shows `text` when the pointer is on it."""
-    return dict(name="about", text=INFO, hovertext="<br>".join(wrap(text, NOTE_SIZE, HOVER_ROOM)),
+    """The panel's hover note: a boxed i in its top right corner that shows `text` when the pointer is on it."""
+    lines: list[str] = []
+    for w in text.split():  # any space will do: a note's brackets may hold a whole clause
+        if lines and text_width(f"{lines[-1]} {w}", HOVER_SIZE) <= HOVER_ROOM:
+            lines[-1] += " " + w
+        else:
+            lines.append(w)
+    return dict(name="about", text=INFO, hovertext="<br>".join(lines),
                 x=1, y=1, xref="paper", yref="paper", xanchor="right", yanchor="bottom", yshift=6,
-                showarrow=False, font={"size": 15, "color": "#777"},
+                showarrow=False, font={"size": 11, "color": "#555"}, bordercolor="#999", borderwidth=1,
+                borderpad=1, bgcolor="#f4f4f4",
                 hoverlabel={"bgcolor": "#ffffff", "bordercolor": "#999",
-                            "font": {"size": 12, "color": "#333"}})
+                            "font": {"size": HOVER_SIZE, "color": "#333"}})
 
 
 # ---- figures ----------------------------------------------------------------

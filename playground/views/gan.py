@@ -280,9 +280,9 @@ def class_histogram(snapshot: dict, uirev: str):
         note = (f"class of each generated digit by the project's classifier, over {len(steps)} evaluations; "
                 f"covered: at least {COVERAGE_FRACTION:.0%} of a uniform share")
     layout = V.base_layout(title, uirev, note=note)
-    layout["xaxis"] = dict(domain=[0.0, 0.54], anchor="y", title=dict(text="step", standoff=4), showgrid=False)
+    layout["xaxis"] = dict(domain=[0.0, 0.5], anchor="y", title=dict(text="step", standoff=4), showgrid=False)
     layout["yaxis"] = dict(domain=[0.0, 1.0], anchor="x", range=[0, 1], title=dict(text="fraction", standoff=4))
-    layout["xaxis2"] = dict(domain=[0.72, 1.0], anchor="y2", range=[-0.5, CLASSES - 0.5], tickvals=list(ks),
+    layout["xaxis2"] = dict(domain=[0.74, 1.0], anchor="y2", range=[-0.5, CLASSES - 0.5], tickvals=list(ks),
                             title=dict(text="digit, latest", standoff=4), showgrid=False)
     layout["yaxis2"] = dict(domain=[0.0, 1.0], anchor="x2",
                             range=[0, max(float(latest.max()) * 1.1, 2.5 * uniform)])

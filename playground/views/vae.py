@@ -100,11 +100,22 @@ def latent(snapshot: dict, ctx: dict, uirev: str):
     if labels is None:
         data.append(V.scatter(z, V.REAL, "E[z|x] of data", 4, 0.7))
     else:
+        # one colour per class, its label written at the class's mean code: ten legend entries would take
+        # a narrow panel's height and leave the scatter a dot
+        names, centres, colours = [], [], []
         for lab in np.unique(labels)[:20]:
             sel = labels == lab
             color = V.NEUTRAL if lab < 0 else V.LABEL_COLORS[lab % len(V.LABEL_COLORS)]
             name = "unlabelled" if lab < 0 else f"{ctx.get('labels_name') or 'label'} {lab}"
-            data.append(V.scatter(z[sel], color, name, 4, 0.75))
+            data.append(V.scatter(z[sel], color, name, 4, 0.75, legend=False))
+            if lab >= 0 and np.isfinite(z[sel]).all(1).any():
+                names.append(str(lab))
+                centres.append(np.nanmean(z[sel], 0))
+                colours.append(color)
+        if names:
+            c = np.array(centres)
+            data.append(dict(type="scatter", mode="text", x=c[:, 0], y=c[:, 1], text=names, name="class labels", showlegend=False, hoverinfo="skip",
+                             textfont=dict(color=colours, size=15, family="Arial Black, Arial, sans-serif")))
     dims = "" if k == 2 else (" (z vs label)" if k == 1 else f" (first 2 of {k} dims)")
     note = (_latent_note(k) if V.is_image(ctx, snapshot) else "") + V.hidden_note(z)
     layout = V.base_layout(f"Latent space: encoder means vs the prior{dims}", uirev, note=note)
@@ -122,8 +133,8 @@ def recon(snapshot: dict, ctx: dict, uirev: str):
         if not isinstance(real, np.ndarray) or real.shape[0] < k:
             raise V.Unavailable("Reconstructions are shown beside the data, and no data came with this snapshot.")
         both = np.concatenate([D.images(real[:k].astype(np.float32), ctx, "data"), D.images(rec[:k], ctx, "recon")])
-        return D.digits_figure([(D.tile(both, k), "top: digit x; bottom: decoder mean at E[z|b], b = x binarized")],
-                               "Reconstructions", uirev, lo, hi)
+        return D.digits_figure([(D.tile(both, k), "top: digits x; bottom: reconstructions")],
+                               "Reconstructions: the decoder mean at E[z|b], b = x binarized", uirev, lo, hi)
     r = V.points2d(rec, "the reconstructions")
     x_r = V.data_points(snapshot)
     box = V.bounds_of(ctx, x_r)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from playground.draw import charts
-from tests.playground.views.helpers import (HISTORY, RUNS, message, trace)
+from tests.playground.views.helpers import HISTORY, RUNS, message, title_of, trace
 
 
 def test_loss_figure_puts_positive_terms_on_a_log_axis():
@@ -68,7 +68,7 @@ def test_metrics_figure_draws_the_noise_floor_and_names_estimates():
     assert list(floor.y) == [0.05, 0.05] and floor.line.dash == "dash"
     assert floor.x[0] == 100 and floor.x[1] == 800  # across every run's steps
     assert [t.name for t in fig.data[:2]] == ["run A", "run B (IWAE estimate)"]
-    assert "two sets of true samples" in fig.layout.annotations[0].text
+    assert "two sets of true samples" in title_of(fig)
     plain = charts.metrics_figure(RUNS, "kl")
     assert [t.name for t in plain.data] == ["run A", "run B"]  # no floor known: no line
     mmd_runs = {"a": [{"step": 1, "time": 1.0, "mmd": 0.01}]}

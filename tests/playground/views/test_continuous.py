@@ -84,4 +84,4 @@ def test_digits_get_the_flow_frame_by_frame_and_a_reason_for_the_field():
     np.testing.assert_array_equal(tile[:28, :28], paths[0, 0].reshape(28, 28))   # noise x_1 first
     np.testing.assert_array_equal(tile[:28, -28:], paths[-1, 0].reshape(28, 28))  # the digit x_0 last
     fig = render_panel("continuous", "cont_paths", snap, c)
-    assert message(fig) is None and "30-step ODE solve" in fig.layout.xaxis.title.text
+    assert message(fig) is None and "30-step ODE solve" in title_of(fig)

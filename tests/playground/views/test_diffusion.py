@@ -64,7 +64,7 @@ def test_digits_get_a_film_strip_labelled_with_t_and_a_reason_for_the_field():
     np.testing.assert_array_equal(tile[:28, :28], traj[0, 0].reshape(28, 28))
     np.testing.assert_array_equal(tile[30:58, -28:], traj[-1, 1].reshape(28, 28))
     fig = render_panel("diffusion", "diff_reverse", snap, c)
-    assert "40-step reverse chain" in fig.layout.xaxis.title.text
+    assert "40-step reverse chain" in title_of(fig)
 
 
 @pytest.mark.parametrize("family,key", [("diffusion", "diff_field"), ("continuous", "cont_field"), ("sde", "sde_field")])

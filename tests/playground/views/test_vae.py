@@ -93,3 +93,23 @@ def test_mnist_labels_reach_the_latent_space_in_ten_colours(mnist_dir):
     for k, t in enumerate(digits):
         np.testing.assert_array_equal(t.x, snap["traces"]["z_mean"][c["labels"] == k, 0])
     assert fig.layout.showlegend
+
+
+def test_the_digits_latent_space_names_each_class_on_the_plot_not_in_a_legend():
+    """Ten labels in the legend took a 297 px panel's height and left the scatter a dot of one colour:
+    each class has its own colour, and its label is written at the class's mean code instead."""
+    snap = synthetic("vae", d=784)
+    n = snap["traces"]["z_mean"].shape[0]
+    labels = np.arange(n) % 10
+    fig = render_panel("vae", "vae_latent", snap, ctx(data_shape=IMAGE_SHAPE, bounds=None, labels=labels,
+                                                       labels_name="digit"))
+    shown = [t.name for t in fig.data if t.showlegend is not False]
+    assert len(shown) <= 3, shown
+    colours = {trace(fig, f"digit {d}").marker.color for d in range(10)}
+    assert len(colours) == 10
+    names = trace(fig, "class labels")
+    assert list(names.text) == [str(d) for d in range(10)] and names.mode == "text"
+    z = snap["traces"]["z_mean"]
+    for d in range(10):
+        np.testing.assert_allclose([names.x[d], names.y[d]], z[labels == d, :2].mean(0), rtol=1e-5)
+        assert names.textfont.color[d] == trace(fig, f"digit {d}").marker.color
