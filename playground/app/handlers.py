@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 import urllib.parse
 
@@ -18,7 +19,7 @@ from core import registry
 from core.data.drawn import DrawnPoints
 from core.data.files import PointsFile
 from core.errors import DataError, PlaygroundError
-from core.train.budget import METRICS_EVERY
+from core.train.budget import METRICS_EVERY, estimate
 
 from .. import presets as P
 from ..controls import (DEFAULT_DATASET, DEFAULT_MODEL, UPLOAD_PREFIX, all_knobs, data_kind, decode_query, dependents,
@@ -75,6 +76,7 @@ def _fresh_run(session: Session, model: str, dataset: str, knobs: dict, retarget
     run = session.new_run(model, dataset, model_s, train_s)
     if run.note:
         session.notify(run.note)
+    _say_cost(run)
     session.chain = []  # a preset's queued runs end when the person takes over
     query = _query(session, model, dataset, non_default(model, model_s, train_s, data_kind(dataset)))
     empty = blank("the curves appear as it trains")
@@ -84,6 +86,44 @@ def _fresh_run(session: Session, model: str, dataset: str, knobs: dict, retarget
     out["replay"] = gr.update(value=LIVE)
     session.replaying = False
     return out
+
+
+# ---- what a combination costs, said before Play ---------------------------------------------
+_COSTS: dict = {}  # (model, dataset, settings) -> the estimate's sentence, once per process
+_COSTING = threading.Lock()  # one estimate at a time: each spends seconds of a core
+
+
+def _say_cost(run) -> None:
+    """On digits, where one model's picture can take seconds, estimate the combination's cost off
+    the request thread (core.train.budget.estimate) and put its sentence in the status line before
+    Play (run.cost_note). Points are cheap for every model: nothing to say there."""
+    if data_kind(run.dataset_name) != "images":
+        return
+    key = (run.model_name, run.dataset_name,
+           tuple(sorted(non_default(run.model_name, run.model_settings, run.train_settings, "images").items())))
+    if key in _COSTS:
+        run.cost_note = _COSTS[key]
+        return
+
+    def work():
+        _lower_priority()
+        with _COSTING:
+            if key not in _COSTS:
+                try:
+                    _COSTS[key] = estimate(run.model_name, run.dataset_name,
+                                           {**run.model_settings, **run.train_settings})["message"]
+                except Exception:  # noqa: BLE001 - an estimate that fails says nothing
+                    _COSTS[key] = ""
+        run.cost_note = _COSTS[key]
+
+    threading.Thread(target=work, daemon=True, name="cost estimate").start()
+
+
+def _lower_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except OSError:
+        pass
 
 
 def _query(session: Session, model: str, dataset: str, settings: dict) -> str:

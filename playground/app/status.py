@@ -126,6 +126,8 @@ def format_status(session: Session) -> str:
         text += f"\n\n⚠️ {markdown_text(msg)}"
     elif status == "done":
         text += "\n\nFinished. Press **Reset** for a fresh model, or raise *steps* and Reset."
+    elif run.step == 0 and getattr(run, "cost_note", ""):  # too slow to watch: said before Play
+        text += f"\n\n🐢 {markdown_text(run.cost_note)}"
     note = session.note()
     data_note = getattr(run.dataset, "note", "")
     return text + (f"\n\n{markdown_text(note)}" if note else "") + \

@@ -84,6 +84,8 @@ def view_context(dataset: Dataset, dataset_name: str, data: torch.Tensor, n: int
 class Run:
     """One model training on one dataset, with its live snapshots."""
 
+    cost_note = ""  # what the combination costs, when too slow to watch (the page estimates it)
+
     def __init__(self, label: str, model_name: str, dataset_name: str, dataset: Dataset,
                  model_settings: dict | None = None, train_settings: dict | None = None,
                  manager: RunManager | None = None, owner: str = "", device: str = "auto",

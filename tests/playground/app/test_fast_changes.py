@@ -327,3 +327,25 @@ def test_on_a_mixture_the_train_tabs_metric_chart_follows_the_modes_covered(mana
     plain = _metrics_chart(moons, [{k: v for k, v in r.items() if "modes" not in k} for r in mets], "auto", "step")
     assert not [t for t in plain.data if t.name == "modes covered"]
     s.close()
+
+
+# ---- too slow to watch, said before Play ------------------------------------------------------------
+def test_a_combination_too_slow_to_watch_says_so_before_play_and_is_estimated_once(manager, monkeypatch):
+    from playground.app import handlers as H
+
+    calls = []
+
+    def estimate(model, dataset, settings):
+        calls.append((model, dataset))
+        return {"message": f"{model} on {dataset} is too slow to watch here: one picture about 3 s"}
+
+    monkeypatch.setattr(H, "estimate", estimate)
+    monkeypatch.setattr(H, "_COSTS", {})
+    s = Session(manager)
+    A.on_dataset(s, "vae", "mnist", knob_values("vae"))
+    assert wait_for(lambda: "too slow to watch" in A.format_status(s))
+    A.reset(s, "vae", "mnist", H._run_knobs(s.current))  # the same combination: not estimated again
+    assert wait_for(lambda: "too slow to watch" in A.format_status(s))
+    A.on_dataset(s, "vae", "two_moons", knob_values("vae"))  # points: every model is quick there
+    assert calls == [("vae", "mnist")] and "too slow" not in A.format_status(s)
+    s.close()
