@@ -85,7 +85,8 @@ def text_width(text: str, size: float = TITLE_SIZE) -> float:
 
 
 def _words(text: str) -> list[str]:
-    """Split at spaces outside brackets, so that 'N(0, I)' stays on one line."""
+    """Split at spaces outside brackets, so that 'N(0, I)' stays on one line, and keep an
+    equation's sides together ('t = 0.50', never 't =' above '0.50')."""
     words, depth = [""], 0
     for c in text:
         depth += (c in "([{") - (c in ")]}")
@@ -93,7 +94,13 @@ def _words(text: str) -> list[str]:
             words.append("")
         else:
             words[-1] += c
-    return [w for w in words if w]
+    out: list[str] = []
+    for w in (w for w in words if w):
+        if out and (w in ("=", "≈", "∝") or out[-1].endswith(("=", "≈", "∝")) and out[-1].split()[-1] in ("=", "≈", "∝")):
+            out[-1] += " " + w
+        else:
+            out.append(w)
+    return out
 
 
 def wrap(text: str, size: float = TITLE_SIZE, room: float = TITLE_ROOM) -> list[str]:

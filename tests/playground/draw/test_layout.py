@@ -28,3 +28,9 @@ def test_wrap_breaks_between_words_outside_brackets():
     assert all(V.text_width(line) <= V.TITLE_ROOM for line in lines)
     assert any(line.startswith("(first 2 of 784 dims):") for line in lines) and lines[-1].endswith("(1 for N(0, I))")  # brackets stay whole
     assert V.wrap("Samples") == ["Samples"] and V.wrap("") == []
+
+
+def test_wrap_keeps_an_equations_sides_together():
+    text = "Learned score ∇ log p_t(x) at t = 0.50"
+    lines = V.wrap(text)
+    assert " ".join(lines) == text and any("t = 0.50" in line for line in lines), lines
