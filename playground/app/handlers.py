@@ -238,8 +238,8 @@ def on_load(session: Session, request: gr.Request | None = None) -> dict:
 def _controls(session: Session, model: str, dataset: str, settings: dict | None = None) -> dict:
     """Every control set for this model, dataset and settings."""
     family = family_of(model)
-    out = {"family": gr.update(value=family), "model": gr.update(choices=registry.model_names(family), value=model,
-                                                                  info=model_info(model)),
+    out = {"family": gr.update(value=family), "model": gr.update(choices=registry.model_names(family), value=model),
+           "model_info": model_info(model),
            "dataset": gr.update(choices=dataset_choices(session), value=dataset),
            "equations": view_for(family).equations}
     out.update({"knob:" + k: v for k, v in knob_updates(model, settings, data_kind(dataset)).items()})

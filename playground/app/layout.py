@@ -24,6 +24,7 @@ from ..runs import RunManager, Session
 from ..views import all_controls, view_for
 from . import drawing as D
 from .knob_slider import KnobSlider
+from .thumbnails import thumbnails
 from .handlers import (apply_preset, on_dataset, on_draw, on_draw_download, on_draw_preview, on_family, on_knob, on_load,
                        on_model, on_upload, on_view_control, pause, play, redraw_charts, reset, set_redraw, step,
                        step_phase, tick)
@@ -35,9 +36,16 @@ from .wiring import JS_REPLACE_STATE, JS_VISIBILITY, UI
 
 CSS = """
 #status { min-height: 3.2em; }
+#model_info { font-size: var(--text-sm); color: var(--body-text-color-subdued); margin-top: -0.6em; }
 /* the status line says what the run does; Gradio's "processing 3.2/1.9s" of an event that also
    updates it (an export, a redraw under load) would cover it */
 #status [data-testid="status-tracker"] { display: none !important; }
+/* the datasets as small thumbnails, five to a row in the controls' column (the menu above names
+   the one picked) */
+#thumbnails, #thumbnails .grid-wrap { height: auto !important; min-height: 0 !important; max-height: none !important; }
+#thumbnails .grid-container { grid-template-columns: repeat(5, minmax(0, 1fr)) !important;
+  grid-template-rows: none !important; grid-auto-rows: auto !important; gap: 4px !important; }
+#thumbnails .caption-label { display: none; }
 #watch { border-left: 3px solid var(--color-accent); padding-left: 0.6em; }
 """
 
@@ -120,6 +128,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
     use_one_thread_per_run()
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo: now, not on a visit
     threading.Thread(target=warm_up, daemon=True).start()  # the server training processes fork from
+    threading.Thread(target=thumbnails, daemon=True).start()  # ready by the first visit
     manager = manager or RunManager()
     knobs = all_knobs()
     start = initial_values()
@@ -138,16 +147,21 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
             with gr.Tab("Train") as train_tab:
                 with gr.Row():
                     with gr.Column(scale=1, min_width=330):
-                        ui["preset"] = gr.Dropdown([p["title"] for p in P.PRESETS], value=None, label="Presets",
-                                                   info="one click sets model, data and settings")
+                        ui["preset"] = gr.Dropdown([p["title"] for p in P.PRESETS], value=None,
+                                                   label="Presets: one click sets model, data and settings")
                         ui["watch"] = gr.Markdown("", elem_id="watch")
-                        ui["family"] = gr.Dropdown(families, value=default_family, label="Family")
-                        ui["model"] = gr.Dropdown(registry.model_names(default_family), value=DEFAULT_MODEL, label="Model",
-                                                  info=model_info(DEFAULT_MODEL),
-                                                  # any registered model through the API, whatever family the
-                                                  # page shows; the handlers refuse an unknown one by name
-                                                  allow_custom_value=True)
+                        with gr.Row():
+                            ui["family"] = gr.Dropdown(families, value=default_family, label="Family", min_width=120)
+                            ui["model"] = gr.Dropdown(registry.model_names(default_family), value=DEFAULT_MODEL,
+                                                      label="Model", min_width=120,
+                                                      # any registered model through the API, whatever family the
+                                                      # page shows; the handlers refuse an unknown one by name
+                                                      allow_custom_value=True)
+                        ui["model_info"] = gr.Markdown(model_info(DEFAULT_MODEL), elem_id="model_info")
                         ui["dataset"] = gr.Dropdown(dataset_choices(), value=DEFAULT_DATASET, label="Dataset")
+                        ui["thumbnails"] = gr.Gallery(thumbnails, columns=5, rows=2, height="auto", allow_preview=False,
+                                                      show_label=False, object_fit="contain", elem_id="thumbnails",
+                                                      buttons=[], preview=False)
                         with gr.Row():
                             ui["play"] = gr.Button("Play", variant="primary", min_width=60, elem_id="play")
                             ui["pause"] = gr.Button("Pause", min_width=60, elem_id="pause")
@@ -243,7 +257,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         ui["compare_timer"] = gr.Timer(COMPARE_EVERY, active=False)  # runs while Compare is shown
 
         # ---- wiring ----------------------------------------------------------
-        controls = ["family", "model", "dataset", "knobs", "slots", "equations"] + [f"phase{i}" for i in range(MAX_PHASES)]
+        controls = ["family", "model", "model_info", "dataset", "knobs", "slots", "equations"] + [f"phase{i}" for i in range(MAX_PHASES)]
         view = ["loss_plot", "metrics_plot", "query", "controls", "replay"]
 
         def on(event, fn, inputs, outputs, api_name=None, extra=None, **kw):
@@ -257,6 +271,11 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         on(ui["family"].input, on_family, ["session", "family", "dataset"], controls + view)
         on(ui["model"].input, on_model, ["session", "model", "dataset"], controls + view)
         on(ui["dataset"].input, on_dataset, ctl, controls + view)
+        def picked(evt: gr.SelectData):  # a thumbnail picked is the dataset menu moved
+            return gr.update(value=registry.dataset_names()[evt.index])
+
+        ui["thumbnails"].select(picked, None, [ui["dataset"]], api_visibility="private", show_progress="hidden").then(
+            *ui.bind(on_dataset, ctl, controls + view), api_visibility="private", show_progress="hidden")
         on(ui["upload"].upload, on_upload, ["session", "model", "upload", "knobs"], controls + view + drawn)
         on(ui["draw_use"].click, on_draw, ["session", "model", "sketch", "bandwidth", "knobs"],
            controls + view + ["draw_preview"])
