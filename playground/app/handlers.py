@@ -156,15 +156,21 @@ def _same_settings(run, model: str, dataset: str, knobs: dict) -> bool:
         non_default(model, model_s, train_s) == non_default(model, run.model_settings, run.train_settings)
 
 
-def in_turn(fn):
-    """A change of configuration: made after the tab's earlier changes, never beside them (Session.turn)."""
+def in_turn(fn=None, *, resync: bool = False):
+    """A change of configuration: made after the tab's earlier changes, never beside them (Session.turn).
+
+    resync: the page moved a menu before asking (a model, a family, a dataset); if the change is
+    refused (iaf on digits), the page is sent the run it still has with the warning."""
+    if fn is None:
+        return functools.partial(in_turn, resync=resync)
+
     @functools.wraps(fn)
     def changed(session: Session, *args, **kwargs):
         with session.turn():
             try:
                 return fn(session, *args, **kwargs)
-            except PlaygroundError as e:  # refused (iaf on digits): the page shows the run it still has
-                if session.current is not None and not session.closed and not hasattr(e, "outputs"):
+            except PlaygroundError as e:
+                if resync and session.current is not None and not session.closed and not hasattr(e, "outputs"):
                     e.outputs = _resync(session)
                 raise
     return changed
@@ -251,14 +257,14 @@ def _controls(session: Session, model: str, dataset: str, settings: dict | None 
 # than from the page: a page may send a change before it has shown the one before (a family
 # picked, then a dataset 0.3 s later), and would then name the model before. Whatever order two
 # quick changes arrive in, both are kept.
-@in_turn
+@in_turn(resync=True)
 def on_family(session: Session, family: str, dataset: str) -> dict:
     """A new family: its first model with default settings, on the same data."""
     model = registry.model_names(family)[0]
     return on_model(session, model, dataset)
 
 
-@in_turn
+@in_turn(resync=True)
 def on_model(session: Session, model: str, dataset: str) -> dict:
     """A new model: default settings and a fresh run on the same data."""
     if session.current is not None:
@@ -266,7 +272,7 @@ def on_model(session: Session, model: str, dataset: str) -> dict:
     return _show(session, model, dataset)
 
 
-@in_turn
+@in_turn(resync=True)
 def on_dataset(session: Session, model: str, dataset: str, knobs: dict) -> dict:
     """New data: a fresh run of the same model and settings."""
     behind = _behind(session, model)

@@ -20,6 +20,11 @@ from tests.playground.tiny import knob_values
 N = D.CANVAS  # pixels a side; the box is [-4, 4]^2, 50 pixels a unit
 
 
+
+def _text(fig) -> str:
+    """The figure's words as read: titles and messages wrap to the panel's width with <br>."""
+    return str(fig.layout.annotations).replace("<br>", " ")
+
 def canvas(kind="rgba"):
     """An empty sketch: transparent (with noise under alpha 0, as browsers leave it), white RGB or grey."""
     if kind == "rgba":
@@ -106,7 +111,7 @@ def test_the_preview_shows_the_density_that_will_be_trained_on():
     assert abs(y[i] - (4 - 52.5 / 50)) < 0.2
     assert abs(z.sum() * (x[1] - x[0]) * (y[1] - y[0]) - 1) < 0.02
     assert sum(len(t.x) for t in fig.data[1:]) == len(data)
-    assert "press Use this drawing" in str(D.preview_figure(None).layout.annotations)
+    assert "press Use this drawing" in _text(D.preview_figure(None))
 
 
 # ---- the handlers --------------------------------------------------------------------
@@ -211,8 +216,8 @@ def test_the_bandwidth_slider_previews_without_training(manager):
     s = Session(manager)
     try:
         fig = A.on_draw_preview(s, two_strokes(), 0.4)["draw_preview"]
-        assert "h = 0.4" in str(fig.layout.annotations) and s.current is None
-        assert "press Use this drawing" in str(A.on_draw_preview(s, canvas(), 0.4)["draw_preview"].layout.annotations)
+        assert "h = 0.4" in _text(fig) and s.current is None
+        assert "press Use this drawing" in _text(A.on_draw_preview(s, canvas(), 0.4)["draw_preview"])
     finally:
         s.close()
 
@@ -226,7 +231,7 @@ def test_the_page_wires_the_drawing_to_its_handlers():
 
     def handler(dep):  # the handler a bound callback calls
         fn = dep.fn
-        if fn is None or not fn.__closure__:
+        if fn is None or not getattr(fn, "__closure__", None):  # a cached value of the page has none
             return None
         return dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__))).get("fn")
 
