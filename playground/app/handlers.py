@@ -609,8 +609,9 @@ def _with_modes(fig, mets: list[dict], metric: str, x_axis: str):
     fig.add_trace(dict(type="scatter", mode="lines", x=list(xs), y=list(ys), yaxis="y2", name="modes covered",
                        line=dict(color="#7f7f7f", width=1.5, shape="hv"),
                        hovertemplate="modes covered %{y:.0f} of " + f"{n_modes:.0f}<extra></extra>"))
+    fig.data[-1].name = f"modes covered (of {n_modes:.0f}, right axis)"
     fig.update_layout(yaxis2=dict(overlaying="y", side="right", range=[0, n_modes + 0.5], showgrid=False,
-                                  title=dict(text=f"modes (of {n_modes:.0f})", standoff=4), zeroline=False))
+                                  zeroline=False))
     return fig
 
 

@@ -24,7 +24,7 @@ from ..runs import RunManager, Session
 from ..views import all_controls, view_for
 from . import drawing as D
 from .knob_slider import KnobSlider
-from .thumbnails import thumbnails
+from .thumbnails import thumbnail_files
 from .handlers import (apply_preset, on_dataset, on_draw, on_draw_download, on_draw_preview, on_family, on_knob, on_load,
                        on_model, on_upload, on_view_control, pause, play, redraw_charts, reset, set_redraw, step,
                        step_phase, tick)
@@ -128,7 +128,6 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
     use_one_thread_per_run()
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo: now, not on a visit
     threading.Thread(target=warm_up, daemon=True).start()  # the server training processes fork from
-    threading.Thread(target=thumbnails, daemon=True).start()  # ready by the first visit
     manager = manager or RunManager()
     knobs = all_knobs()
     start = initial_values()
@@ -149,7 +148,6 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                     with gr.Column(scale=1, min_width=330):
                         ui["preset"] = gr.Dropdown([p["title"] for p in P.PRESETS], value=None,
                                                    label="Presets: one click sets model, data and settings")
-                        ui["watch"] = gr.Markdown("", elem_id="watch")
                         with gr.Row():
                             ui["family"] = gr.Dropdown(families, value=default_family, label="Family", min_width=120)
                             ui["model"] = gr.Dropdown(registry.model_names(default_family), value=DEFAULT_MODEL,
@@ -159,7 +157,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                                                       allow_custom_value=True)
                         ui["model_info"] = gr.Markdown(model_info(DEFAULT_MODEL), elem_id="model_info")
                         ui["dataset"] = gr.Dropdown(dataset_choices(), value=DEFAULT_DATASET, label="Dataset")
-                        ui["thumbnails"] = gr.Gallery(thumbnails, columns=5, rows=2, height="auto", allow_preview=False,
+                        ui["thumbnails"] = gr.Gallery(list(thumbnail_files()), columns=5, rows=2, height="auto", allow_preview=False,
                                                       show_label=False, object_fit="contain", elem_id="thumbnails",
                                                       buttons=[], preview=False)
                         with gr.Row():
@@ -178,6 +176,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                                                      info="drag back through the run's recorded pictures",
                                                      elem_id="replay")
                             ui["live"] = gr.Button("Live", size="sm", scale=1, min_width=50, elem_id="live")
+                        ui["watch"] = gr.Markdown("", elem_id="watch")  # a preset's what-to-watch-for, under the buttons
                         with gr.Accordion("Model settings", open=True):
                             for key, knob in knobs.items():
                                 if knob.scope == "model":

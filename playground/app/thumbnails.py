@@ -2,12 +2,18 @@
 
 A plane's dataset is a 2D histogram of 4,000 of its samples over its plotting bounds (the
 log of the counts, so thin arms show beside dense blobs); digits are a 2 x 2 mosaic of four.
-Drawn once per process, with a fixed seed, so every tab shows the same pictures.
+Drawn once per process, with a fixed seed, and written once as PNG files that every tab is
+sent: a picture drawn again for each visit is written again over the file another tab is
+reading, and that tab shows a broken image.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
+import os
+import shutil
+import tempfile
 
 import numpy as np
 import torch
@@ -53,3 +59,18 @@ def thumbnail(name: str) -> np.ndarray:
 def thumbnails() -> tuple[tuple[np.ndarray, str], ...]:
     """(picture, name) for every built-in dataset, in the dataset menu's order."""
     return tuple((thumbnail(name), name) for name in registry.dataset_names())
+
+
+@functools.cache
+def thumbnail_files() -> tuple[tuple[str, str], ...]:
+    """(PNG path, name) for every built-in dataset: the pictures, written once for the process."""
+    from PIL import Image
+
+    folder = tempfile.mkdtemp(prefix="playground-thumbnails-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    out = []
+    for picture, name in thumbnails():
+        path = os.path.join(folder, f"{name}.png")
+        Image.fromarray(picture).save(path)
+        out.append((path, name))
+    return tuple(out)

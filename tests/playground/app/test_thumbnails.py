@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from core import registry
-from playground.app.thumbnails import SIZE, thumbnail, thumbnails
+from playground.app.thumbnails import SIZE, thumbnail, thumbnail_files, thumbnails
 
 
 def _ink(picture: np.ndarray) -> np.ndarray:
@@ -35,3 +35,12 @@ def test_a_planes_thumbnail_puts_the_ink_where_the_data_is():
     topmost = modes[np.argmax(modes[:, 1])]
     r, c = pixel(topmost[0], top)
     assert centre < 0.05 and ink[max(r - 2, 0):r + 3, max(c - 2, 0):c + 3].max() > 0.3  # y up, as the panels
+
+
+def test_the_pictures_are_written_once_and_read_back_exactly():
+    from PIL import Image
+
+    files = thumbnail_files()
+    assert files is thumbnail_files()  # once a process: no tab overwrites the file another reads
+    for (path, name), (picture, _) in zip(files, thumbnails()):
+        assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), picture), name
