@@ -165,7 +165,7 @@ def test_fast_changes_leave_the_page_the_run_and_the_link_in_agreement(page, ser
 
 
 SHOTS = [("flow.png", "A flow unfolds the two moons", 30), ("gan.png", "WGAN-GP keeps every mode", 45),
-         ("vae.png", "The VAE's latent grid", 20), ("diffusion.png", "Diffusion trajectories", 20)]
+         ("vae.png", "The VAE's latent grid", 40), ("diffusion.png", "Diffusion trajectories", 60)]
 
 
 @pytest.mark.skipif(os.environ.get("PLAYGROUND_SCREENSHOTS") != "1", reason="set PLAYGROUND_SCREENSHOTS=1 to write assets/*.png")
