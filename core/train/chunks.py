@@ -178,7 +178,10 @@ def train_chunk(payload: bytes, state: bytes | None, device: str, steps: int, lo
         now = time.monotonic()
         if engine.step_count == reported:  # every report, and so every call, takes a step, unless
             # a slow pace holds it back: then the reports go on, so that a pause ends the call
-            return runner.pacing and (now >= deadline or now - last >= report_every)
+            # (asked in the wait, and again at the top of the Runner's loop, where the wait is over
+            # for the moment but not its due time: without the second the call slept on for good)
+            held = runner.pacing or runner.pace_due_in() > 0
+            return held and (now >= deadline or now - last >= report_every)
         return now >= deadline or now - last >= report_every or runner.every_step_reported(report_every)
 
     inbox = _Commands(commands)
