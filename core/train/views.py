@@ -25,7 +25,7 @@ from .budget import METRICS_EVERY, METRICS_SECONDS, PICTURE_SECONDS, Cadence, Li
 VIEW_NICE = 10  # how much lower the views' threads run than training (Linux nice levels)
 
 
-def _yield_to_training() -> None:
+def yield_to_training() -> None:
     """Lower this thread's CPU priority, so that drawing takes what training leaves.
 
     On Linux nice is per thread; elsewhere it would lower the whole process, so
@@ -101,7 +101,7 @@ class Views:
         return not (self._pictures.is_alive() or self._metrics.is_alive())
 
     def _draw(self) -> None:
-        _yield_to_training()
+        yield_to_training()
         trainer = self.trainer
         while True:
             with self._cv:
@@ -148,7 +148,7 @@ class Views:
             self._metrics_wake.set()
 
     def _evaluate(self) -> None:
-        _yield_to_training()
+        yield_to_training()
         trainer, cadence, done, wait = self.trainer, self.cadence, None, 0.0
         while True:
             self._wait(self._metrics_wake, wait)

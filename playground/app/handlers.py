@@ -20,6 +20,7 @@ from core.data.drawn import DrawnPoints
 from core.data.files import PointsFile
 from core.errors import DataError, PlaygroundError
 from core.train.budget import METRICS_EVERY, estimate
+from core.train.views import yield_to_training
 
 from .. import presets as P
 from ..controls import (DEFAULT_DATASET, DEFAULT_MODEL, UPLOAD_PREFIX, all_knobs, data_kind, decode_query, dependents,
@@ -106,7 +107,7 @@ def _say_cost(run) -> None:
         return
 
     def work():
-        _lower_priority()
+        yield_to_training()
         with _COSTING:
             if key not in _COSTS:
                 try:
@@ -117,13 +118,6 @@ def _say_cost(run) -> None:
         run.cost_note = _COSTS[key]
 
     threading.Thread(target=work, daemon=True, name="cost estimate").start()
-
-
-def _lower_priority() -> None:
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except OSError:
-        pass
 
 
 def _query(session: Session, model: str, dataset: str, settings: dict) -> str:
@@ -187,6 +181,13 @@ def _behind(session: Session, model: str, dataset: str | None = None) -> bool:
     than the run the session holds. Its knob values then belong to that other model."""
     run = session.current
     return run is not None and (run.model_name != model or (dataset is not None and run.dataset_name != dataset))
+
+
+def _model_of(session: Session, model: str, knobs: dict) -> tuple[str, dict, bool]:
+    """(model, knobs, behind) for new data: the page's, or the run's where the page is behind it."""
+    if not _behind(session, model):
+        return model, knobs, False
+    return session.current.model_name, _run_knobs(session.current), True
 
 
 def _resync(session: Session) -> dict:
@@ -275,9 +276,7 @@ def on_model(session: Session, model: str, dataset: str) -> dict:
 @in_turn(resync=True)
 def on_dataset(session: Session, model: str, dataset: str, knobs: dict) -> dict:
     """New data: a fresh run of the same model and settings."""
-    behind = _behind(session, model)
-    if behind:
-        model, knobs = session.current.model_name, _run_knobs(session.current)
+    model, knobs, behind = _model_of(session, model, knobs)
     out = _fresh_run(session, model, dataset, knobs)
     if behind:
         out.update(_resync(session))
@@ -289,8 +288,7 @@ def on_upload(session: Session, model: str, upload, knobs: dict) -> dict:
     """A .csv/.npy file of points becomes a dataset of this session."""
     if upload is None:
         return {}
-    if _behind(session, model):
-        model, knobs = session.current.model_name, _run_knobs(session.current)
+    model, knobs, _ = _model_of(session, model, knobs)
     path = upload if isinstance(upload, str) else getattr(upload, "name", str(upload))
     drawn = D.read_csv(path)  # a drawing downloaded from this page comes back as the drawing
     if drawn is not None:
@@ -312,8 +310,7 @@ def on_draw(session: Session, model: str, sketch, bandwidth: float, knobs: dict)
     drawing stays a dataset of this tab.
     """
     points, strokes = D.sketch_to_points(sketch)
-    if _behind(session, model):
-        model, knobs = session.current.model_name, _run_knobs(session.current)
+    model, knobs, _ = _model_of(session, model, knobs)
     return _use_drawing(session, model, DrawnPoints(points, float(bandwidth), strokes), knobs)
 
 
@@ -602,7 +599,7 @@ def _with_modes(fig, mets: list[dict], metric: str, x_axis: str):
     axis of the metric chart: a GAN that collapses shows it here as it happens, beside its KL or MMD."""
     points = [(r.get(x_axis if x_axis in ("step", "time") else "step"), r["modes_covered"]) for r in mets
               if r.get("modes_covered") is not None]
-    if metric == "modes_covered" or not points or not hasattr(fig, "add_trace") or not fig.data:
+    if metric == "modes_covered" or not points or not fig.data:
         return fig
     n_modes = max(float(r.get("n_modes") or 0) for r in mets) or max(y for _, y in points)
     xs, ys = zip(*points)
