@@ -6,7 +6,10 @@
 Commands, as tuples: ("pause",), ("resume",), ("step", n) (n more steps while
 paused), ("step", n, phase) (n more steps of that phase alone, as GAN Lab steps
 the discriminator or the generator: core.train.engine.Engine.step), ("set",
-name, value) (a live setting; ("set", "pace", v) among them), ("stop",). An
+name, value) (a live setting; ("set", "pace", v) among them), ("park",) (a
+paused run with no steps left to take ends with the status "parked", and no
+final report: its process packs its state and a new one resumes it later, see
+core.train.transports.ProcessTransport), ("stop",). An
 inbox has `poll(timeout) -> command | None`. Every `report_every` seconds, and
 whenever a paused run has something new, `report(message)` gets a dict:
 
@@ -56,6 +59,7 @@ class Runner:
         self._sent = len(self.history)
         self._singles: collections.deque[list] = collections.deque()  # [phase or None, steps] asked while paused
         self._stopped = False
+        self._park = False  # asked to park: end once paused with no steps left to take
         self._last_start: float | None = None  # when the last step began (the clock's time), for the pace
         self.pacing = False  # in a pace's wait between two steps
 
@@ -109,6 +113,8 @@ class Runner:
             self.engine.set_live(*args)
         elif name == "stop":
             self._stopped = True
+        elif name == "park":
+            self._park = True
         else:
             raise ValueError(f"unknown command {name!r}")
 
@@ -165,6 +171,9 @@ class Runner:
                             self.record()
                             report(self.message_for())
                             last_report, dirty = self.clock(), False
+                        if self._park:
+                            self.status = "parked"
+                            return self.status
                         continue
                     phase = self._take_single()
                 elif self._wait_for_pace(inbox, stop_if):
@@ -193,7 +202,7 @@ class Runner:
             if raise_divergence:
                 raise
         finally:
-            if report is not None:
+            if report is not None and self.status != "parked":
                 report(self._final_message())
         return self.status
 

@@ -26,6 +26,7 @@ import contextvars
 import copy
 import math
 import pickle
+import threading
 import weakref
 from typing import Callable
 
@@ -40,7 +41,7 @@ from .engine import Engine, check_data, live_train_value, training_data_for
 from .runner import FINISHED, Runner
 from .scoring import Scoring, traced
 from .spares import Spares
-from .transports import CHUNK_SECONDS, ChunkedTransport, ProcessTransport, ThreadTransport
+from .transports import CHUNK_SECONDS, PARK_AFTER, ChunkedTransport, ProcessTransport, ThreadTransport
 from .views import Views
 
 TRANSPORTS = ("thread", "process", "chunked")
@@ -75,6 +76,9 @@ class Trainer:
     # interpreter with training, a child process or the GPU's worker process that runs the chunks
     # leaves it alone (rest for the page's sake only).
     PICTURE_RESTS = {"thread": 1.0, "process": 0.25, "chunked": 0.25}
+    # A run paused this long gives its training process back (core.train.transports.ProcessTransport
+    # parks it) and the next Resume or Step starts one from where it stopped; None keeps it.
+    PARK_AFTER: float | None = PARK_AFTER
 
     def __init__(self, model: GenerativeModel, dataset: Dataset, cfg: TrainConfig, device: str = "auto",
                  transport: str = "thread", n_reference: int = 2000, n_eval: int = 1000,
@@ -215,7 +219,7 @@ class Trainer:
         elif self.transport == "process":
             payload = pickle.dumps((self.model, self.training_data, self.cfg))
             self._transport = ProcessTransport(payload, self.train_device.type, self.cfg.steps, log_every,
-                                               snapshot_interval, paused)
+                                               snapshot_interval, paused, park_after=self.PARK_AFTER)
         else:
             payload = pickle.dumps((self.model, self.training_data, self.cfg))
             self._transport = ChunkedTransport(payload, self.train_device.type, self.cfg.steps, log_every,
@@ -282,19 +286,27 @@ class Trainer:
             raise ConfigError(f"{phase!r} is not a phase of {type(self.model).__name__}; its phases are: "
                               f"{', '.join(self.phases)}")
 
-    def stop(self, timeout: float = 5.0, wait_views: bool = True) -> None:
+    def stop(self, timeout: float = 5.0, wait_views: bool = True, wait: bool = True) -> None:
         """End training (up to `timeout` for the process or thread to end); with wait_views, also
-        wait for the picture and metrics threads, which otherwise finish in the background."""
+        wait for the picture and metrics threads, which otherwise finish in the background.
+        wait False: return at once (a Reset answers without waiting for the run's last word); the
+        waiting, and ending a process that does not stop within `timeout`, go on in a thread."""
         self._stopping = True
         if self._transport is not None:
             self._transport.send("stop")
-            self._transport.join(timeout)
-            if self._transport.alive:  # a step that does not end (a huge batch): end the process
-                self._transport.kill()
+            if wait:
+                self._end(timeout)
+            else:
+                threading.Thread(target=self._end, args=(timeout,), daemon=True, name="stop").start()
         if self._views and wait_views:
             self._views.join(timeout)
         if self.status in ("running", "paused", "ready"):
             self.status = "stopped"
+
+    def _end(self, timeout: float) -> None:
+        self._transport.join(timeout)
+        if self._transport.alive:  # a step that does not end (a huge batch): end the process
+            self._transport.kill()
 
     def wait_views(self, timeout: float) -> bool:
         """Wait until the last picture and the last metrics of a finished run are in."""

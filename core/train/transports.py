@@ -36,10 +36,12 @@ from __future__ import annotations
 import collections
 import contextvars
 import multiprocessing as mp
+import os
 import pickle
 import queue
 import re
 import threading
+import time
 from typing import Callable
 
 import numpy as np
@@ -140,36 +142,71 @@ class ThreadTransport:
         return bool(self._thread and self._thread.is_alive())
 
 
-class ProcessTransport:
-    """The Runner in a child process; reports arrive on a reader thread of this process."""
+PARK_AFTER = 15.0  # seconds a paused run keeps its training process before the process is parked
 
-    def __init__(self, payload: bytes, device: str, steps: int, log_every: int, report_every: float, paused: bool):
-        self._args = (payload, device, torch.get_num_threads(), steps, log_every, report_every, paused)
+
+class ProcessTransport:
+    """The Runner in a child process; reports arrive on a reader thread of this process.
+
+    A run paused for `park_after` seconds is parked: its process packs the run's state
+    (core.train.chunks.pack) and ends, so that a class of paused runs holds no processes (each
+    is a few hundred megabytes). The next Resume or Step starts a new process from that state,
+    which goes on exactly where the last one stopped; a live setting made meanwhile reaches it
+    first. A caller sees nothing of this but the start's few milliseconds.
+    """
+
+    def __init__(self, payload: bytes, device: str, steps: int, log_every: int, report_every: float, paused: bool,
+                 park_after: float | None = PARK_AFTER):
+        self._args = (payload, device, torch.get_num_threads(), steps, log_every, report_every)
+        self._paused = paused
+        self._park_after = park_after
         self._conn = self.proc = self._reader = None
-        self._send_lock = threading.Lock()
+        self._report = None
+        self._send_lock = threading.Lock()  # commands, and the parking below
+        self._parked: bytes | None = None  # the state of a parked run
+        self._parked_at = (0, 0.0)  # its (step, elapsed)
+        self._parking = False  # the process was asked to park and has not answered yet
+        self._held: list[tuple] = []  # commands for a parked (or parking) run, sent when it wakes
+        self._timer: threading.Timer | None = None
+        self._last_command = 0.0
+        self.processes = 0  # started so far (a parked run that wakes starts one more)
+        self.parks = 0
 
     def start(self, report) -> None:
         """Begin at once: the child is started from the reader thread, so that a caller (a Play
         button) never waits for the fork server, which takes seconds to boot on a busy machine.
         Commands sent meanwhile wait in the pipe and reach the child first thing."""
+        self._report = report
+        with self._send_lock:
+            self._launch(None, self._paused)
+            self._arm()
+
+    def _launch(self, state: bytes | None, paused: bool) -> None:
         ctx = context()
-        self._conn, child_conn = ctx.Pipe()
-        self.proc = ctx.Process(target=_child_main, daemon=True, name="playground-trainer",
-                                args=(child_conn, *self._args))
-        self._reader = threading.Thread(target=self._receive, args=(report, child_conn), daemon=True)
+        conn, child_conn = ctx.Pipe()
+        proc = ctx.Process(target=_child_main, daemon=True, name="playground-trainer",
+                           args=(child_conn, *self._args, paused, state))
+        self._conn, self.proc = conn, proc
+        self.processes += 1
+        self._reader = threading.Thread(target=self._receive, args=(conn, child_conn, proc), daemon=True)
         self._reader.start()
 
     _killed = False
 
-    def _started(self) -> bool:
-        return self.proc is not None and getattr(self.proc, "_popen", None) is not None
+    @staticmethod
+    def _began(proc) -> bool:
+        return proc is not None and getattr(proc, "_popen", None) is not None
 
-    def _receive(self, report, child_conn) -> None:
+    def _started(self) -> bool:
+        return self._began(self.proc)
+
+    def _receive(self, conn, child_conn, proc) -> None:
+        report = self._report
         try:
             if self._killed:
                 raise EOFError
             try:
-                self.proc.start()
+                proc.start()
             except Exception as e:  # noqa: BLE001 - reported to the person, not a traceback
                 report({"step": 0, "elapsed": 0.0, "history": [], "lrs": {}, "final": True, "status": "error",
                         "message": f"Training could not start: {type(e).__name__}: {e}"})
@@ -177,27 +214,119 @@ class ProcessTransport:
             finally:
                 child_conn.close()
             while True:
-                msg = pickle.loads(self._conn.recv_bytes())
+                msg = pickle.loads(conn.recv_bytes())
+                if msg.get("parked"):
+                    self._on_parked(msg)
+                    return
+                if msg["final"]:
+                    with self._send_lock:
+                        self._parking, self._held = False, []
                 report(msg)
                 if msg["final"]:
                     return
         except (EOFError, OSError):  # the child is gone without a last word
-            if self._started():
-                self.proc.join(1.0)
-            report({"final": True, "lost": True, "exitcode": self.proc.exitcode if self._started() else None})
+            if self._began(proc):
+                proc.join(1.0)
+            report({"final": True, "lost": True, "exitcode": proc.exitcode if self._began(proc) else None})
         finally:
-            if self._started():
-                self.proc.join(5.0)
-            self._conn.close()
+            if self._began(proc):
+                proc.join(5.0)
+            conn.close()
+
+    # ---- parking ------------------------------------------------------------------
+    def _arm(self) -> None:
+        """(Under the lock.) A paused run is parked if no command comes for park_after seconds."""
+        self._last_command = time.monotonic()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._paused and self._park_after is not None and not self._killed:
+            self._timer = threading.Timer(self._park_after, self._maybe_park)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _maybe_park(self) -> None:
+        with self._send_lock:
+            quiet = time.monotonic() - self._last_command >= 0.99 * self._park_after
+            if not (self._paused and quiet) or self._parking or self._parked is not None or self._killed:
+                return
+            if not self._started() or not self.proc.is_alive():
+                return
+            self._parking = True
+            self._write(("park",))
+
+    def _on_parked(self, msg: dict) -> None:
+        """The process packed the run and ends: keep the state; wake at once if asked meanwhile."""
+        final = None
+        with self._send_lock:
+            self._parked, self._parked_at = msg["resume"], (msg["step"], msg["elapsed"])
+            self._parking = False
+            self.parks += 1
+            held, self._held = self._held, []
+            if any(c[0] == "stop" for c in held):
+                final = self._stopped_parked()
+            elif any(c[0] in ("resume", "step") for c in held):
+                self._wake(held)
+            else:
+                self._held = held  # live settings: they wait for the wake
+        if final is not None:
+            self._report(final)
+
+    def _wake(self, commands: list[tuple]) -> None:
+        """(Under the lock.) A new process from the parked state, which obeys `commands` first."""
+        state, self._parked = self._parked, None
+        self._launch(state, paused=True)
+        for command in commands:
+            self._track(command)
+            self._write(command)
+        self._arm()
+
+    def _stopped_parked(self) -> dict:
+        """(Under the lock.) A parked run is stopped: its last word, as its process would have said it."""
+        step, elapsed = self._parked_at
+        self._parked = None
+        self._killed = True  # nothing starts again
+        return {"step": step, "elapsed": elapsed, "history": [], "lrs": {}, "final": True, "status": "stopped",
+                "message": ""}
+
+    @property
+    def parked(self) -> bool:
+        return self._parked is not None
+
+    # ---- commands -----------------------------------------------------------------
+    def _track(self, command: tuple) -> None:
+        if command[0] == "pause":
+            self._paused = True
+        elif command[0] == "resume":
+            self._paused = False
+
+    def _write(self, command: tuple) -> None:
+        try:
+            self._conn.send_bytes(pickle.dumps(command))
+        except (OSError, ValueError):  # the child has already ended; nothing to tell it
+            pass
 
     def send(self, *command) -> None:
         if self._conn is None:
             return
-        try:
-            with self._send_lock:
-                self._conn.send_bytes(pickle.dumps(command))
-        except (OSError, ValueError):  # the child has already ended; nothing to tell it
-            pass
+        final = None
+        with self._send_lock:
+            if self._parked is not None:
+                if command[0] == "stop":
+                    final = self._stopped_parked()
+                elif command[0] in ("resume", "step"):
+                    self._wake(self._held + [command])
+                    self._held = []
+                elif command[0] != "pause":
+                    self._held.append(command)
+            elif self._parking:
+                self._held.append(command)  # the answer to "park" decides where it goes
+            else:
+                self._track(command)
+                self._write(command)
+                self._arm()
+        if final is not None:
+            self._report(final)
 
     def join(self, timeout: float) -> None:
         if self._reader is not None and self._reader is not threading.current_thread():
@@ -206,7 +335,10 @@ class ProcessTransport:
             self.proc.join(timeout)
 
     def kill(self) -> None:
-        self._killed = True  # a child not started yet never starts
+        with self._send_lock:
+            self._killed = True  # a child not started yet never starts, a parked one never wakes
+            if self._timer is not None:
+                self._timer.cancel()
         if self._started() and self.proc.is_alive():
             self.proc.kill()
             self.proc.join(1.0)
@@ -438,20 +570,52 @@ class _Outbox:
                 return
 
 
+CHILD_NICE = 5  # how much lower a training process runs than the server it serves (Linux nice levels)
+
+
+def below_the_server() -> None:
+    """Lower this process's CPU priority (before it starts any thread, which inherits it), so that
+    the server's answers to buttons come before training on a machine with more runs than cores.
+    The views' threads run lower still (core.train.views.VIEW_NICE). A priority already lower stays."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) < CHILD_NICE:
+            os.setpriority(os.PRIO_PROCESS, 0, CHILD_NICE)
+    except (AttributeError, OSError):  # not on this platform, or not permitted: normal priority
+        pass
+
+
 def _child_main(conn, payload: bytes, device: str, threads: int, steps: int, log_every: int,
-                report_every: float, paused: bool) -> None:
-    """The child's whole life: build the engine, run, and end with a final report."""
+                report_every: float, paused: bool, state: bytes | None = None) -> None:
+    """The child's whole life: build the engine (from a parked run's state, if given), run, and
+    end with a final report, or parked, with the state to go on from."""
+    from .chunks import pack, restore
+
+    below_the_server()
     torch.set_num_threads(threads)
     try:
         model, data, cfg = pickle.loads(payload)
         engine = Engine(model, data, cfg, torch.device(device))
+        runner = Runner(engine, steps, log_every)
+        if state is not None:
+            restore(engine, runner, state)
     except Exception as e:  # noqa: BLE001 - reported to the person, not a traceback
         conn.send_bytes(pickle.dumps({"step": 0, "elapsed": 0.0, "history": [], "lrs": {}, "final": True,
                                       "status": "error", "message": f"Training could not start: {type(e).__name__}: {e}"}))
         conn.close()
         return
     outbox = _Outbox(conn)
-    Runner(engine, steps, log_every).run(_PipeInbox(conn), outbox.put, report_every, paused,
-                                         stop_if=lambda: outbox.broken)
+    status = runner.run(_PipeInbox(conn), outbox.put, report_every, paused, stop_if=lambda: outbox.broken)
     outbox.close()  # a parent that is gone makes the send fail, which ends the thread
+    if status == "parked" and not outbox.broken:
+        try:
+            msg = {"parked": True, "resume": pack(engine, runner), "step": engine.step_count, "elapsed": runner.elapsed}
+        except Exception as e:  # noqa: BLE001 - reported to the person, not a traceback
+            runner.status = "error"
+            runner.message = (f"Training stopped at step {engine.step_count}: the paused run could not be set "
+                              f"aside ({type(e).__name__}: {e}); press Reset to start again.")
+            msg = runner._final_message()
+        try:
+            conn.send_bytes(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
+        except (OSError, ValueError):
+            pass
     conn.close()

@@ -1,5 +1,6 @@
 """Training in a child process: the same steps as headless training, live control, clean ends."""
 
+import os
 import pickle
 import threading
 import time
@@ -209,3 +210,87 @@ def test_pictures_reuse_spare_models_but_never_the_newest_or_a_held_one():
     assert again is m1 and len(trainer.pictures.models) == 3  # no new copy while spares are free
     trainer._publish(again, (5, 0.5))
     assert trainer._materialize(states[2]) is m2  # released, the held one is a spare again
+
+
+# ---- a paused run gives its process back (parking) ----------------------------------------------
+def parking(model="realnvp", **settings):
+    t = build(ProcessTrainer, model, **settings)
+    t.PARK_AFTER = 0.3
+    return t
+
+
+def parked(t) -> bool:
+    return t._transport.parked and not t._transport.proc.is_alive()
+
+
+def test_a_parked_run_goes_on_exactly_where_it_stopped():
+    headless = build(Trainer, steps=40)
+    headless.fit(40, log_every=10)
+    t, snaps = parking(steps=40), Snaps()
+    t.start(snaps, snapshot_interval=0.05, paused=True, log_every=10)
+    t.step_once(10)
+    assert wait_for(lambda: t.step_count == 10 and parked(t))  # paused and quiet: no process is held
+    assert t.status == "paused" and not t.running
+    t.step_once(5)  # a new process, from the packed state
+    assert wait_for(lambda: t.step_count == 15 and parked(t))
+    t.resume()
+    assert wait_for(lambda: t.status == "done") and t.wait_views(30)
+    tr = t._transport
+    assert (tr.processes, tr.parks) == (3, 2) and not tr.proc.is_alive()
+    assert snaps.items[-1]["final"] and snaps.items[-1]["step"] == 40
+    for (name, a), (_, b) in zip(headless.model.state_dict().items(), t.latest_model.state_dict().items()):
+        assert torch.equal(a, b), name  # bit for bit, as if it had never been set aside
+    steps = [h["step"] for h in t.history]
+    assert steps == sorted(steps) and steps[-1] == 40
+
+
+def test_a_live_setting_made_while_parked_reaches_the_next_process():
+    t = parking("vae")
+    t.start(Snaps(), snapshot_interval=0.05, paused=True)
+    t.step_once(2)
+    assert wait_for(lambda: t.step_count == 2 and parked(t))
+    t.set_live("lr", 0.004)
+    assert t._transport.parked  # a setting alone wakes nothing
+    t.step_once(1)
+    assert wait_for(lambda: t.step_count == 3 and t.reported_lrs == {"model": 0.004})
+    t.stop()
+    assert t.status == "stopped"
+
+
+def test_a_parked_run_stops_without_a_process_and_says_its_last_word():
+    t, snaps = parking(), Snaps()
+    t.start(snaps, snapshot_interval=0.05)
+    assert wait_for(lambda: t.step_count > 5)
+    t.pause()
+    assert wait_for(lambda: parked(t))
+    at = t.step_count
+    t.stop()
+    assert t.status == "stopped" and t.step_count == at and t.wait_views(30)
+    assert snaps.items[-1]["final"] and snaps.items[-1]["step"] == at
+    assert t._transport.processes == 1  # stopping did not start one to stop it
+
+
+def test_a_run_that_keeps_being_used_is_not_parked():
+    t = parking()
+    t.start(Snaps(), snapshot_interval=0.05)
+    assert wait_for(lambda: t.step_count > 5)
+    time.sleep(1.0)  # training, however long, is not idle
+    assert not t._transport.parked and t._transport.proc.is_alive()
+    t.pause()
+    for _ in range(4):  # a Step every 0.2 s keeps the process
+        time.sleep(0.2)
+        t.step_once(1)
+    assert not t._transport.parked and t._transport.processes == 1
+    t.stop()
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="process priorities are a POSIX notion")
+def test_training_runs_below_the_server_that_answers_the_buttons():
+    from core.train.transports import CHILD_NICE
+
+    t = build(ProcessTrainer)
+    t.start(Snaps(), snapshot_interval=0.05)
+    assert wait_for(lambda: t.step_count > 0)
+    child = os.getpriority(os.PRIO_PROCESS, t._transport.proc.pid)
+    assert child >= CHILD_NICE > os.getpriority(os.PRIO_PROCESS, 0) or child == os.getpriority(os.PRIO_PROCESS, 0) >= CHILD_NICE
+    t.stop()
