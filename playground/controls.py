@@ -76,7 +76,14 @@ def knobs_for(model_name: str, kind: str = "points") -> dict[str, tuple[Knob, ob
     on data of `kind` (an image model trains with smaller batches, say).
 
     A setting that tells registered variants apart (a GAN's objective) is the model's name,
-    not a knob, and is left out."""
+    not a knob, and is left out. Every handler asks this many times, and building and
+    validating the configs costs a millisecond or more each: it is worked out once per
+    registered model (its spec, should a model be registered again) and kind."""
+    return dict(_knobs_for(model_name, kind, id(registry.model_spec(model_name))))
+
+
+@functools.lru_cache(maxsize=1024)
+def _knobs_for(model_name: str, kind: str, spec_id: int) -> dict[str, tuple[Knob, object]]:
     out = {}
     for scope, cfg in (("model", registry.model_config(model_name)), ("train", registry.train_config(model_name, kind=kind))):
         for name, m in describe(cfg).items():

@@ -206,6 +206,7 @@ def _resync(session: Session) -> dict:
 @in_turn
 def on_load(session: Session, request: gr.Request | None = None) -> dict:
     """Page opened: read the configuration from the URL, build the first run."""
+    session.page_loaded()
     params = dict(request.query_params) if request is not None else {}
     preset = params.get("preset")
     if preset is not None:

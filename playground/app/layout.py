@@ -260,7 +260,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         view = ["loss_plot", "metrics_plot", "query", "controls", "replay"]
 
         def on(event, fn, inputs, outputs, api_name=None, extra=None, **kw):
-            callback, ins, outs = ui.bind(fn, inputs, outputs, **(extra or {}))
+            callback, ins, outs = ui.bind(fn, inputs, outputs, api=api_name is not None, **(extra or {}))
             visibility = {"api_name": api_name} if api_name else {"api_visibility": "private"}
             return event(callback, ins, outs, show_progress=kw.pop("show_progress", "hidden"), **visibility, **kw)
 

@@ -56,10 +56,11 @@ class UI:
                 comps.append(self.c[n.rpartition("=")[2]])
         return comps
 
-    def bind(self, fn, inputs: list[str], outputs: list[str], **extra):
+    def bind(self, fn, inputs: list[str], outputs: list[str], api: bool = False, **extra):
         """A callback for Gradio: collects inputs by name, maps the returned names to components.
 
-        Errors become a warning and a status line, never a traceback.
+        Errors become a warning and a status line, never a traceback. api: the callback is one of
+        the API's endpoints (Session.api_call).
         """
         outputs = list(dict.fromkeys(list(outputs) + ["status"]))
         out_comps = list(dict.fromkeys(self.expand(outputs)))
@@ -90,6 +91,8 @@ class UI:
                 return _closed(session)
             if isinstance(session, Session):
                 session.seen()
+                if api:
+                    session.api_call()
             try:
                 result = fn(**kwargs) or {}
             except Exception as e:  # noqa: BLE001 - shown to the person

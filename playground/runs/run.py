@@ -276,9 +276,9 @@ class Run:
             self._waiting = False
             started = self._started
         # Not under the lock: stopping may join the snapshot worker, whose callback takes it. The
-        # picture being drawn and the final one are not waited for unless asked (Reset must be
-        # quick); they finish in the background and reach a run nobody shows.
-        self.trainer.stop(timeout=max(wait, 0.5), wait_views=wait > 0)
+        # process's last word, the picture being drawn and the final one are not waited for unless
+        # asked (Reset must be quick); they come in the background and reach a run nobody shows.
+        self.trainer.stop(timeout=max(wait, 5.0), wait_views=wait > 0, wait=wait > 0)
         if self.manager:
             self.manager.release(self)
         if wait > 0:

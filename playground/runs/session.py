@@ -53,6 +53,10 @@ class Session:
         self.closed = False
         self.visible = True  # the page is in a foreground tab
         self.last_seen = time.monotonic()  # when the page last asked for anything
+        # A client of the API (a script, the load test's students) is shown no pictures: its run
+        # draws none and evaluates no metrics between its first and last (Run.watched). A tab's
+        # page asks for them with its timer; a session built in code is watched while it is used.
+        self.api_only = False
         self.last_redraw = -1e9  # when the page was last sent pictures
         self.redraw_period = 0.15  # the page's timer, in seconds
         self.replaying = False  # the panels show a recorded picture (the replay slider), not the newest
@@ -99,9 +103,22 @@ class Session:
         if visible is not None:
             self.visible = bool(visible)
 
+    def api_call(self) -> None:
+        """A request came through the API. Until a page loads for this session (Gradio's load event
+        of a tab), nobody can see its pictures."""
+        if not self.paged:
+            self.api_only = True
+
+    paged = False  # a page was loaded for this session (its tab's timer asks for pictures)
+
+    def page_loaded(self) -> None:
+        self.paged, self.api_only = True, False
+
     def watched(self) -> bool:
-        """Someone is looking at this tab's pictures: it is open, in the foreground and asking."""
-        return not self.closed and self.visible and time.monotonic() - self.last_seen < WATCHED_SECONDS
+        """Someone is looking at this tab's pictures: it is open, in the foreground and asking (a
+        client of the API never is)."""
+        return not self.closed and not self.api_only and self.visible and \
+            time.monotonic() - self.last_seen < WATCHED_SECONDS
 
     def notify(self, text: str, seconds: float = NOTE_SECONDS) -> None:
         """A message for the status line that outlives the next few redraws."""
