@@ -36,7 +36,6 @@ from __future__ import annotations
 import collections
 import contextvars
 import multiprocessing as mp
-import os
 import pickle
 import queue
 import re
@@ -221,9 +220,9 @@ class ProcessTransport:
                 if msg["final"]:
                     with self._send_lock:
                         self._parking, self._held = False, []
-                report(msg)
-                if msg["final"]:
+                    report(msg)
                     return
+                report(msg)
         except (EOFError, OSError):  # the child is gone without a last word
             if self._began(proc):
                 proc.join(1.0)
@@ -574,14 +573,12 @@ CHILD_NICE = 5  # how much lower a training process runs than the server it serv
 
 
 def below_the_server() -> None:
-    """Lower this process's CPU priority (before it starts any thread, which inherits it), so that
-    the server's answers to buttons come before training on a machine with more runs than cores.
-    The views' threads run lower still (core.train.views.VIEW_NICE). A priority already lower stays."""
-    try:
-        if os.getpriority(os.PRIO_PROCESS, 0) < CHILD_NICE:
-            os.setpriority(os.PRIO_PROCESS, 0, CHILD_NICE)
-    except (AttributeError, OSError):  # not on this platform, or not permitted: normal priority
-        pass
+    """Lower this process's CPU priority before it starts any thread, so that the server's answers
+    to buttons come before training on a machine with more runs than cores. The views' threads
+    run lower still (core.train.views.VIEW_NICE)."""
+    from .views import lower_priority
+
+    lower_priority(CHILD_NICE)
 
 
 def _child_main(conn, payload: bytes, device: str, threads: int, steps: int, log_every: int,

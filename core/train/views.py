@@ -25,17 +25,22 @@ from .budget import METRICS_EVERY, METRICS_SECONDS, PICTURE_SECONDS, Cadence, Li
 VIEW_NICE = 10  # how much lower the views' threads run than training (Linux nice levels)
 
 
-def yield_to_training() -> None:
-    """Lower this thread's CPU priority, so that drawing takes what training leaves.
-
-    On Linux nice is per thread; elsewhere it would lower the whole process, so
-    it is left alone there.
-    """
+def lower_priority(level: int) -> None:
+    """Run this thread (and the threads it starts, which inherit it) at nice `level`, unless it
+    already runs lower. On Linux nice is per thread; elsewhere it would lower the whole process,
+    so it is left alone there."""
     if sys.platform.startswith("linux"):
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), VIEW_NICE)
-        except OSError:  # not permitted here: the views run at normal priority
+            tid = threading.get_native_id()
+            if os.getpriority(os.PRIO_PROCESS, tid) < level:
+                os.setpriority(os.PRIO_PROCESS, tid, level)
+        except OSError:  # not permitted here: normal priority
             pass
+
+
+def yield_to_training() -> None:
+    """Lower this thread's CPU priority, so that drawing takes what training leaves."""
+    lower_priority(VIEW_NICE)
 
 
 class Views:
