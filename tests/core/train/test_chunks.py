@@ -373,9 +373,10 @@ WHO = contextvars.ContextVar("who")
 def test_every_call_runs_in_the_context_it_was_given():
     seen = []
 
-    def noting(*args):
+    def noting(payload, state, device, steps, *rest):
         seen.append(WHO.get(None))
-        for item in train_chunk(*args):
+        done = pickle.loads(state)["step"] if state is not None else 0
+        for item in train_chunk(payload, state, device, min(steps, done + 2), *rest):  # several calls, however fast
             seen.append(WHO.get(None))
             yield item
 
@@ -384,7 +385,7 @@ def test_every_call_runs_in_the_context_it_was_given():
     t = chunked_trainer(chunk_call=noting, chunk_seconds=0.01, steps=6)
     threading.Thread(target=t.start, kwargs={"context": asked}).start()  # started from elsewhere
     assert wait_for(lambda: t.status == "done")
-    assert len(seen) > 6 and set(seen) == {"the person who pressed Play"}
+    assert len(seen) >= 6 and set(seen) == {"the person who pressed Play"}
 
     seen.clear()  # by default: the context of whoever starts it
     inbox, tr = Inbox(), ChunkedTransport(payload("realnvp"), "cpu", 3, 4, 0.0, False, chunk_call=noting)
