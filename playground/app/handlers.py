@@ -405,6 +405,8 @@ def play(session: Session, model: str, dataset: str, knobs: dict, page: bool = F
     if note:
         session.notify(note)
     out["status"] = format_status(session)
+    if page:
+        out.update(wake(session))
     return out
 
 
@@ -428,6 +430,8 @@ def step(session: Session, model: str, dataset: str, knobs: dict, page: bool = F
         run = session.current
     run.step_once(1)
     out["status"] = format_status(session)
+    if page:
+        out.update(wake(session))
     return out
 
 
@@ -443,6 +447,7 @@ def step_phase(session: Session, model: str, dataset: str, knobs: dict, index: i
         run.step_once(1, run.phases[index])
         session.notify(f"one step of the {PHASE_NAMES.get(run.phases[index], run.phases[index])} alone")
     out["status"] = format_status(session)
+    out.update(wake(session))
     return out
 
 
@@ -486,11 +491,52 @@ def on_knob(session: Session, model: str, dataset: str, knobs: dict, key: str) -
 
 
 HIDDEN = "hidden"  # document.visibilityState of a background tab
+IDLE_TICK = 1.0  # the page's timer, in seconds, while nothing it shows can change fast
+TICKS = (0.15, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # the periods it takes: few, so that it seldom changes
+LIVELY = 2.0  # seconds after Play or Step that a page ticks at its pace, before its run has moved
+
+
+def _pace(session: Session, now: float) -> float:
+    """The period the page's timer should tick at. A page whose run trains ticks as often as its
+    redraws may come (the person's choice, or longer when the server's picture budget is shared:
+    RunManager.redraw_interval); a page with nothing that can change fast (a run paused, queued or
+    finished and drawn, a background tab) ticks once a second: it still sees its place in the
+    queue move, a Resume from elsewhere and its return to the foreground within a second, but it
+    no longer sends the server six requests a second that answer nothing."""
+    run, manager = session.current, session.manager
+    wanted = session.redraw_period if manager is None else manager.redraw_interval(session.redraw_period)
+    busy = next((t for t in TICKS if t >= wanted - 1e-9), TICKS[-1])
+    still = run is None or not session.visible or (
+        run.status != "running" and now >= session.lively_until and session.shown_seq == run.seq
+        and session.shown_history == len(run.trainer.history) and session.shown_metrics == len(run.trainer.metric_history))
+    return max(busy, IDLE_TICK) if still else busy
+
+
+def _retime(session: Session, now: float | None = None) -> dict:
+    """The timer's new period, if it should change (a dict for the page's "timer" output)."""
+    period = _pace(session, time.monotonic() if now is None else now)
+    if period == session.timer_period:
+        return {}
+    session.timer_period = period
+    return {"timer": gr.Timer(value=period)}
+
+
+def wake(session: Session) -> dict:
+    """A button that moves the run (Play, Step) was pressed on the page: tick at its pace again."""
+    session.lively_until = time.monotonic() + LIVELY
+    return _retime(session)
 
 
 def tick(session: Session, x_axis: str, metric: str, visible: str = "visible") -> dict:
     """The timer: redraw only what changed since the last tick, as often as the server's picture
-    budget allows (RunManager.redraw_interval); a background tab costs no pictures."""
+    budget allows (RunManager.redraw_interval); a background tab costs no pictures, and a page with
+    nothing new to show ticks slowly (_pace)."""
+    out = _redraw(session, x_axis, metric, visible)
+    out.update(_retime(session))
+    return out
+
+
+def _redraw(session: Session, x_axis: str, metric: str, visible: str) -> dict:
     run, generation = session.current, session.generation
     out = {}
     session.seen(visible != HIDDEN)
@@ -621,7 +667,9 @@ def redraw_charts(session: Session, x_axis: str, metric: str) -> dict:
 
 def set_redraw(session: Session, redraw: str) -> dict:
     session.redraw_period = REDRAW.get(redraw, REDRAW[DEFAULT_REDRAW])
-    return {"timer": gr.Timer(value=session.redraw_period)}
+    session.lively_until = time.monotonic() + LIVELY  # the choice shows at once
+    session.timer_period = -1.0  # sent whatever it was
+    return _retime(session)
 
 
 def on_view_control(session: Session, name: str, value: float) -> dict:

@@ -285,20 +285,20 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         # The page's buttons act on the run the session holds, and bring a page that is behind it up
         # to date (handlers._from_page); the API's take the model and data they are given.
         for name, fn in (("play", play), ("step", step), ("reset", reset)):
-            on(ui[name].click, fn, ctl, controls + view, extra={"page": True})
+            on(ui[name].click, fn, ctl, controls + view + ["timer"], extra={"page": True})
             on(ui["api_" + name].click, fn, ctl, view, api_name=name)
         on(ui["pause"].click, pause, ["session"], [], api_name="pause")
         on(ui["replay"].input, on_replay, ["session", "replay"], ["slots"], trigger_mode="always_last")
         on(ui["live"].click, on_live, ["session"], ["replay"])
         for i in range(MAX_PHASES):
-            on(ui[f"phase{i}"].click, step_phase, ctl, controls + view, extra={"index": i})
+            on(ui[f"phase{i}"].click, step_phase, ctl, controls + view + ["timer"], extra={"index": i})
         for key in knobs:
             comp = ui["knob:" + key]
             events = [comp.release] if isinstance(comp, gr.Slider) else \
                 [comp.blur, comp.submit] if isinstance(comp, gr.Number) else [comp.input]
             for event in events:
                 on(event, on_knob, ctl, controls + view, extra={"key": key})
-        everything = ["slots", "loss_plot", "metrics_plot"] + controls + view
+        everything = ["slots", "loss_plot", "metrics_plot", "timer"] + controls + view
         # Redraws wait in a queue of their own, so that a button never waits behind thirty tabs'
         # pictures (the buttons' queue is the default one); a tab drops a tick while its last is
         # pending, and says whether it is in the foreground.

@@ -58,7 +58,9 @@ class Session:
         # page asks for them with its timer; a session built in code is watched while it is used.
         self.api_only = False
         self.last_redraw = -1e9  # when the page was last sent pictures
-        self.redraw_period = 0.15  # the page's timer, in seconds
+        self.redraw_period = 0.15  # the redraw period the person picked, in seconds
+        self.timer_period = 0.15  # what the page's timer ticks at now (handlers.tick sets it)
+        self.lively_until = 0.0  # until then the page ticks at its pace though its run stands still
         self.replaying = False  # the panels show a recorded picture (the replay slider), not the newest
         self.compare_labels: tuple = ()  # the runs Compare lists, and what its chart last drew
         self.compare_drawn: tuple = ()

@@ -162,7 +162,7 @@ def test_tick_redraws_only_new_snapshots_and_reports_divergence(manager):
     assert len(out["slots"]) == len(A.SLOTS) and "loss_plot" in out and "status" in out
     drawn = [v for v in out["slots"] if v != gr.skip()]
     assert len(drawn) == len(view_for("flow").panels_for(run.model_name)) == 4  # every panel it feeds, in its place
-    assert A.tick(s, "step", "auto") == {}  # nothing new: nothing sent
+    assert set(A.tick(s, "step", "auto")) <= {"timer"}  # nothing new: no picture, chart or status sent
 
 
 

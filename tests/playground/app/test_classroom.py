@@ -260,6 +260,62 @@ def test_a_hidden_tab_is_sent_no_pictures(manager):
     assert "slots" in A.tick(s, "step", "auto", visible="visible") and s.watched()
 
 
+def timer_period(out):
+    """The period a handler set the page's timer to, or None if it left it alone."""
+    return out["timer"].value if "timer" in out else None
+
+
+def test_the_page_ticks_slowly_while_nothing_it_shows_can_change(manager):
+    s = Session(manager)
+    s.owner = "tab"
+    run = tiny_run(s)
+    assert wait_for(lambda: run.latest is not None, timeout=30)
+    out = A.tick(s, "step", "auto")  # the first picture is drawn; nothing trains
+    assert "slots" in out and timer_period(out) == A.handlers.IDLE_TICK and s.timer_period == A.handlers.IDLE_TICK
+    assert timer_period(A.tick(s, "step", "auto")) is None  # told once, not at every tick
+
+    out = A.play(s, "realnvp", "two_moons", knob_values("realnvp"), page=True)  # Play: at the page's pace at once
+    run = s.current
+    assert timer_period(out) == 0.15 and run.status == "running"
+    assert wait_for(lambda: run.step >= 5, timeout=30)
+    for _ in range(3):  # while it trains the timer stays as it is
+        assert timer_period(A.tick(s, "step", "auto")) is None
+    assert timer_period(A.tick(s, "step", "auto", visible="hidden")) == A.handlers.IDLE_TICK  # a background tab
+    assert timer_period(A.tick(s, "step", "auto", visible="visible")) == 0.15  # back in front: at once
+
+    A.pause(s)
+    s.lively_until = 0.0  # the seconds after a button have passed
+    assert wait_for(lambda: run.status == "paused" and
+                    timer_period(A.tick(s, "step", "auto")) == A.handlers.IDLE_TICK, timeout=10)
+    assert timer_period(A.step(s, "realnvp", "two_moons", knob_values("realnvp"), page=True)) == 0.15  # soon shown
+    manager._redraw_cost = 0.05
+    for i in range(12):  # thirteen tabs share the picture budget: each may redraw every 13 x 0.05 / 0.5 = 1.3 s
+        manager.watching(f"other{i}")
+    assert manager.redraw_interval(0.15) == pytest.approx(1.3)
+    assert timer_period(A.handlers._retime(s)) == 1.5  # the next period the timer takes
+
+
+def test_the_page_wires_its_timer_to_the_redraws_and_the_buttons_that_move_a_run():
+    import gradio as gr
+
+    demo = A.build_app(RunManager(1))
+    timer = next(b for b in demo.blocks.values() if isinstance(b, gr.Timer) and b.value == 0.15)
+
+    def handler(dep):  # the handler a bound callback calls (None for Gradio's own)
+        cells = getattr(dep.fn, "__closure__", None) or ()
+        return dict(zip(dep.fn.__code__.co_freevars, (c.cell_contents for c in cells))).get("fn") if dep.fn else None
+
+    wired = {}  # handler name -> {(sends the timer, is an API endpoint)}
+    for dep in demo.fns.values():
+        fn = handler(dep)
+        if fn is not None:
+            wired.setdefault(fn.__name__, set()).add((timer in dep.outputs, dep.api_visibility != "private"))
+    assert wired["tick"] == {(True, False)} and wired["set_redraw"] == {(True, False)}
+    assert wired["step_phase"] == {(True, False)}
+    for name in ("play", "step", "reset"):  # the page's buttons set its timer; the API's endpoints have none
+        assert wired[name] == {(True, False), (False, True)}, name
+
+
 def test_the_default_cap_follows_the_machine(monkeypatch):
     assert default_max_runs(cores=2, gpus=0) == 1  # one core is the page's
     assert default_max_runs(cores=16, gpus=0) == 15
