@@ -57,6 +57,7 @@ class Session:
         # draws none and evaluates no metrics between its first and last (Run.watched). A tab's
         # page asks for them with its timer; a session built in code is watched while it is used.
         self.api_only = False
+        self.paged = False  # a page was loaded for this session (its tab's timer asks for pictures)
         self.last_redraw = -1e9  # when the page was last sent pictures
         self.redraw_period = 0.15  # the redraw period the person picked, in seconds
         self.timer_period = 0.15  # what the page's timer ticks at now (handlers.tick sets it)
@@ -110,8 +111,6 @@ class Session:
         of a tab), nobody can see its pictures."""
         if not self.paged:
             self.api_only = True
-
-    paged = False  # a page was loaded for this session (its tab's timer asks for pictures)
 
     def page_loaded(self) -> None:
         self.paged, self.api_only = True, False
