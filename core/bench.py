@@ -22,6 +22,7 @@ import time
 import torch
 
 from . import registry
+from .rng import manual_seed
 from .train import Trainer, resolve_device, warm_up
 from .train.optim import make_optimizer
 
@@ -43,7 +44,7 @@ def _sync(device: torch.device) -> None:
 
 def _fresh(name: str, dataset, device: torch.device, steps: int, transport: str = "thread") -> Trainer:
     cfg = registry.train_config(name, {"steps": steps, "seed": 0}, registry.data_kind(dataset.shape))
-    torch.manual_seed(0)
+    manual_seed(0)
     model = registry.build_model(name, dataset.shape)
     return Trainer(model, dataset, cfg, device=device.type, transport=transport)
 

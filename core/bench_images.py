@@ -27,6 +27,7 @@ import torch
 from . import registry
 from .bench import _sync, device_name
 from .errors import PlaygroundError
+from .rng import manual_seed
 from .train import Trainer, resolve_device, warm_up
 
 CONFIDENCE = 0.8  # the classifier's mean max-probability over samples that counts as "digits"
@@ -43,7 +44,7 @@ def image_models() -> list[str]:
 
 def _trainer(name: str, dataset, device: torch.device, steps: int, settings: dict | None = None) -> Trainer:
     cfg = registry.train_config(name, {"steps": steps, "seed": 0}, "images")
-    torch.manual_seed(0)
+    manual_seed(0)
     model = registry.build_model(name, dataset.shape, settings or {})
     return Trainer(model, dataset, cfg, device=device.type)
 

@@ -40,6 +40,7 @@ import torch
 
 from . import registry
 from .bench import _sync, device_name
+from .rng import manual_seed
 
 PAIRS = (("nsf", "NSF"), ("realnvp", "RealNVP"))
 CONTINUOUS_PAIRS = (("cnf", "CNF"), ("flow_matching", "CNF"))
@@ -62,7 +63,7 @@ def contenders(seed: int, device: torch.device, overrides: dict | None = None, p
     zuko = _zuko()
     out = {}
     for ours, theirs in pairs:
-        torch.manual_seed(seed)
+        manual_seed(seed)
         model = registry.build_model(ours, (2,), (overrides or {}).get(ours)).to(device)
         if model.family == "continuous":  # its log_prob is not differentiable: it trains on its own loss
             out[ours] = (model, model.log_prob, lambda x, model=model: model.loss(x)["loss"])
@@ -70,7 +71,7 @@ def contenders(seed: int, device: torch.device, overrides: dict | None = None, p
             out[ours] = (model, model.log_prob, lambda x, model=model: -model.log_prob(x).mean())
         if f"zuko {theirs}" in out:  # one reference for several of ours
             continue
-        torch.manual_seed(seed)
+        manual_seed(seed)
         flow = getattr(zuko.flows, theirs)(2).to(device)
         out[f"zuko {theirs}"] = (flow, lambda x, flow=flow: flow().log_prob(x), lambda x, flow=flow: -flow().log_prob(x).mean())
     return out

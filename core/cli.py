@@ -22,6 +22,7 @@ from . import checkpoint, registry
 from . import config as C
 from .config import to_dict
 from .errors import ConfigError, DataError, LogProbUnavailable, PlaygroundError, TrainingDiverged
+from .rng import manual_seed
 from .train import Trainer, finite_or_none, resolve_device
 from .train.engine import LOSS_LIMIT
 
@@ -217,7 +218,7 @@ def cmd_train(args) -> int:
     registry.check_fits(args.model, dataset.shape)
     train_cfg = registry.train_config(args.model, overrides, registry.data_kind(dataset.shape))
     device = resolve_device(args.device)
-    torch.manual_seed(train_cfg.seed)
+    manual_seed(train_cfg.seed)
     model = registry.build_model(args.model, dataset.shape, {k: v for k, v in args.settings if k not in train_fields})
     images = registry.data_kind(dataset.shape) == "images"
     n_samples = args.n_samples if args.n_samples is not None else (64 if images else 10_000)
@@ -300,7 +301,7 @@ def cmd_sample(args) -> int:
     model, _ = checkpoint.load(args.dir)
     cap, what = _sample_cap(registry.data_kind(model.data_shape) == "images")
     _count("--n", args.n, 1, cap, f" {what}; write more with several calls of different --seed")
-    torch.manual_seed(args.seed)
+    manual_seed(args.seed)
     with torch.no_grad():
         samples = _sample_chunked(model, args.n)
     np.save(out, samples)

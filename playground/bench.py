@@ -22,10 +22,10 @@ import sys
 import time
 
 import gradio as gr
-import torch
 
 from core import registry
 from core.bench import device_name
+from core.rng import manual_seed
 from core.train import Trainer, resolve_device
 
 from . import app as A
@@ -50,7 +50,7 @@ TICK = A.REDRAW[A.DEFAULT_REDRAW]
 def headless_rate(model: str, dataset: str, seconds: float, device: str) -> float:
     """Steps/s of Trainer.fit with nothing watching."""
     data = registry.load_dataset(dataset)
-    torch.manual_seed(0)
+    manual_seed(0)
     trainer = Trainer(registry.build_model(model, data.shape), data, registry.train_config(model), device=device)
     trainer.fit(steps=10, log_every=10)  # warm-up
     steps, t0 = 0, time.perf_counter()

@@ -29,6 +29,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..rng import manual_seed
+
 METRICS_EVERY = 1.0  # seconds between the starts of two metric evaluations: the cadence the page states
 METRICS_SHARE = 0.2  # the fraction of that an evaluation may take; the sample count shrinks to fit it
 METRICS_SECONDS = 10.0  # an evaluation still running after this long is stopped, and the next one smaller
@@ -212,14 +214,14 @@ def estimate(model_name: str, dataset_name: str, settings: dict | None = None) -
         cfg = registry.train_config(model_name, {**train, "steps": 2}, kind)
         cfg.n_data = max(min(cfg.n_data, 2000), cfg.batch_size)  # a probe's data: enough for one batch
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
+            manual_seed(cfg.seed)
             model = registry.build_from_config(model_name, dataset.shape, model_cfg)
             trainer = Trainer(model, dataset, cfg, device="cpu", transport="thread", n_reference=500)
     except ConfigError as e:
         return {"fits": False, "step": None, "picture": None, "metrics": None, "metric_samples": 0,
                 "metrics_every": None, "complete": {}, "slow": True, "message": str(e)}
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+        manual_seed(cfg.seed)
         priced(trainer.step)  # the first step also initialises (ActNorm, optimiser state): not typical
         step, step_done = priced(trainer.step)
         picture, picture_done = priced(lambda: trainer.snapshot(model, with_metrics=False))

@@ -35,6 +35,7 @@ from ..config import TrainConfig, coerce, describe, validate
 from ..data.base import TrainingData
 from ..errors import ConfigError, TrainingDiverged
 from ..model import GenerativeModel, Phase
+from ..rng import manual_seed
 from .optim import EMA, lr_multiplier, make_optimizer, scheduled
 
 # A loss past this magnitude has exploded, though it is still a float32 number. The largest
@@ -61,7 +62,7 @@ def initialise(model: GenerativeModel, data: TrainingData, cfg: TrainConfig, dev
     """What a run does before its first step: seed (reseed), move the model, let it see a first
     batch (ActNorm's data-dependent start). Returns the generator that draws the batches."""
     if reseed:
-        torch.manual_seed(cfg.seed)
+        manual_seed(cfg.seed)
     batches = torch.Generator().manual_seed(cfg.seed)
     model.to(device)
     model.train()

@@ -36,6 +36,7 @@ from .. import metrics as M
 from ..data import pixels as P
 from ..data.base import Dataset
 from ..model import GenerativeModel
+from ..rng import manual_seed
 from .budget import PICTURE_SECONDS, Limit, limited
 
 IMAGE_SAMPLES = 256  # samples the metrics draw on digits, unless the model's metric_samples says fewer
@@ -86,7 +87,7 @@ class Scoring:
         """core.metrics.evaluate on n samples (n_eval by default); KL where the model scores it live."""
         with_kl = model.live_kl if with_kl is None else with_kl
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed + 2)
+            manual_seed(self.seed + 2)
             if self.images:
                 return self._evaluate_digits(model, max(1, min(n or self.n_eval, self.n_eval)))
             return M.evaluate(model, self.dataset, self.reference, n=n or self.n_eval, with_kl=with_kl,
@@ -193,7 +194,7 @@ def traced(model: GenerativeModel, dataset: Dataset, x: torch.Tensor, options: d
 
         grid = plane_grid(dataset.bounds, grid_resolution)[0].to(model.device)
     with torch.random.fork_rng(devices=[]), limited(model, Limit(PICTURE_SECONDS, what="the picture")):
-        torch.manual_seed(seed)
+        manual_seed(seed)
         was_training = model.training
         model.eval()
         try:

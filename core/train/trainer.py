@@ -37,6 +37,7 @@ from ..config import TrainConfig, describe, validate
 from ..data.base import Dataset
 from ..errors import ConfigError
 from ..model import GenerativeModel, to_numpy
+from ..rng import manual_seed
 from .engine import Engine, check_data, live_train_value, training_data_for
 from .runner import FINISHED, Runner
 from .scoring import Scoring, traced
@@ -94,7 +95,7 @@ class Trainer:
         self.chunk_call, self.chunk_seconds = chunk_call, float(chunk_seconds)
         self.PICTURE_REST = self.PICTURE_RESTS[transport]
         self.train_device = resolve_device(device)
-        torch.manual_seed(cfg.seed)
+        manual_seed(cfg.seed)
         self.training_data = training_data_for(model, dataset, cfg.n_data, cfg.seed)
         check_data(cfg, self.training_data, model)
         self.data = self.training_data.x  # (N, *shape), on the CPU: what the views draw

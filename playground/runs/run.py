@@ -21,6 +21,7 @@ from core import registry
 from core.config import TrainConfig
 from core.data.base import Dataset
 from core.model import to_numpy
+from core.rng import manual_seed
 from core.train import FINISHED, Trainer
 
 from ..views import view_for
@@ -98,7 +99,7 @@ class Run:
         self.family = registry.model_spec(model_name).family
         self.train_cfg = registry.train_config(model_name, self.train_settings, registry.data_kind(dataset.shape))
         self.note = self._fit_batch_to(dataset)
-        torch.manual_seed(self.train_cfg.seed)
+        manual_seed(self.train_cfg.seed)
         self.model = registry.build_model(model_name, dataset.shape, self.model_settings)
         # a child process here and on CPU Spaces; chunks of spaces.GPU calls on a ZeroGPU Space
         self.trainer = Trainer(self.model, dataset, self.train_cfg, device, **transport_options())
