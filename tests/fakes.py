@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import time
 
 import torch
@@ -169,3 +170,10 @@ def wait_for(cond, timeout: float = 30.0, every: float = 0.02) -> bool:
             return True
         time.sleep(every)
     return bool(cond())
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -32,7 +32,7 @@ from .handlers import LIVE, MAX_PHASES, PACE, SPEEDS, on_live, on_replay
 from .share import (close_session, compare, compare_choices, compare_live, export_gif, export_png, export_weights,
                     run_state)
 from .status import DEFAULT_REDRAW, METRIC_CHOICES, REDRAW, SLOTS, dataset_choices, family_of, model_info, placement
-from .wiring import JS_REPLACE_STATE, JS_VISIBILITY, UI
+from .wiring import JS_REPLACE_STATE, JS_VISIBILITY, UI, Page
 
 CSS = """
 #status { min-height: 3.2em; }
@@ -138,7 +138,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
     families = registry.families()
     default_family = family_of(DEFAULT_MODEL)
 
-    with gr.Blocks(title="Generative Playground") as demo:
+    with Page(title="Generative Playground") as demo:
         session = gr.State(lambda: Session(manager), delete_callback=lambda s: s.close())
         ui["session"] = session
         gr.Markdown(INTRO)
@@ -262,7 +262,8 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         def on(event, fn, inputs, outputs, api_name=None, extra=None, **kw):
             callback, ins, outs = ui.bind(fn, inputs, outputs, api=api_name is not None, **(extra or {}))
             visibility = {"api_name": api_name} if api_name else {"api_visibility": "private"}
-            return event(callback, ins, outs, show_progress=kw.pop("show_progress", "hidden"), **visibility, **kw)
+            return event(callback, ins, outs, show_progress=kw.pop("show_progress", "hidden"),
+                         **ui.processing(callback), **visibility, **kw)
 
         ctl = ["session", "model", "dataset", "knobs"]
         drawn = ["sketch", "bandwidth", "draw_preview"]
@@ -273,8 +274,9 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         def picked(evt: gr.SelectData):  # a thumbnail picked is the dataset menu moved
             return gr.update(value=registry.dataset_names()[evt.index])
 
-        ui["thumbnails"].select(picked, None, [ui["dataset"]], api_visibility="private", show_progress="hidden").then(
-            *ui.bind(on_dataset, ctl, controls + view), api_visibility="private", show_progress="hidden")
+        picked_then = ui["thumbnails"].select(picked, None, [ui["dataset"]], api_visibility="private",
+                                              show_progress="hidden").then
+        on(picked_then, on_dataset, ctl, controls + view)
         on(ui["upload"].upload, on_upload, ["session", "model", "upload", "knobs"], controls + view + drawn)
         on(ui["draw_use"].click, on_draw, ["session", "model", "sketch", "bandwidth", "knobs"],
            controls + view + ["draw_preview"])

@@ -17,7 +17,7 @@ import time
 
 from core import registry
 from core.data.base import Dataset
-from core.errors import PlaygroundError
+from core.errors import DataError, PlaygroundError
 
 from .manager import RunManager
 from .run import Run, RunRecord
@@ -135,8 +135,14 @@ class Session:
 
     # ---- runs -------------------------------------------------------------
     def dataset(self, name: str) -> Dataset:
+        """A built-in dataset or one this session uploaded or drew; never a path on the server
+        (the CLI reads files by path, a page or a script through the API uploads them)."""
         if name in self.uploads:
             return self.uploads[name]
+        if name not in registry.dataset_names():
+            own = f", or this page's own: {', '.join(self.uploads)}" if self.uploads else ""
+            raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(registry.dataset_names())}{own}, "
+                            "or upload a .csv/.npy file of points")
         if name not in self._datasets:  # one entry: Reset on the same data (MNIST: seconds to read) is instant
             self._datasets = {name: registry.load_dataset(name)}
         return self._datasets[name]

@@ -4,7 +4,6 @@ picture budget spreads over the tabs that watch."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from playground.app import share
 from playground.app.status import markdown_text
 from playground.runs import RunManager, Session
 from playground.runs.manager import default_max_runs
-from tests.fakes import wait_for
+from tests.fakes import free_port, wait_for
 from tests.playground.tiny import knob_values, tiny_run
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,12 +33,6 @@ class Request:
 def child_alive(run) -> bool:
     proc = getattr(run.trainer._transport, "proc", None)
     return proc is not None and proc.is_alive()
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---- closed tabs --------------------------------------------------------------
@@ -91,25 +84,9 @@ def test_a_request_after_the_tab_closed_starts_nothing():
         m.shutdown()
 
 
-@pytest.fixture
-def served():
-    """(manager, client): the app served on a loopback port, and a client of it."""
-    from gradio_client import Client
-
-    manager = RunManager(2)
-    demo = A.build_app(manager)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield manager, Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
-        manager.shutdown()
-
-
-def test_the_page_refuses_a_late_play_over_http(served):
+def test_the_page_refuses_a_late_play_over_http(served_api):
     """The reproduction: a session, its tab closes, then Play with the same session hash."""
-    manager, client = served
+    manager, client = served_api
     state = lambda: client.predict(api_name="/state")[0]  # noqa: E731
     client.predict("realnvp", "two_moons", api_name="/play")
     assert wait_for(lambda: state()["step"] > 5, timeout=30, every=0.2)
@@ -123,8 +100,8 @@ def test_the_page_refuses_a_late_play_over_http(served):
     assert not any(child_alive(r) for r in list(manager._runs))
 
 
-def test_the_api_plays_any_family_not_only_the_first_shown(served):
-    _, client = served
+def test_the_api_plays_any_family_not_only_the_first_shown(served_api):
+    _, client = served_api
     client.predict("vae", "two_moons", api_name="/play")
     s = client.predict(api_name="/state")[0]
     assert s["model"] == "vae" and s["status"] in ("running", "waiting")

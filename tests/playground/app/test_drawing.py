@@ -169,8 +169,9 @@ def test_a_damaged_link_falls_back_with_a_message(manager, monkeypatch):
 def test_a_bad_click_keeps_the_last_good_drawing_and_shows_no_traceback(manager):
     with gr.Blocks():
         ui = wiring.UI()
-        for name in ("status", "dataset", "query", "draw_preview"):
+        for name in ("status", "query"):
             ui[name] = gr.Markdown()
+        ui["dataset"], ui["draw_preview"] = gr.Dropdown(), gr.Plot()  # as on the page
         ui["session"], ui["model"], ui["sketch"], ui["bandwidth"] = gr.State(), gr.Dropdown(), gr.Sketchpad(), gr.Slider()
     callback, _, outs = ui.bind(A.on_draw, ["session", "model", "sketch", "bandwidth", "knobs"],
                                 ["dataset", "query", "draw_preview"])
