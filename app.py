@@ -12,9 +12,11 @@ when the file is run, not when it is imported.
 def main() -> None:
     # First: on a ZeroGPU Space this imports `spaces`, which must come before anything touches CUDA.
     from playground.runs import gpu  # noqa: F401
-    from playground.app import CSS, build_app
+    from playground.app import CSS, build_app, serve_many
 
-    build_app().launch(css=CSS)
+    demo = build_app()
+    serve_many()  # the server's own settings for many sessions at once (playground.app.layout)
+    demo.launch(css=CSS)
 
 
 if __name__ == "__main__":

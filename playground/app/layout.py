@@ -336,5 +336,28 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
             close_session(manager, request)
 
         demo.unload(on_close)
-    demo.queue(default_concurrency_limit=8)
+    # Gradio's own queue estimates go to every waiting event whenever any event ends; the page
+    # shows its run's place in the training queue instead, so they come once a minute.
+    demo.queue(default_concurrency_limit=8, status_update_rate=60)
     return demo
+
+
+SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the interpreter lock while another waits (Python's default 0.005)
+
+
+def serve_many() -> None:
+    """Settings of a server process for many sessions at once; `python app.py` applies them.
+
+    - The interpreter lock passes sooner between threads: a request thread gives it up at every
+      call into torch or the system and, on a busy server, waited up to 5 ms to get it back each
+      time, which made building a run take half a second.
+    - What exists now (the page's components, the registry, torch's modules) is set aside from the
+      cyclic garbage collector: it lives as long as the server, and each full collection scanned
+      all of it while every session waited (about half a second, every 15 s, under load).
+    """
+    import gc
+    import sys
+
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    gc.collect()
+    gc.freeze()

@@ -144,3 +144,18 @@ def test_the_page_still_plays_through_the_wiring(served_api):
     assert any(isinstance(v, dict) and v.get("type") == "plotly" for v in out) or \
         any(isinstance(v, dict) and "plot" in v for v in out)
 
+
+def test_the_server_settings_for_many_sessions():
+    """python app.py hands the interpreter lock on sooner and keeps what lives as long as the
+    server out of the garbage collector's full passes."""
+    import gc
+    import sys
+
+    before = sys.getswitchinterval()
+    try:
+        A.serve_many()
+        assert sys.getswitchinterval() == pytest.approx(A.layout.SWITCH_INTERVAL) and A.layout.SWITCH_INTERVAL < before
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
+        sys.setswitchinterval(before)
