@@ -12,7 +12,8 @@ Each of the --sessions students loops over a classroom script with think time un
 --minutes have passed: Play, wait for its turn, watch, Pause, Step, Play, switch model,
 Play, Reset. --tabs of them (a third by default) are headless Chromium tabs clicking the
 page's buttons; the others call the app's named endpoints (/play, /pause, /step, /reset,
-/state) through gradio_client. With --soak every cycle ends by closing the session and
+/state) as a page speaks to it (wire.py: the queue's POST and event stream, a heartbeat
+stream while the session is open, all on one event loop). With --soak every cycle ends by closing the session and
 opening a new one. Once the time is up, waiting and watching stop and a session clicks
 only what it has not yet had answered (so that every action is measured), for at most
 three --timeout more. Then the class leaves: everyone presses Play, and the tabs close
@@ -41,10 +42,12 @@ What it reports (a table on stdout, everything in --json), and how each figure i
 
 The tabs draw on this machine's cores too, which a classroom's own computers would not:
 their figures are what the server and one shared machine give, not a student's laptop.
+The API clients cost little beside them (one event loop, no threads, no polling).
 
     cli.py        arguments, refusals, the terminal
     classroom.py  the test: server, students, the class leaving, the report
     students.py   the API clients and the Chromium tabs, and their script
+    wire.py       one session over Gradio's queue protocol, as a page holds it
     readings.py   observations read into figures (spans of training, queue waits, percentiles)
     procs.py      the server's processes and memory, from /proc
     server.py     `python app.py` as a child, and its stop

@@ -9,10 +9,13 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
+
 from . import readings as R
 from .procs import BUSY, ProcessWatch, end_processes, most_held
 from .server import START_ATTEMPTS, Server, ServerGone
 from .students import ACTIONS, API_CASES, CHROMIUM, CHROMIUM_ARGS, ApiStudent, Student, TabStudent, api_cases, error_kind
+from .wire import Endpoints
 
 DEFAULT_CAP = 4  # the server's cap on runs training at once when PLAYGROUND_MAX_RUNS is unset (RunManager)
 HELD_EVERY = 2.0  # seconds between counts of the sessions held
@@ -33,6 +36,8 @@ class LoadTest:
         self.server: Server | None = None
         self.watch: ProcessWatch | None = None
         self.browser = None
+        self.http = None  # httpx.AsyncClient: the API clients' connections (_main)
+        self.endpoints = None  # wire.Endpoints: the app's, read once from its /config
         self.blocked = 0  # page requests outside loopback, refused
         self.students: list[Student] = []
         self.held: list[dict] = []
@@ -102,27 +107,32 @@ class LoadTest:
 
     async def _main(self) -> None:
         n_api = self.args.sessions - self.args.tabs
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=max(8, 2 * n_api + 4)))
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=8))
         knobs = asyncio.to_thread(self._load_knobs) if n_api else asyncio.sleep(0)
         ready = asyncio.to_thread(self._start_server)
-        if not self.args.tabs:
-            self.ready_after, _ = await asyncio.gather(ready, knobs)
-            await self._class()
-            return
-        from playwright.async_api import async_playwright
-
-        async with async_playwright() as pw:
-            self.browser, self.ready_after, _ = await asyncio.gather(
-                pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS), ready, knobs)
-            try:
+        # the API clients' connections: no read timeout on a stream, as a browser's has none (a
+        # call's own wait is bounded by --timeout); loopback only, no proxy from the environment
+        async with httpx.AsyncClient(timeout=httpx.Timeout(self.args.timeout, read=None), trust_env=False,
+                                     limits=httpx.Limits(max_connections=None, max_keepalive_connections=None)) as http:
+            self.http = http
+            if not self.args.tabs:
+                self.ready_after, _ = await asyncio.gather(ready, knobs)
                 await self._class()
-            finally:
-                await self.browser.close()
+                return
+            from playwright.async_api import async_playwright
+
+            async with async_playwright() as pw:
+                self.browser, self.ready_after, _ = await asyncio.gather(
+                    pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS), ready, knobs)
+                try:
+                    await self._class()
+                finally:
+                    await self.browser.close()
 
     async def _class(self) -> None:
         if self.args.sessions > self.args.tabs:
-            self.api_cases, self.api_refusals = await asyncio.to_thread(
-                api_cases, self.url, lambda m, d: [m, d, *self.knob_values(m)], self.args.timeout)
+            self.endpoints = await Endpoints.read(self.http, self.url)
+            self.api_cases, self.api_refusals = await api_cases(self)
         if self.watch:
             await asyncio.to_thread(self.watch.settle_baseline)
             self.watch.start()
@@ -160,7 +170,7 @@ class LoadTest:
         once the cap is reached); the tabs close one at a time, training ones first, each timed
         until a run process of the server ends; then the API clients close all at once."""
         tabs = [s for s in self.students if isinstance(s, TabStudent) and s.page is not None]
-        apis = [s for s in self.students if isinstance(s, ApiStudent) and s.client is not None]
+        apis = [s for s in self.students if isinstance(s, ApiStudent) and s.wire is not None]
         self.leaving = True
         await asyncio.gather(*(t.play() for t in tabs), return_exceptions=True)
         await asyncio.gather(*(a.play() for a in apis), return_exceptions=True)

@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .readings import STATES, Obs, parse_status
+from .wire import AppError, Wire
 
 if TYPE_CHECKING:
     from .classroom import LoadTest
@@ -166,22 +167,22 @@ def gone(status: dict) -> bool:
 # ---------------------------------------------------------------------------
 # API clients
 # ---------------------------------------------------------------------------
-def api_cases(url: str, inputs, timeout: float) -> tuple[list, str]:
+async def api_cases(test: LoadTest) -> tuple[list, str]:
     """The (model, dataset) pairs API clients use, and why if fewer families than API_CASES.
 
     Some versions of the page refuse, through the API, a model outside the dropdown's first
-    choices ("not in the list of choices"); one throwaway client asks /reset for each case
+    choices ("not in the list of choices"); one throwaway session asks /reset for each case
     once, before the class, and keeps the cases the server takes."""
-    import httpx
-    from gradio_client import Client
-
-    client = Client(url, verbose=False, download_files=False, analytics_enabled=False,
-                    httpx_kwargs={"timeout": httpx.Timeout(timeout, read=None)})
+    wire = Wire(test.http, test.url, test.endpoints)
+    await wire.open(test.args.timeout)
     try:
         taken, refused = [], []
         for model, dataset in dict.fromkeys(API_CASES + FLOW_CASES):
             try:
-                client.predict(*inputs(model, dataset), api_name="/reset")
+                result = await wire.call("/reset", model, dataset, *test.knob_values(model), timeout=test.args.timeout)
+                status = status_in(result)
+                if status is not None and status["refused"]:
+                    raise AppError(status["text"])
                 taken.append((model, dataset))
             except Exception as e:  # noqa: BLE001 - a refusal says which models the endpoint takes
                 refused.append(f"{model}: {error_kind(e)}")
@@ -190,7 +191,7 @@ def api_cases(url: str, inputs, timeout: float) -> tuple[list, str]:
             cases += [c for c in FLOW_CASES if c in taken and c not in cases][:len(API_CASES) - len(cases)]
         return cases or API_CASES, "; ".join(refused)
     finally:
-        client.close()
+        await wire.close()
 
 
 def status_in(result) -> dict | None:
@@ -208,40 +209,40 @@ def status_in(result) -> dict | None:
 
 
 class ApiStudent(Student):
-    """A script with a session of its own (gradio_client keeps one per client), calling /play,
-    /pause, /step, /reset (another model: what the page's model dropdown does) and /state."""
+    """A script with a session of its own (a Wire: Gradio's protocol as a page speaks it), calling
+    /play, /pause, /step, /reset (another model: what the page's model dropdown does) and /state.
+
+    Opening reads the app's /config, as a page or a client does, and opens the session's
+    heartbeat stream; closing ends it, and the server frees the session's run."""
 
     kind = "api"
 
     def __init__(self, index: int, test: LoadTest):
         super().__init__(index, test)
-        self.client = None
+        self.wire: Wire | None = None
         self.case = index
 
     async def open(self) -> None:
-        import httpx
-        from gradio_client import Client
-
         t = self.last_open = self.now()
-        # no read timeout, as a browser's event stream has none: gradio_client's heartbeat stops for
-        # good at its first timeout, and the server then takes the session for a closed tab
-        wait = httpx.Timeout(self.test.args.timeout, read=None)
+        timeout = self.test.args.timeout
         try:
-            self.client = await asyncio.wait_for(asyncio.to_thread(
-                Client, self.test.url, verbose=False, download_files=False, analytics_enabled=False, max_workers=4,
-                httpx_kwargs={"timeout": wait}), self.test.args.timeout)
+            response = await self.test.http.get(f"{self.test.url}config", timeout=timeout)
+            response.raise_for_status()
+            wire = Wire(self.test.http, self.test.url, self.test.endpoints)
+            await wire.open(timeout)
         except Exception as e:  # noqa: BLE001 - counted; the session tries again later
             self.record("open", t, None, f"open: {error_kind(e)}")
             return
+        self.wire = wire
         self.record("open", t, self.now() - t)
         self.connected = self.ever_connected = True
         self.opened += 1
 
     async def close(self) -> None:
-        client, self.client = self.client, None
+        wire, self.wire = self.wire, None
         self.connected = False
-        if client is not None:
-            await asyncio.to_thread(client.close)  # ends its heartbeat: the server sees the session go
+        if wire is not None:
+            await wire.close()  # ends its heartbeat: the server sees the session go
 
     async def call(self, kind: str, api_name: str, *args) -> None:
         """One endpoint call, timed; the status it answers with is an observation."""
@@ -249,14 +250,10 @@ class ApiStudent(Student):
             return
         t0 = self.now()
         try:
-            job = self.client.submit(*args, api_name=api_name)
-            try:
-                result = await asyncio.wait_for(asyncio.wrap_future(job.future), self.test.args.timeout)
-            except TimeoutError:
-                # cancelling posts to the server: off the event loop, and not waited for
-                asyncio.get_running_loop().run_in_executor(None, job.cancel)
-                self.record(kind, t0, None, f"{kind}: no answer within {self.test.args.timeout:g} s")
-                return
+            result = await self.wire.call(api_name, *args, timeout=self.test.args.timeout)
+        except TimeoutError:
+            self.record(kind, t0, None, f"{kind}: no answer within {self.test.args.timeout:g} s")
+            return
         except Exception as e:  # noqa: BLE001 - counted by kind
             self.record(kind, t0, None, f"{kind}: {error_kind(e)}")
             return
@@ -308,7 +305,7 @@ class ApiStudent(Student):
 
     async def linger(self, stop: asyncio.Event) -> None:
         """After the test: while in the queue, keep looking (twice a second) until it trains or `stop`."""
-        while not stop.is_set() and self.state == "waiting" and self.client is not None:
+        while not stop.is_set() and self.state == "waiting" and self.wire is not None:
             await self.look()
             try:
                 await asyncio.wait_for(stop.wait(), 0.5)

@@ -243,3 +243,57 @@ def test_a_short_class_with_a_queue_keeps_the_cap_and_leaves_nothing_behind(tmp_
     assert not left, f"still here after the load test (pid, state, parent): {left}"
     assert rep["memory"]["measured"] and rep["memory"]["peak_rss"]["rss_mb"] >= rep["memory"]["start"]["rss_mb"] > 0
     assert rep["redraws"]["per_tab"] and rep["redraws"]["per_tab"][0]["per_s"] >= 0
+
+
+# ---- a session as a page speaks it -------------------------------------------------
+def test_the_endpoints_put_nothing_where_the_sessions_state_goes():
+    from playground.loadtest.wire import AppError, Endpoints
+
+    config = {"components": [{"id": 1, "type": "state"}, {"id": 2, "type": "dropdown"},
+                             {"id": 3, "type": "number", "props": {"value": 8}}],
+              "dependencies": [{"id": 7, "api_name": "play", "inputs": [1, 2, 3]},
+                               {"id": 8, "api_name": "hidden", "inputs": [1], "api_visibility": "private"}]}
+    ep = Endpoints(config)
+    assert ep.payload("/play", ("realnvp", 4)) == (7, [None, "realnvp", 4])
+    assert ep.payload("play", ("realnvp",)) == (7, [None, "realnvp", 8])  # the rest as a fresh page shows them
+    with pytest.raises(AppError, match="no endpoint /hidden; this server has /play"):
+        ep.payload("/hidden", ())
+
+
+def test_a_wire_session_plays_and_its_close_frees_the_run():
+    """Over HTTP as a page: the heartbeat stream opens the session, calls answer through the
+    event stream, and closing it runs the page's unload (the run stops, its slot is free)."""
+    import asyncio
+
+    import httpx
+
+    from playground.loadtest.wire import Endpoints, Wire
+    from playground.runs import RunManager
+    from tests.fakes import free_port, wait_for
+
+    manager = RunManager(1)
+    demo = A.build_app(manager)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+
+    async def session():
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None), trust_env=False) as http:
+            wire = Wire(http, url, await Endpoints.read(http, url))
+            await wire.open(30)
+            await wire.call("/play", "realnvp", "two_moons", timeout=60)
+            for _ in range(200):
+                state = (await wire.call("/state", timeout=30))[0]
+                if state["step"] > 0:
+                    break
+                await asyncio.sleep(0.1)
+            await wire.close()
+            return wire.session_hash, state
+
+    try:
+        owner, state = asyncio.run(session())
+        assert state["model"] == "realnvp" and state["status"] == "running" and state["step"] > 0
+        assert wait_for(lambda: manager.is_closed(owner) and manager.active == 0, timeout=30)
+    finally:
+        demo.close()
+        manager.shutdown()
