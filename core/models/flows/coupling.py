@@ -43,11 +43,11 @@ def alternating_mask(dim: int, parity: int) -> torch.Tensor:
     return torch.arange(dim) % 2 == parity % 2
 
 
-def _as_slice(idx: torch.Tensor) -> slice | None:
+def _as_slice(idx: list[int]) -> slice | None:
     """Sorted, evenly spaced indices as a slice (basic slicing is a view, indexing a copy); else None."""
-    step = int(idx[1] - idx[0]) if len(idx) > 1 else 1
-    if (idx.diff() == step).all():
-        return slice(int(idx[0]), int(idx[-1]) + 1, step)
+    step = idx[1] - idx[0] if len(idx) > 1 else 1
+    if all(b - a == step for a, b in zip(idx, idx[1:])):
+        return slice(idx[0], idx[-1] + 1, step)
     return None
 
 
@@ -63,15 +63,21 @@ class Coupling(Transform):
         mask = torch.as_tensor(mask, dtype=torch.bool)
         if mask.dim() != 1 or mask.all() or not mask.any():
             raise ValueError("a coupling layer needs a flat mask with at least one kept and one transformed dimension")
-        self.register_buffer("idx_a", torch.nonzero(~mask)[:, 0], persistent=False)  # kept
-        self.register_buffer("idx_b", torch.nonzero(mask)[:, 0], persistent=False)  # transformed
-        self._slice_a, self._slice_b = _as_slice(self.idx_a), _as_slice(self.idx_b)
+        # the index bookkeeping in plain Python: a few dozen tiny tensor operations otherwise, each
+        # a trip into torch that a model of ten layers, built on a busy server, paid for
+        flags = mask.tolist()
+        kept = [i for i, f in enumerate(flags) if not f]
+        moved = [i for i, f in enumerate(flags) if f]
+        self.register_buffer("idx_a", torch.tensor(kept, dtype=torch.long), persistent=False)  # kept
+        self.register_buffer("idx_b", torch.tensor(moved, dtype=torch.long), persistent=False)  # transformed
+        self._slice_a, self._slice_b = _as_slice(kept), _as_slice(moved)
         # The two parts are put back together by one concatenation, [a, b] or [b, a]
         # as they lie in x; only where they interleave does a permutation follow.
-        self._b_first = bool(self.idx_b.max() < self.idx_a.min())
-        order = torch.cat([self.idx_b, self.idx_a] if self._b_first else [self.idx_a, self.idx_b])
-        in_order = bool((order == torch.arange(len(mask))).all())
-        self.register_buffer("_unsort", None if in_order else torch.argsort(order), persistent=False)
+        self._b_first = max(moved) < min(kept)
+        order = moved + kept if self._b_first else kept + moved
+        in_order = order == list(range(len(flags)))
+        unsort = None if in_order else torch.argsort(torch.tensor(order, dtype=torch.long))
+        self.register_buffer("_unsort", unsort, persistent=False)
         self.tau = tau
         P = tau.params_per_dim
         # theta(x_a): (n, d_a) -> (n, d_b * P); the default MLP starts at zero, so the layer at the identity

@@ -153,9 +153,11 @@ def test_the_elementwise_map_splits_theta_as_widths_heights_derivatives():
 # ---- the coupling layer --------------------------------------------------
 
 def test_evenly_spaced_indices_become_slices():
-    assert _as_slice(torch.tensor([3])) == slice(3, 4, 1)
-    assert _as_slice(torch.tensor([1, 3, 5])) == slice(1, 6, 2)
-    assert _as_slice(torch.tensor([0, 1, 3])) is None
+    assert _as_slice([3]) == slice(3, 4, 1)
+    assert _as_slice([1, 3, 5]) == slice(1, 6, 2)
+    assert _as_slice([0, 1, 3]) is None
+    x = torch.arange(12.0).view(2, 6)
+    assert torch.equal(x[:, _as_slice([1, 3, 5])], x.index_select(1, torch.tensor([1, 3, 5])))
 
 
 MASKS = {
