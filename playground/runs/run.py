@@ -90,12 +90,13 @@ class Run:
     def __init__(self, label: str, model_name: str, dataset_name: str, dataset: Dataset,
                  model_settings: dict | None = None, train_settings: dict | None = None,
                  manager: RunManager | None = None, owner: str = "", device: str = "auto",
-                 context_cache: dict | None = None, watched=None):
+                 context_cache: dict | None = None, watched=None, pictures: bool = True):
         self.label, self.model_name, self.dataset_name = label, model_name, dataset_name
         self.model_settings = dict(model_settings or {})
         self.train_settings = dict(train_settings or {})
         self.manager, self.owner = manager, owner
         self._watched = watched
+        self.pictures = pictures  # False: nobody can ever see them (a client of the API), so step 0 is not drawn
         self.family = registry.model_spec(model_name).family
         self.train_cfg = registry.train_config(model_name, self.train_settings, registry.data_kind(dataset.shape))
         self.note = self._fit_batch_to(dataset)
@@ -320,7 +321,10 @@ class Run:
     # ---- snapshots --------------------------------------------------------
     def _initial_snapshot(self) -> None:
         try:
-            snap = self.trainer.snapshot(self.trainer.initial_model(), with_metrics=False, step=0, elapsed=0.0)
+            if self.pictures:
+                snap = self.trainer.snapshot(self.trainer.initial_model(), with_metrics=False, step=0, elapsed=0.0)
+            else:
+                snap = {"step": 0, "time": 0.0}
         except Exception as e:  # noqa: BLE001 - shown in the status line
             snap = {"step": 0, "time": 0.0, "error": f"{type(e).__name__}: {e}"}
         snap.setdefault("final", False)

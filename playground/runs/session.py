@@ -159,7 +159,7 @@ class Session:
         self.seen()
         self.current = run = Run(label, model_name, dataset_name, dataset, model_settings, train_settings,
                                  manager=self.manager, owner=self.owner, device=self.device,
-                                 context_cache=self._contexts, watched=self.watched)
+                                 context_cache=self._contexts, watched=self.watched, pictures=not self.api_only)
         self.shown_seq = self.shown_history = self.shown_metrics = -1
         self.shown_status = ""
         self.replaying = False

@@ -237,6 +237,26 @@ def test_a_hidden_tab_is_sent_no_pictures(manager):
     assert "slots" in A.tick(s, "step", "auto", visible="visible") and s.watched()
 
 
+def test_a_client_of_the_api_is_drawn_no_pictures_not_even_its_first(manager):
+    """A script has no page to show pictures on: its runs draw none, step 0 included (each drawn
+    for nobody cost the server a picture at every Reset); a page's run shows its untrained model."""
+    api, page = Session(manager), Session(manager)
+    api.api_call()
+    page.page_loaded()
+    try:
+        run_api, run_page = tiny_run(api), tiny_run(page)
+        assert wait_for(lambda: run_page.latest is not None and run_api.latest is not None, timeout=30)
+        assert "traces" in run_page.latest and run_page.latest["step"] == 0
+        assert "traces" not in run_api.latest and run_api.latest["step"] == 0 and not run_api.watched()
+        run_api.step_once(3)
+        assert wait_for(lambda: run_api.step >= 3, timeout=30)
+        time.sleep(0.5)
+        assert "traces" not in run_api.latest
+    finally:
+        api.close()
+        page.close()
+
+
 def timer_period(out):
     """The period a handler set the page's timer to, or None if it left it alone."""
     return out["timer"].value if "timer" in out else None
