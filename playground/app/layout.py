@@ -353,7 +353,7 @@ def serve_many() -> None:
       time, which made building a run take half a second.
     - What exists now (the page's components, the registry, torch's modules) is set aside from the
       cyclic garbage collector: it lives as long as the server, and each full collection scanned
-      all of it while every session waited (about half a second, every 15 s, under load).
+      all of it while every session waited (about half a second, every 10 to 15 s, under load).
     """
     import gc
     import sys

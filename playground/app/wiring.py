@@ -27,7 +27,6 @@ import inspect
 import logging
 
 import gradio as gr
-
 from gradio.blocks import Block
 from gradio.data_classes import GradioModel, GradioRootModel
 
@@ -55,7 +54,7 @@ class Page(gr.Blocks):
 
     Gradio answers an update with no properties by building a copy of the component and
     sending {"__type__": "update"} for it; this sends the same without the copy
-    (tests/playground/app/test_classroom.py checks the two agree). Everything else is Gradio's."""
+    (tests/playground/app/test_wiring.py checks the two agree). Everything else is Gradio's."""
 
     async def postprocess_data(self, block_fn, predictions, state):
         outputs = getattr(block_fn, "outputs", None)
@@ -88,10 +87,8 @@ def _prepare(comp, value):
     Numbers and sliders: rounded to their precision and held to their bounds (their own
     preprocess). Menus pass their value: their choices can differ from tab to tab (an upload
     adds one), so the handlers check the names they are given (Session.dataset, the registry)."""
-    if isinstance(comp, MENUS):
-        return value
     if not isinstance(comp, (gr.Number, gr.Slider, gr.Checkbox, gr.Textbox)):
-        return value  # state: Gradio passes the tab's own
+        return value  # a menu (see above), or state: Gradio passes the tab's own
     try:
         return comp.preprocess(value)
     except (TypeError, ValueError) as e:  # "abc" or [1, 2] for a number

@@ -1,7 +1,6 @@
 """The playground app: knobs from config metadata, the URL, presets, and the page's handlers end to end."""
 
 import os
-import socket
 import time
 
 import gradio as gr
@@ -18,7 +17,7 @@ from playground.app import wiring
 from playground.views import view_for
 from playground import presets as P
 from playground.runs import RunManager, Session
-from tests.fakes import wait_for
+from tests.fakes import free_port, wait_for
 from tests.playground.tiny import TINY, TINY_TRAIN, knob_values, tiny_run
 
 
@@ -238,12 +237,6 @@ def test_uploaded_points_become_a_dataset(manager, tmp_path):
 
 
 # ---- the page, driven over HTTP ------------------------------------------------
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_client_plays_pauses_and_resets():
     from gradio_client import Client
 

@@ -7,12 +7,13 @@ assets/diffusion.png (1400 x 900) for the README.
 
 import os
 import re
-import socket
 import time
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.fakes import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -20,12 +21,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disa
 ASSETS = Path(__file__).resolve().parents[3] / "assets"
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (CI installs it)")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
