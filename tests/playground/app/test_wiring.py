@@ -159,3 +159,15 @@ def test_the_server_settings_for_many_sessions():
     finally:
         gc.unfreeze()
         sys.setswitchinterval(before)
+
+
+def test_the_queue_rebuilds_its_monitoring_summary_seldom(monkeypatch):
+    """Gradio's queue rebuilt a pandas summary of up to 10,000 recorded events after every event
+    (most of a /state call's cost on the server); the app's queue does it every 500 events from
+    the last 2,000, unless the person who runs it set those themselves."""
+    for name in A.layout.ANALYTICS:
+        monkeypatch.delenv(name, raising=False)
+    queue = A.build_app(RunManager(1))._queue
+    assert (queue.ANAYLTICS_CACHE_FREQUENCY, queue.ANALYTICS_MAX_EVENTS) == (500, 2000)
+    monkeypatch.setenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", "7")
+    assert A.build_app(RunManager(1))._queue.ANAYLTICS_CACHE_FREQUENCY == 7
