@@ -240,16 +240,22 @@ class ProcessTransport:
             self._timer.cancel()
             self._timer = None
         if self._paused and self._park_after is not None and not self._killed:
-            self._timer = threading.Timer(self._park_after, self._maybe_park)
-            self._timer.daemon = True
-            self._timer.start()
+            self._park_later()
+
+    def _park_later(self) -> None:
+        self._timer = threading.Timer(self._park_after, self._maybe_park)
+        self._timer.daemon = True
+        self._timer.start()
 
     def _maybe_park(self) -> None:
         with self._send_lock:
             quiet = time.monotonic() - self._last_command >= 0.99 * self._park_after
             if not (self._paused and quiet) or self._parking or self._parked is not None or self._killed:
                 return
-            if not self._started() or not self.proc.is_alive():
+            if not self._started():  # the child is still booting (seconds on a busy machine): look again later
+                self._park_later()
+                return
+            if not self.proc.is_alive():
                 return
             self._parking = True
             self._write(("park",))

@@ -238,12 +238,30 @@ def test_a_parked_run_goes_on_exactly_where_it_stopped():
     t.resume()
     assert wait_for(lambda: t.status == "done") and t.wait_views(30)
     tr = t._transport
-    assert (tr.processes, tr.parks) == (3, 2) and not tr.proc.is_alive()
+    assert (tr.processes, tr.parks) == (3, 2) and wait_for(lambda: not tr.proc.is_alive())  # it ends after its last word
     assert snaps.items[-1]["final"] and snaps.items[-1]["step"] == 40
     for (name, a), (_, b) in zip(headless.model.state_dict().items(), t.latest_model.state_dict().items()):
         assert torch.equal(a, b), name  # bit for bit, as if it had never been set aside
     steps = [h["step"] for h in t.history]
     assert steps == sorted(steps) and steps[-1] == 40
+
+
+def test_a_run_paused_while_its_process_boots_is_parked_once_it_has_booted(monkeypatch):
+    """The park timer may fire before the child is up (a fork server boots in seconds on a busy
+    machine): it looks again later, so the paused run still gives its process back."""
+    from core.train.transports import ProcessTransport
+
+    booted = threading.Event()
+    monkeypatch.setattr(ProcessTransport, "_started", lambda self: booted.is_set() and self._began(self.proc))
+    t = parking()
+    t.start(Snaps(), snapshot_interval=0.05, paused=True)
+    t.step_once(3)
+    time.sleep(3 * t.PARK_AFTER)  # the timer fires while the child does not count as started
+    assert not t._transport.parked
+    booted.set()
+    assert wait_for(lambda: t.step_count == 3 and parked(t))
+    t.stop()
+    assert t.status == "stopped"
 
 
 def test_a_live_setting_made_while_parked_reaches_the_next_process():
