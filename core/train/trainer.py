@@ -26,8 +26,8 @@ import contextvars
 import copy
 import math
 import pickle
-import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -47,6 +47,9 @@ from .views import Views
 
 TRANSPORTS = ("thread", "process", "chunked")
 _LIVE: "weakref.WeakSet[Trainer]" = weakref.WeakSet()
+# stop(wait=False) leaves the waiting for the run's end to these threads, kept between stops: a
+# thread started per stop would wait for the interpreter's lock inside the request that stops it.
+_ENDING = ThreadPoolExecutor(max_workers=8, thread_name_prefix="stop")
 
 
 @atexit.register
@@ -248,17 +251,19 @@ class Trainer:
                 self.status, self.message = msg["status"], msg["message"]
         if self._views is None:
             return
+        draw = self._last_picture or not self._stopping
         if "state" in msg:
             state = (msg["state"], msg.get("view_state") or {})
             self._views.request(state, msg["step"], msg["elapsed"], final=msg["final"],
-                                with_metrics=not self._stopping)
+                                with_metrics=not self._stopping, draw=draw or not msg["final"])
         elif msg["final"]:  # nothing new to draw: the last picture is of the last weights seen
             self._views.request(self.latest_model or self._template, self.step_count, self.elapsed,
-                                final=True, with_metrics=False)
+                                final=True, with_metrics=False, draw=draw)
         if msg["final"]:
             self._views.close()
 
     _stopping = False
+    _last_picture = True  # stop(last_picture=False): the final report of a stopped run is not drawn
     lost = False  # the training process ended without a last word (killed)
 
     def pause(self) -> None:
@@ -287,18 +292,25 @@ class Trainer:
             raise ConfigError(f"{phase!r} is not a phase of {type(self.model).__name__}; its phases are: "
                               f"{', '.join(self.phases)}")
 
-    def stop(self, timeout: float = 5.0, wait_views: bool = True, wait: bool = True) -> None:
+    def stop(self, timeout: float = 5.0, wait_views: bool = True, wait: bool = True,
+             last_picture: bool = True) -> None:
         """End training (up to `timeout` for the process or thread to end); with wait_views, also
         wait for the picture and metrics threads, which otherwise finish in the background.
         wait False: return at once (a Reset answers without waiting for the run's last word); the
-        waiting, and ending a process that does not stop within `timeout`, go on in a thread."""
+        waiting, and ending a process that does not stop within `timeout`, go on in a thread.
+        last_picture False: the final snapshot still comes, with the last weights' step, but
+        nothing is drawn for it (a run reset or closed, which nobody will look at again)."""
         self._stopping = True
+        self._last_picture = last_picture
         if self._transport is not None:
             self._transport.send("stop")
             if wait:
                 self._end(timeout)
             else:
-                threading.Thread(target=self._end, args=(timeout,), daemon=True, name="stop").start()
+                try:
+                    _ENDING.submit(self._end, timeout)
+                except RuntimeError:  # the interpreter is exiting: wait here
+                    self._end(timeout)
         if self._views and wait_views:
             self._views.join(timeout)
         if self.status in ("running", "paused", "ready"):

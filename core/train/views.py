@@ -84,9 +84,12 @@ class Views:
         self._pictures.start()
         self._metrics.start()
 
-    def request(self, model, step: int, elapsed: float, final: bool = False, with_metrics: bool = True) -> None:
+    def request(self, model, step: int, elapsed: float, final: bool = False, with_metrics: bool = True,
+                draw: bool = True) -> None:
+        """Draw `model` (the newest copy; a stale one waiting is replaced). draw False: the final
+        report carries no picture (a run stopped where nobody will see it: the last one stays)."""
         with self._cv:
-            self._pending = (model, step, elapsed, final, with_metrics)  # replaces a stale request
+            self._pending = (model, step, elapsed, final, with_metrics, draw)  # replaces a stale request
             self._cv.notify()
 
     def close(self) -> None:
@@ -114,7 +117,7 @@ class Views:
                     self._cv.wait()
                 if self._pending is None:
                     break
-                _, _, _, final, _ = self._pending
+                final = self._pending[3]
                 if not final and not self.watched():
                     # nobody looks: keep only the newest copy, and look again in a while
                     self._cv.wait(self.WATCH_POLL)
@@ -122,21 +125,15 @@ class Views:
             if not final:
                 time.sleep(max(0.0, min(self._rest_until - time.perf_counter(), 1.0)))
             with self._cv:  # a newer copy may have come while resting
-                model, step, elapsed, final, with_metrics = self._pending
+                model, step, elapsed, final, with_metrics, draw = self._pending
                 self._pending = None
             t0 = time.perf_counter()
-            model = trainer._materialize(model)
-            limit = Limit(PICTURE_SECONDS, None if final else self._cancel, "the picture", self.clock)
-            try:
-                with limited(model, limit):
-                    snap = trainer.snapshot(model, with_metrics=False, step=step, elapsed=elapsed)
-            except OutOfTime as e:
-                if self._cancel.is_set() and not final:
+            if draw:
+                snap = self._picture(model, step, elapsed, final)
+                if snap is None:
                     continue  # closed while drawing a stale copy: the final one comes next
-                snap = {"step": step, "time": elapsed, "error": f"{e}; the panels show the last picture drawn"}
-            except Exception as e:  # noqa: BLE001 - a view failing must not stop training
-                snap = {"step": step, "time": elapsed, "error": f"{type(e).__name__}: {e}"}
-            trainer._publish(model, (step, elapsed))
+            else:
+                snap = {"step": step, "time": elapsed}
             now = time.perf_counter()
             self._rest_until = now + trainer.PICTURE_REST * (now - t0)
             if trainer.latest_metrics:
@@ -151,6 +148,24 @@ class Views:
         if self._metrics_end is None:
             self._metrics_end = "stop"
             self._metrics_wake.set()
+
+    def _picture(self, model, step: int, elapsed: float, final: bool) -> dict | None:
+        """The snapshot of `model` (its traces), published as the newest copy drawn; None if a
+        stale copy was cancelled by close()."""
+        trainer = self.trainer
+        model = trainer._materialize(model)
+        limit = Limit(PICTURE_SECONDS, None if final else self._cancel, "the picture", self.clock)
+        try:
+            with limited(model, limit):
+                snap = trainer.snapshot(model, with_metrics=False, step=step, elapsed=elapsed)
+        except OutOfTime as e:
+            if self._cancel.is_set() and not final:
+                return None
+            snap = {"step": step, "time": elapsed, "error": f"{e}; the panels show the last picture drawn"}
+        except Exception as e:  # noqa: BLE001 - a view failing must not stop training
+            snap = {"step": step, "time": elapsed, "error": f"{type(e).__name__}: {e}"}
+        trainer._publish(model, (step, elapsed))
+        return snap
 
     def _evaluate(self) -> None:
         yield_to_training()

@@ -115,9 +115,12 @@ def format_status(session: Session) -> str:
             rate = (b["step"] - a["step"]) / (b["time"] - a["time"])
     parts = [f"**step {run.step:,}** / {run.train_cfg.steps:,}", f"{rate:,.0f} steps/s" if rate else "",
              f"{run.trainer.elapsed:.1f} s", f"`{status}`", f"device {run.trainer.train_device.type}"]
-    if status == "waiting":
+    place = run.queue_position() if status == "waiting" else 0
+    if status == "waiting" and not place:  # promoted a moment ago; the run is starting
+        parts.append("a slot is free: your run is starting")
+    elif status == "waiting":
         total = session.manager.max_runs if session.manager else 0
-        parts.append(f"{total} runs are training; you are **#{run.queue_position()}** in the queue "
+        parts.append(f"{total} runs are training; you are **#{place}** in the queue "
                      "and start on your own when a slot frees. Meanwhile the panels show your model as it "
                      "starts, beside the data, and **Equations** below says what it will learn")
     text = " · ".join(p for p in parts if p)

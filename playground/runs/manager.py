@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import atexit
 import collections
+import logging
 import os
 import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .run import Run
+
+log = logging.getLogger(__name__)
 
 
 def cpu_count() -> int:
@@ -94,6 +98,11 @@ class RunManager:
         self._closed: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._watched: dict[str, float] = {}  # owner -> when it last asked for a picture
         self._redraw_cost = 0.05  # seconds of CPU per redraw, a running average
+        # A run promoted from the queue starts on this one thread, in the order promoted, not on
+        # the request (a Pause, a Reset, a closed tab) that freed its slot: starting a run packs
+        # its model for the child and starts its threads, which is not that request's work.
+        self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promote")
+        self._shutting_down = False
         atexit.register(self.shutdown)
 
     # ---- sessions ---------------------------------------------------------------
@@ -167,6 +176,7 @@ class RunManager:
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop every run and let its last snapshot finish (a thread killed inside torch aborts the process)."""
         with self._lock:
+            self._shutting_down = True  # no run is promoted while every run stops
             runs = list(self._runs)
         for r in runs:
             r.stop(wait=timeout)
@@ -191,12 +201,22 @@ class RunManager:
             if run in self._waiting:
                 self._waiting.remove(run)
             promoted = []
-            while self._waiting and len(self._active) < self.max_runs:
+            while self._waiting and len(self._active) < self.max_runs and not self._shutting_down:
                 nxt = self._waiting.pop(0)
                 self._active.append(nxt)
                 promoted.append(nxt)
         for nxt in promoted:  # outside the lock: starting a run takes its own lock
-            nxt.granted()
+            self._starter.submit(self._grant, nxt)
+
+    def _grant(self, run: "Run") -> None:
+        try:
+            run.granted()
+        except Exception as e:  # noqa: BLE001 - the run says why in its status line; the slot moves on
+            log.exception("a run promoted from the queue could not start")
+            could_not_start = getattr(run, "could_not_start", None)
+            if could_not_start is not None:
+                could_not_start(e)
+            self.release(run)
 
     def position(self, run: "Run") -> int:
         """1-based place in the queue; 0 when not waiting."""

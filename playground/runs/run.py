@@ -139,9 +139,15 @@ class Run:
         self._frame_interval = FRAME_INTERVAL
         self._last_frame = -1e9
         self.created = time.monotonic()
-        # Step 0 is drawn off the request thread so Reset answers at once.
-        self._init_thread = threading.Thread(target=self._initial_snapshot, daemon=True)
-        self._init_thread.start()
+        # Step 0 is drawn off the request thread so Reset answers at once; a run without pictures
+        # has nothing to draw, and its first snapshot is stored here (a thread started on every
+        # request waits for the interpreter's lock, which a busy server makes long).
+        self._init_thread = None
+        if pictures:
+            self._init_thread = threading.Thread(target=self._initial_snapshot, daemon=True)
+            self._init_thread.start()
+        else:
+            self._initial_snapshot()
 
     def _fit_batch_to(self, dataset: Dataset) -> str:
         """A file of fewer points than the default batch trains on batches of all its points
@@ -232,6 +238,14 @@ class Run:
         if give_back and self.manager:
             self.manager.release(self)
 
+    def could_not_start(self, error: Exception) -> None:
+        """Starting it failed where no request waits on the answer (it was promoted from the queue):
+        its status line says so, and Reset builds a fresh run."""
+        with self._lock:
+            self.trainer.status = "error"
+            self.trainer.message = (f"Training could not start ({type(error).__name__}: {error}). "
+                                    "Press Reset to try again.")
+
     def pause(self) -> None:
         with self._lock:
             self._waiting = False
@@ -278,13 +292,15 @@ class Run:
             self._waiting = False
             started = self._started
         # Not under the lock: stopping may join the snapshot worker, whose callback takes it. The
-        # process's last word, the picture being drawn and the final one are not waited for unless
-        # asked (Reset must be quick); they come in the background and reach a run nobody shows.
-        self.trainer.stop(timeout=max(wait, 5.0), wait_views=wait > 0, wait=wait > 0)
+        # process's last word and the final snapshot are not waited for unless asked (Reset must be
+        # quick); they come in the background and reach a run nobody shows, so nothing is drawn
+        # for them (a class resetting at once would otherwise draw a picture per run for nobody).
+        self.trainer.stop(timeout=max(wait, 5.0), wait_views=wait > 0, wait=wait > 0, last_picture=False)
         if self.manager:
             self.manager.release(self)
         if wait > 0:
-            self._init_thread.join(wait)
+            if self._init_thread is not None:
+                self._init_thread.join(wait)
             if started:
                 self._final.wait(wait)
                 self.trainer.wait_views(wait)

@@ -238,7 +238,8 @@ def test_a_parked_run_goes_on_exactly_where_it_stopped():
     t.resume()
     assert wait_for(lambda: t.status == "done") and t.wait_views(30)
     tr = t._transport
-    assert (tr.processes, tr.parks) == (3, 2) and wait_for(lambda: not tr.proc.is_alive())  # it ends after its last word
+    assert (tr.processes, tr.parks) == (3, 2)
+    assert wait_for(lambda: not tr.proc.is_alive())  # it ends after its last word
     assert snaps.items[-1]["final"] and snaps.items[-1]["step"] == 40
     for (name, a), (_, b) in zip(headless.model.state_dict().items(), t.latest_model.state_dict().items()):
         assert torch.equal(a, b), name  # bit for bit, as if it had never been set aside

@@ -62,6 +62,26 @@ def test_nobody_watching_costs_no_pictures_and_no_metrics_until_someone_looks():
     assert snaps.items[-1]["final"]  # the last picture is drawn whoever watches
 
 
+def test_a_run_stopped_without_its_last_picture_reports_its_end_and_draws_nothing_more():
+    """A run reset or closed is never looked at again: its final snapshot (its step, its end) still
+    comes, and no picture is drawn for it; stopped the default way, the last one is drawn."""
+    for last_picture in (False, True):
+        t, snaps = build(), Snaps()
+        drawn = []
+        snapshot = t.snapshot
+        t.snapshot = lambda *a, **k: drawn.append(k.get("step")) or snapshot(*a, **k)
+        t.start(snaps, snapshot_interval=0.05, metrics_interval=0.05)
+        assert wait_for(lambda: len(snaps.items) >= 2 and t.step_count > 20, timeout=30)
+        before = len(drawn)
+        t.stop(last_picture=last_picture)
+        assert snaps.items[-1]["final"] and snaps.items[-1]["step"] == t.step_count
+        if last_picture:
+            assert "traces" in snaps.items[-1] and drawn[-1] == t.step_count
+        else:
+            assert "traces" not in snaps.items[-1] and len(drawn) <= before + 1  # at most one under way
+            assert t.step_count not in drawn
+
+
 class _FakeScoring:
     n_eval = 1000
 

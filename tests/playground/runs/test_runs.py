@@ -33,15 +33,53 @@ def test_run_manager_caps_queues_in_order_and_frees_on_close():
     assert [m.acquire(r) for r in runs] == [True, True, False, False, False]
     assert [m.position(r) for r in runs] == [0, 0, 1, 2, 3]
     assert (m.active, m.waiting) == (2, 3)
-    m.release(runs[0])  # the first waiting run starts, the others move up
-    assert runs[2].granted_calls == 1 and m.holds_slot(runs[2])
+    m.release(runs[0])  # the first waiting run starts (on the manager's thread), the others move up
+    assert m.holds_slot(runs[2]) and wait_for(lambda: runs[2].granted_calls == 1)
     assert [m.position(r) for r in runs[3:]] == [1, 2]
     assert m.release_owner("tab4") == 1 and runs[4].stopped and m.position(runs[4]) == 0  # a closed tab leaves the queue
-    assert m.release_owner("tab1") == 1 and runs[3].granted_calls == 1  # its slot goes to the next in line
+    assert m.release_owner("tab1") == 1  # its slot goes to the next in line
+    assert wait_for(lambda: runs[3].granted_calls == 1)
     assert (m.active, m.waiting) == (2, 0)
     assert not runs[0].stopped and runs[2].granted_calls == 1
     with pytest.raises(ValueError):
         RunManager(0)
+
+
+def test_a_run_promoted_from_the_queue_starts_off_the_request_that_freed_its_slot():
+    """Pause, Reset or a closed tab answers at once: the next run in line starts on the manager's
+    own thread, the promoted runs in their order, and one that fails to start says so and passes
+    its slot on."""
+    import threading
+
+    m = RunManager(1)
+    gate, order, failures = threading.Event(), [], []
+
+    class Slow(FakeRun):
+        def granted(self):
+            order.append((self.owner, threading.current_thread()))
+            gate.wait(10)
+
+    class Broken(FakeRun):
+        def granted(self):
+            raise OSError("no process could be started")
+
+        def could_not_start(self, error):
+            failures.append(str(error))
+
+    first, slow, broken, last = FakeRun("a"), Slow("b"), Broken("c"), FakeRun("d")
+    for r in (first, slow, broken, last):
+        r.manager = m
+    assert [m.acquire(r) for r in (first, slow, broken, last)] == [True, False, False, False]
+    t0 = time.perf_counter()
+    m.release(first)
+    assert time.perf_counter() - t0 < 1.0 and m.holds_slot(slow)  # not waiting on the slow start
+    assert wait_for(lambda: order) and order[0][1] is not threading.current_thread()
+    m.release(slow)  # its start is still under way: the next waits its turn, in order
+    time.sleep(0.2)
+    assert failures == [] and last.granted_calls == 0
+    gate.set()
+    assert wait_for(lambda: last.granted_calls == 1)  # the broken one said why and passed its slot on
+    assert failures == ["no process could be started"] and m.holds_slot(last) and m.waiting == 0
 
 
 def test_over_the_cap_a_session_waits_and_starts_when_a_slot_frees(manager):
@@ -156,3 +194,18 @@ def test_a_drawn_field_level_brings_the_exact_score_of_the_data_on_the_plane():
     for bad in ({"traces": {}}, {"traces": {"field_level": np.array([0.0, 0.5])}}, {}):
         Run._attach_true_score(host, bad)
         assert "true_score_field" not in bad
+
+
+def test_a_run_nobody_can_see_has_its_first_snapshot_at_once_and_no_picture(manager):
+    """A client of the API never sees pictures: its run's step 0 is stored as it is built, with
+    nothing drawn; a page's run draws its step 0 off the request."""
+    api, page = Session(manager), Session(manager)
+    api.api_call()
+    run = tiny_run(api)
+    assert run._init_thread is None and run.latest is not None
+    assert run.latest["step"] == 0 and "traces" not in run.latest
+    shown = tiny_run(page)
+    assert shown._init_thread is not None
+    assert wait_for(lambda: shown.latest is not None and "traces" in shown.latest)
+    api.close()
+    page.close()
