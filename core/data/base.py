@@ -14,6 +14,9 @@ is drawn on its own.
 
 from __future__ import annotations
 
+import collections
+import threading
+
 import torch
 
 from ..errors import ConfigError, DataError
@@ -77,6 +80,11 @@ class TrainingData:
         return out["x"] if self.fields == ("x",) else Batch(out)
 
 
+KEPT_NUMBERS = 1 << 18  # a seeded draw of at most this many numbers (1 MB of float32) is kept...
+KEPT_DRAWS = 4  # ...the last few of them, per dataset
+_KEPT_LOCK = threading.Lock()
+
+
 class Dataset:
     name: str = ""
     shape: tuple = (2,)
@@ -130,14 +138,35 @@ class Dataset:
             raise ValueError(f"alpha must be positive, got {alpha}")
         return self.score(x.detach().to(torch.float64) / alpha, sigma / alpha) / alpha
 
+    def sample_seeded(self, n: int, seed: int) -> torch.Tensor:
+        """sample(n) drawn with a generator seeded with `seed`: the same points at every call."""
+        return self._kept(("x", int(n), int(seed)), lambda g: (self.sample(n, g),))[0]
+
     def training_set(self, n: int, seed: int) -> torch.Tensor:
         """A fixed training set of n points drawn with `seed`."""
-        g = torch.Generator().manual_seed(seed)
-        return self.sample(n, g)
+        return self.sample_seeded(n, seed)
 
     def labelled_training_set(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """training_set(n, seed) and a label per point."""
-        return self.sample_with_labels(n, torch.Generator().manual_seed(seed))
+        return self._kept(("x, label", int(n), int(seed)), lambda g: self.sample_with_labels(n, g))
+
+    def _kept(self, key: tuple, draw) -> tuple[torch.Tensor, ...]:
+        """draw(generator seeded with key[-1]), which is the same at every call: a small one (at
+        most KEPT_NUMBERS numbers) is kept, the last KEPT_DRAWS of them, and every caller gets
+        copies it may change. A class of thirty pressing Reset on the same data draws it once."""
+        with _KEPT_LOCK:
+            kept = self.__dict__.setdefault("_kept_draws", collections.OrderedDict())
+            out = kept.get(key)
+            if out is not None:
+                kept.move_to_end(key)
+        if out is None:
+            out = tuple(draw(torch.Generator().manual_seed(key[-1])))
+            if sum(t.numel() for t in out) <= KEPT_NUMBERS:
+                with _KEPT_LOCK:
+                    kept[key] = out
+                    while len(kept) > KEPT_DRAWS:
+                        kept.popitem(last=False)
+        return tuple(t.clone() for t in out)
 
     def training_data(self, n: int, seed: int, fields: tuple = ("x",)) -> TrainingData:
         """What a run trains on: the fields a model's batch_fields ask for."""

@@ -70,7 +70,7 @@ class Scoring:
             self.reference = dataset.held_out()[0][:n_reference]
             self.n_eval = max(2, min(n_eval, int(image_samples)))
         else:
-            self.reference = dataset.sample(n_reference, torch.Generator().manual_seed(seed + 1))
+            self.reference = dataset.sample_seeded(n_reference, seed + 1)
         # the same data drawn with the same seed: the same reference, whatever object holds it
         digest = hashlib.sha1(self.reference.detach().cpu().numpy().tobytes()).hexdigest()
         self._shared = _shared_for((getattr(dataset, "name", ""), digest, seed))

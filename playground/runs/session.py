@@ -29,6 +29,23 @@ CLOSED_MESSAGE = ("This page lost its connection to the server, so its run was s
                   "slot given to others. Reload the page to start again.")
 
 
+_SHARED_DATASETS: dict[str, Dataset] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_dataset(name: str) -> Dataset:
+    """The built-in dataset `name`, one object for every session of this process: a dataset is
+    never changed once made, and it keeps its recent seeded draws (core.data.base.Dataset._kept),
+    so thirty sessions resetting on two moons draw its training set once."""
+    with _SHARED_LOCK:
+        dataset = _SHARED_DATASETS.get(name)
+    if dataset is None:
+        made = registry.load_dataset(name)  # outside the lock: MNIST takes seconds to read
+        with _SHARED_LOCK:
+            dataset = _SHARED_DATASETS.setdefault(name, made)
+    return dataset
+
+
 class Session:
     """One browser tab's state: the current run, finished runs, uploads."""
 
@@ -144,7 +161,7 @@ class Session:
             raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(registry.dataset_names())}{own}, "
                             "or upload a .csv/.npy file of points")
         if name not in self._datasets:  # one entry: Reset on the same data (MNIST: seconds to read) is instant
-            self._datasets = {name: registry.load_dataset(name)}
+            self._datasets = {name: shared_dataset(name)}
         return self._datasets[name]
 
     def new_run(self, model_name: str, dataset_name: str, model_settings: dict | None = None,

@@ -196,3 +196,29 @@ def test_bad_parameters_are_refused_with_a_reason():
         T.Rings(radii=(1.0, -1.0))
     with pytest.raises(ValueError, match=r"\(n, 2\)"):
         build("two_moons").log_prob(torch.zeros(3, 3))
+
+
+@pytest.mark.parametrize("name", ["two_moons", "eight_gaussians"])
+def test_a_seeded_draw_is_the_same_at_every_call_and_each_caller_gets_its_own_copy(name):
+    """training_set(n, seed) is kept after its first draw (Reset on the same data draws nothing):
+    it equals a fresh draw with that seed, a caller changing its copy changes no one else's, and
+    a draw too large to keep is drawn again each time."""
+    d = DATASETS[name].factory()
+    fresh = d.sample(300, torch.Generator().manual_seed(7))
+    first = d.training_set(300, 7)
+    assert torch.equal(first, fresh)
+    first.mul_(0.0)  # the trainer's copy is its own
+    again = d.training_set(300, 7)
+    assert torch.equal(again, fresh) and again.data_ptr() != first.data_ptr()
+    x, y = d.labelled_training_set(300, 7)
+    x2, y2 = d.sample_with_labels(300, torch.Generator().manual_seed(7))
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(d.training_set(300, 8), fresh)  # another seed, other points
+    from core.data import base
+
+    for seed in range(10):  # a handful kept, the oldest let go
+        d.training_set(50, seed)
+    assert len(d._kept_draws) == base.KEPT_DRAWS
+    big = base.KEPT_NUMBERS // 2 + 1
+    a, b = d.training_set(big, 1), d.training_set(big, 1)
+    assert torch.equal(a, b) and ("x", big, 1) not in d._kept_draws
