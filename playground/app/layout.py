@@ -151,7 +151,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                         with gr.Row():
                             ui["family"] = gr.Dropdown(families, value=default_family, label="Family", min_width=120)
                             ui["model"] = gr.Dropdown(registry.model_names(default_family), value=DEFAULT_MODEL,
-                                                      label="Model", min_width=120,
+                                                      label="Model", min_width=120, elem_id="model",
                                                       # any registered model through the API, whatever family the
                                                       # page shows; the handlers refuse an unknown one by name
                                                       allow_custom_value=True)

@@ -321,7 +321,7 @@ class ApiStudent(Student):
 TAB_SCRIPT = """
 (() => {
   const STATES = __STATES__;
-  const lt = window.__loadtest = {status: [], redraws: [], last: null, lastMutation: 0};
+  const lt = window.__loadtest = {status: [], redraws: [], last: null, model: null, lastMutation: 0};
   lt.parse = (text) => {
     const line = (text || '').trim().split('\\n')[0];
     const m = line.match(/step ([\\d,]+)/);
@@ -331,22 +331,31 @@ TAB_SCRIPT = """
             queue: q ? parseInt(q[1], 10) : 0, refused: line.startsWith('⚠️') && !m};
   };
   // the first status shown at or after `since` whose state is one of `states` and whose step is
-  // above `step` (or is 0 for step "zero"); a refusal answers anything
-  lt.find = ({since, states, step}) => {
-    for (const [t, text] of lt.status) {
+  // above `step` (or is 0 for step "zero"), beside a model other than `unlike` if given; a
+  // refusal answers anything
+  lt.find = ({since, states, step, unlike}) => {
+    for (const [t, text, model] of lt.status) {
       if (t < since) continue;
       const p = lt.parse(text);
-      if (p.refused) return [t, text];
+      if (p.refused) return [t, text, model];
+      if (unlike && model === unlike) continue;
       if (states && !states.includes(p.state)) continue;
       if (step === 'zero' ? p.step !== 0 : (step !== null && !(p.step !== null && p.step > step))) continue;
-      return [t, text];
+      return [t, text, model];
     }
     return null;
   };
   const seen = (muts) => {
     const now = Date.now();
     const el = document.querySelector('#status [data-testid="markdown"]');
-    if (el && el.textContent !== lt.last) { lt.last = el.textContent; lt.status.push([now, lt.last]); }
+    // a switch of model from a run at step 0 to another leaves the status line's text as it was:
+    // the model beside it tells the two apart
+    const model = (document.querySelector('#model input') || {}).value || '';
+    if (el && (el.textContent !== lt.last || model !== lt.model)) {
+      lt.last = el.textContent;
+      lt.model = model;
+      lt.status.push([now, lt.last, model]);
+    }
     for (let i = 0; i < muts.length && i < 50; i++) {  // a redraw's batch is Plotly's from its start
       const node = muts[i].target.nodeType === 1 ? muts[i].target : muts[i].target.parentElement;
       const plot = (n) => n.nodeType === 1 && (n.matches('.js-plotly-plot') || n.querySelector('.js-plotly-plot'));
@@ -425,9 +434,10 @@ class TabStudent(Student):
             except Exception:  # noqa: BLE001, S110 - already gone with the browser
                 pass
 
-    async def _answer(self, since: float, states, step, timeout: float | None = None):
-        """The first status line shown since `since` (seconds into the test) that matches: [ms, text]."""
-        arg = {"since": (self.test.t0 + since) * 1000, "states": states, "step": step}
+    async def _answer(self, since: float, states, step, timeout: float | None = None, unlike: str | None = None):
+        """The first status line shown since `since` (seconds into the test) that matches, beside a
+        model other than `unlike` if given: [ms, text, model]."""
+        arg = {"since": (self.test.t0 + since) * 1000, "states": states, "step": step, "unlike": unlike}
         timeout = self.test.args.timeout if timeout is None else timeout
         handle = await self.page.wait_for_function("(a) => window.__loadtest.find(a)", arg=arg,
                                                    timeout=timeout * 1000, polling=100)
@@ -440,8 +450,9 @@ class TabStudent(Student):
         if gone(status):  # reload: a new page, a new session
             await self.close()
 
-    async def act(self, kind: str, click, states, step=None) -> None:
-        """Click, then wait until the status line answers; a page that broke is opened again later."""
+    async def act(self, kind: str, click, states, step=None, unlike: str | None = None) -> None:
+        """Click, then wait until the status line answers (beside a model other than `unlike`, for a
+        switch); a page that broke is opened again later."""
         if not self.due(kind) or not await self.ensure_open():
             return
         t = self.now()
@@ -449,7 +460,7 @@ class TabStudent(Student):
         try:
             await click()
             what = "the answer"
-            found = await self._answer(t, states, step)
+            found = await self._answer(t, states, step, unlike=unlike)
         except Exception as e:  # noqa: BLE001 - counted by kind
             late = type(e).__name__ == "TimeoutError"
             self.record(kind, t, None, f"{kind}: {what} did not come within {self.test.args.timeout:g} s" if late
@@ -496,8 +507,19 @@ class TabStudent(Student):
             await self.page.get_by_label("Family").click()
             await self.page.get_by_role("option", name=family, exact=True).click()
 
-        await self.act("switch", choose, ["ready"], "zero")
+        # from a run at step 0 (just reset) the status line reads the same after the switch: the
+        # answer is the first one shown beside another model
+        await self.act("switch", choose, ["ready"], "zero", unlike=await self._model_shown())
         self.family = family
+
+    async def _model_shown(self) -> str | None:
+        """The model the page's dropdown shows now (None without a page, or one too busy to say)."""
+        if self.page is None:
+            return None
+        try:
+            return await asyncio.wait_for(self.page.evaluate("window.__loadtest.model"), 10) or None
+        except Exception:  # noqa: BLE001 - no model to compare with: any answer counts
+            return None
 
     async def wait_turn(self, since: float) -> None:
         """Until the status line shows the run training (or over), at most --patience."""
@@ -520,7 +542,7 @@ class TabStudent(Student):
             data = await self.page.evaluate("({status: window.__loadtest.status, redraws: window.__loadtest.redraws})")
         except Exception:  # noqa: BLE001 - a page that crashed has nothing to give
             return
-        for t_ms, text in data["status"]:
+        for t_ms, text, *_ in data["status"]:
             t = t_ms / 1000 - self.test.t0
             self.observe(t, t, parse_status(text))
         self.obs.sort(key=lambda o: o.t0)

@@ -245,6 +245,36 @@ def test_a_short_class_with_a_queue_keeps_the_cap_and_leaves_nothing_behind(tmp_
     assert rep["redraws"]["per_tab"] and rep["redraws"]["per_tab"][0]["per_s"] >= 0
 
 
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (CI installs it)")
+def test_a_tab_sees_a_switch_from_step_0_though_its_status_line_reads_the_same():
+    """After Reset, a switch of model shows the same status line ("step 0 / 5,000 · ready"): the
+    tab's record keeps the model beside each line, so the switch is answered when the new model
+    shows, and not before (the soak once counted every such switch as unanswered)."""
+    from playwright.sync_api import sync_playwright
+
+    from playground.loadtest.students import CHROMIUM_ARGS, TAB_SCRIPT
+
+    line = "step 0 / 5,000 · 0.0 s · ready · device cpu"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_content(f'<div id="status"><p data-testid="markdown">{line}</p></div>'
+                             '<div id="model"><input value="realnvp"></div><div id="plot"></div>')
+            page.evaluate(TAB_SCRIPT)
+            page.evaluate("document.getElementById('plot').textContent = 'a picture'")  # the page redraws
+            ask = {"since": 0, "states": ["ready"], "step": "zero", "unlike": "realnvp"}
+            find = "(a) => window.__loadtest.find(a)"
+            assert page.evaluate(find, {**ask, "unlike": None})[1] == line  # a Reset's answer
+            assert page.evaluate(find, ask) is None  # not yet a switch: the same model
+            page.evaluate("document.querySelector('#model input').value = 'vae';"
+                          "document.getElementById('plot').textContent = 'the new model'")
+            found = page.evaluate(find, ask)
+            assert found is not None and found[1] == line and found[2] == "vae"
+        finally:
+            browser.close()
+
+
 # ---- a session as a page speaks it -------------------------------------------------
 def test_the_endpoints_put_nothing_where_the_sessions_state_goes():
     from playground.loadtest.wire import AppError, Endpoints
