@@ -333,7 +333,7 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
                            api_visibility="private")
 
         def on_close(request: gr.Request):
-            close_session(manager, request)
+            close_session(manager, request, demo)
 
         demo.unload(on_close)
     # Gradio's own queue estimates go to every waiting event whenever any event ends; the page

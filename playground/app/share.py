@@ -129,13 +129,31 @@ def run_state(session: Session) -> dict:
             "message": run.trainer.message, "replica": replica}}
 
 
-def close_session(manager: RunManager, request: gr.Request) -> None:
+def close_session(manager: RunManager, request: gr.Request, demo: gr.Blocks | None = None) -> None:
     """The tab closed: stop its run whatever its state (training, waiting, paused, stepped), free
     what its session held, refuse its later requests, and give the memory back."""
     if manager is not None and request is not None and request.session_hash:
         stopped = manager.close_owner(request.session_hash)
         log.info("session %s closed; stopped %d run(s)", request.session_hash, stopped)
+        if demo is not None:
+            forget_session(demo, request.session_hash)
         release_memory()
+
+
+def forget_session(demo: gr.Blocks, session_hash: str) -> bool:
+    """Drop what Gradio holds for a closed session: it keeps a session's state (the values of its
+    gr.State, a copy of the configuration of every component it updated, half a megabyte for a
+    session of this page) for an hour after the tab closed, and a class's Space sees hundreds of
+    tabs an hour. The session was closed and refuses its requests, so none of it is needed.
+    Returns whether there was anything to drop."""
+    holder = getattr(demo, "state_holder", None)
+    data, lock = getattr(holder, "session_data", None), getattr(holder, "lock", None)
+    if data is None or lock is None:  # a Gradio that keeps it elsewhere: it expires on its own
+        return False
+    with lock:
+        gone = data.pop(session_hash, None)
+        getattr(holder, "time_last_used", {}).pop(session_hash, None)
+    return gone is not None
 
 
 def release_memory() -> None:

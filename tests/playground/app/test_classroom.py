@@ -100,6 +100,38 @@ def test_the_page_refuses_a_late_play_over_http(served_api):
     assert not any(child_alive(r) for r in list(manager._runs))
 
 
+def test_a_closed_tab_leaves_nothing_in_gradios_session_store():
+    """Gradio keeps a closed session's state for an hour (half a megabyte of this page's
+    configuration per session); closing the tab drops it at once, and the tab stays closed."""
+    import asyncio
+
+    import httpx
+
+    from playground.loadtest.wire import Endpoints, Wire
+
+    manager = RunManager(2)
+    demo = A.build_app(manager)
+    demo.launch(server_name="127.0.0.1", server_port=(port := free_port()), prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+
+    async def visit() -> str:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(60, read=None), trust_env=False) as http:
+            wire = Wire(http, url, await Endpoints.read(http, url))
+            await wire.open(30)
+            await wire.call("/state", timeout=30)
+            assert wire.session_hash in demo.state_holder.session_data  # what Gradio holds while it is open
+            await wire.close()  # as a tab closes: its heartbeat ends, the page's unload runs
+            return wire.session_hash
+
+    try:
+        session_hash = asyncio.run(visit())
+        assert wait_for(lambda: manager.is_closed(session_hash), timeout=30)
+        assert wait_for(lambda: session_hash not in demo.state_holder.session_data, timeout=10)
+    finally:
+        demo.close()
+        manager.shutdown()
+
+
 def test_the_api_plays_any_family_not_only_the_first_shown(served_api):
     _, client = served_api
     client.predict("vae", "two_moons", api_name="/play")
