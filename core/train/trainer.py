@@ -251,11 +251,11 @@ class Trainer:
                 self.status, self.message = msg["status"], msg["message"]
         if self._views is None:
             return
-        draw = self._last_picture or not self._stopping
+        draw = not (msg["final"] and self._stopping and not self._last_picture)
         if "state" in msg:
             state = (msg["state"], msg.get("view_state") or {})
             self._views.request(state, msg["step"], msg["elapsed"], final=msg["final"],
-                                with_metrics=not self._stopping, draw=draw or not msg["final"])
+                                with_metrics=not self._stopping, draw=draw)
         elif msg["final"]:  # nothing new to draw: the last picture is of the last weights seen
             self._views.request(self.latest_model or self._template, self.step_count, self.elapsed,
                                 final=True, with_metrics=False, draw=draw)

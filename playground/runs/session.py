@@ -64,7 +64,6 @@ class Session:
         self.chain: list[dict] = []  # runs a preset queued after the current one
         self._note = ("", 0.0)
         self._counter = itertools.count(1)
-        self._datasets: dict = {}
         self._contexts: dict = {}  # the last view context (true density on the grid), reused by Reset
         self._tmpdir: str | None = None
         self.closed = False
@@ -160,9 +159,7 @@ class Session:
             own = f", or this page's own: {', '.join(self.uploads)}" if self.uploads else ""
             raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(registry.dataset_names())}{own}, "
                             "or upload a .csv/.npy file of points")
-        if name not in self._datasets:  # one entry: Reset on the same data (MNIST: seconds to read) is instant
-            self._datasets = {name: shared_dataset(name)}
-        return self._datasets[name]
+        return shared_dataset(name)  # loaded once per process: Reset on MNIST (seconds to read) is instant
 
     def new_run(self, model_name: str, dataset_name: str, model_settings: dict | None = None,
                 train_settings: dict | None = None) -> Run:
@@ -216,7 +213,6 @@ class Session:
         self.current = None
         self.records.clear()
         self.uploads.clear()
-        self._datasets.clear()
         self._contexts.clear()
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
