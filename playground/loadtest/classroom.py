@@ -349,6 +349,12 @@ class LoadTest:
             if warm["pss_mb"] is not None and all(s["pss_mb"] is not None for s in after):
                 soak["peak_after_warm_up_pss_mb"] = max(s["pss_mb"] for s in after)
                 soak["within_10pct_pss"] = soak["peak_after_warm_up_pss_mb"] <= 1.10 * warm["pss_mb"]
+            warm_parts = min(samples, key=lambda s: abs(s["t"] - warm_at)).get("pss_parts_mb")
+            if warm_parts and all(s.get("pss_parts_mb") for s in after):
+                # which of the server, its kept helpers and the run processes grew after the warm-up
+                soak["pss_parts_mb"] = {k: {"warm_up": warm_parts[k],
+                                            "peak_after": max(s["pss_parts_mb"][k] for s in after),
+                                            "end": after[-1]["pss_parts_mb"][k]} for k in warm_parts}
             out["soak"] = soak
         return out
 

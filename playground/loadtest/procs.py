@@ -138,11 +138,14 @@ class ProcessWatch:
         procs, kids = self.current()
         rss = pss = 0
         pss_known = True
+        part = {"server": 0, "helpers": 0, "runs": 0}  # PSS in kB: the root, its kept helpers, the run processes
         for pid in ([self.root] if self.root in procs else []) + kids:
             r, p = memory_kb(pid)
             rss += r
             pss_known = pss_known and p is not None
             pss += p or 0
+            who = "server" if pid == self.root else "helpers" if (pid, procs[pid].start) in self.baseline else "runs"
+            part[who] += p or 0
         inside = {(pid, procs[pid].start) for pid in kids}
         zombies = [key for key in inside if procs[key[0]].state == "Z"]
         runs = inside - self.baseline
@@ -163,7 +166,8 @@ class ProcessWatch:
                     self.lingering_zombies[key] = round(now - since, 1)
             s = {"t": round(now - self.t0, 2), "alive": self.root in procs, "children": len(kids),
                  "runs": len(runs), "busy_runs": busy, "rss_mb": round(rss / 1024, 1),
-                 "pss_mb": round(pss / 1024, 1) if pss_known else None, "zombies": len(zombies)}
+                 "pss_mb": round(pss / 1024, 1) if pss_known else None, "zombies": len(zombies),
+                 "pss_parts_mb": {k: round(v / 1024, 1) for k, v in part.items()} if pss_known else None}
             self.samples.append(s)
         return s
 

@@ -74,6 +74,10 @@ def render(rep: dict) -> str:
             out.append(f"           soak: after {so['warm_up_s']:.0f} s of warm-up {_mem(so['warm_up'])}; peak after it "
                        f"RSS {so['peak_after_warm_up_rss_mb']:.0f} MB; within 10%: RSS {so['within_10pct_rss']}"
                        + (f", PSS {so['within_10pct_pss']}" if "within_10pct_pss" in so else ""))
+            if "pss_parts_mb" in so:
+                out.append("           soak PSS by part (warm-up → peak after → end): " + "; ".join(
+                    f"{k} {v['warm_up']:.0f} → {v['peak_after']:.0f} → {v['end']:.0f} MB"
+                    for k, v in so["pss_parts_mb"].items()))
     else:
         out.append(f"Memory     not measured: {m['why']}")
     if p["measured"]:

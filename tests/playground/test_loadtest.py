@@ -169,6 +169,13 @@ def test_the_watch_sees_children_a_busy_one_zombies_and_orphans_left_by_a_killed
         s = watch.sample()
         assert s["children"] == 3 and s["zombies"] == 1 and s["rss_mb"] > 1 and s["alive"]
         assert s["busy_runs"] is None and watch.orphans == {}  # busy needs two readings
+        parts = s["pss_parts_mb"]
+        if parts is not None:  # where smaps_rollup can be read: the parts add up, each where it belongs
+            assert abs(sum(parts.values()) - s["pss_mb"]) <= 0.3 and parts["server"] > 0
+            assert parts["runs"] > 0 and parts["helpers"] == 0  # no baseline yet: every child counts as a run
+            watch.baseline = {(kid, read_procs()[kid].start)}
+            parts = watch.sample()["pss_parts_mb"]
+            assert parts["helpers"] > 0 and parts["runs"] > 0
         busy = []
         for _ in range(20):  # the spinner gets a tenth of a core at some second, the sleeper never
             time.sleep(0.5)
