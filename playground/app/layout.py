@@ -365,10 +365,14 @@ def serve_many() -> None:
     - What exists now (the page's components, the registry, torch's modules) is set aside from the
       cyclic garbage collector: it lives as long as the server, and each full collection scanned
       all of it while every session waited (about half a second, every 10 to 15 s, under load).
+    - The C heap gives back the pictures' large buffers once they are freed (share.tune_malloc).
     """
     import gc
     import sys
 
+    from .share import tune_malloc
+
+    tune_malloc()
     sys.setswitchinterval(SWITCH_INTERVAL)
     gc.collect()
     gc.freeze()

@@ -132,6 +132,39 @@ def test_a_closed_tab_leaves_nothing_in_gradios_session_store():
         manager.shutdown()
 
 
+MALLOC_PROBE = """
+import ctypes, sys
+from playground.app import share
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+libc.mallinfo2.restype = Info
+
+def kept(size=1 << 20):  # whether the heap's top still holds most of a large block once it is freed
+    libc.free(libc.malloc(size))
+    return libc.mallinfo2().keepcost >= size // 2
+
+before = kept()
+tuned = share.tune_malloc()
+print(before, tuned, kept(), kept(4 << 20), kept(300 << 10))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's heap")
+def test_the_servers_heap_gives_a_freed_picture_buffer_back():
+    """A large block freed is given back at once: where glibc has raised its thresholds past large
+    blocks freed before (importing torch and Gradio does), it keeps the next ones in its heap."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", MALLOC_PROBE], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.split()
+    assert out == ["True", "True", "False", "False", "False"], out  # before: kept in the heap; after: given back
+
+
 def test_the_api_plays_any_family_not_only_the_first_shown(served_api):
     _, client = served_api
     client.predict("vae", "two_moons", api_name="/play")
