@@ -61,7 +61,8 @@ def tree(root: int, procs: dict[int, Proc]) -> list[int]:
 
 
 def memory_kb(pid: int) -> tuple[int, int | None]:
-    """(RSS, PSS) in kB; PSS is None where smaps_rollup cannot be read. A process that is gone counts 0."""
+    """(RSS, PSS) in kB; PSS is None where smaps_rollup is not allowed or not there. A process that
+    is gone, or a zombie (it has no memory left, and its smaps_rollup reads empty), counts 0."""
     try:
         with open(f"/proc/{pid}/statm") as f:
             rss = int(f.read().split()[1]) * PAGE_KB
@@ -69,7 +70,9 @@ def memory_kb(pid: int) -> tuple[int, int | None]:
         return 0, 0
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
-            pss = next((int(line.split()[1]) for line in f if line.startswith("Pss:")), None)
+            pss = next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0)
+    except ProcessLookupError:  # it ended between the two readings
+        return 0, 0
     except OSError:
         pss = None
     return rss, pss

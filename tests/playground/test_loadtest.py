@@ -170,6 +170,8 @@ def test_the_watch_sees_children_a_busy_one_zombies_and_orphans_left_by_a_killed
         assert s["children"] == 3 and s["zombies"] == 1 and s["rss_mb"] > 1 and s["alive"]
         assert s["busy_runs"] is None and watch.orphans == {}  # busy needs two readings
         parts = s["pss_parts_mb"]
+        if os.path.exists(f"/proc/{parent.pid}/smaps_rollup"):  # a zombie among the children counts 0
+            assert s["pss_mb"] is not None and parts is not None
         if parts is not None:  # where smaps_rollup can be read: the parts add up, each where it belongs
             assert abs(sum(parts.values()) - s["pss_mb"]) <= 0.3 and parts["server"] > 0
             assert parts["runs"] > 0 and parts["helpers"] == 0  # no baseline yet: every child counts as a run
