@@ -27,6 +27,7 @@ from ..controls import (DEFAULT_DATASET, DEFAULT_MODEL, UPLOAD_PREFIX, all_knobs
                         encode_query, initial_values, knob_key, knobs_for, non_default, settings_from, shown)
 from ..draw import blank, charts
 from ..runs import Session, thin
+from ..runs.browser import read_page
 from ..views import render, view_for
 from . import drawing as D
 from .status import (MAX_CHART_POINTS, REDRAW, DEFAULT_REDRAW, control_updates, dataset_choices, family_of,
@@ -490,7 +491,6 @@ def on_knob(session: Session, model: str, dataset: str, knobs: dict, key: str) -
     return out
 
 
-HIDDEN = "hidden"  # document.visibilityState of a background tab
 IDLE_TICK = 1.0  # the page's timer, in seconds, while nothing it shows can change fast
 TICKS = (0.15, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # the periods it takes: few, so that it seldom changes
 LIVELY = 2.0  # seconds after Play or Step that a page ticks at its pace, before its run has moved
@@ -503,13 +503,26 @@ def _pace(session: Session, now: float) -> float:
     finished and drawn, a background tab) ticks once a second: it still sees its place in the
     queue move, a Resume from elsewhere and its return to the foreground within a second, but it
     no longer sends the server six requests a second that answer nothing."""
-    run, manager = session.current, session.manager
-    wanted = session.redraw_period if manager is None else manager.redraw_interval(session.redraw_period)
+    run = session.current
+    # a browser slow to draw is sent fewer pictures, but its status line still moves every second
+    wanted = max(_server_interval(session), min(session.browser.interval(), IDLE_TICK))
     busy = next((t for t in TICKS if t >= wanted - 1e-9), TICKS[-1])
     still = run is None or not session.visible or (
         run.status != "running" and now >= session.lively_until and session.shown_seq == run.seq
         and session.shown_history == len(run.trainer.history) and session.shown_metrics == len(run.trainer.metric_history))
     return max(busy, IDLE_TICK) if still else busy
+
+
+def _redraw_interval(session: Session) -> float:
+    """The least seconds between two pictures for this page: the person's choice, stretched where
+    the server's picture budget is shared (RunManager.redraw_interval) or where the tab's own
+    browser would spend more than its share of its time drawing (playground.runs.browser)."""
+    return max(_server_interval(session), session.browser.interval())
+
+
+def _server_interval(session: Session) -> float:
+    manager = session.manager
+    return session.redraw_period if manager is None else manager.redraw_interval(session.redraw_period)
 
 
 def _retime(session: Session, now: float | None = None) -> dict:
@@ -539,7 +552,10 @@ def tick(session: Session, x_axis: str, metric: str, visible: str = "visible") -
 def _redraw(session: Session, x_axis: str, metric: str, visible: str) -> dict:
     run, generation = session.current, session.generation
     out = {}
-    session.seen(visible != HIDDEN)
+    now = time.monotonic()
+    shown, busy, span = read_page(visible)
+    session.seen(shown)
+    session.browser.measured(busy, span, now)
     manager = session.manager
     if manager is not None and session.owner:
         (manager.watching if session.visible else manager.unwatched)(session.owner)
@@ -548,10 +564,8 @@ def _redraw(session: Session, x_axis: str, metric: str, visible: str) -> dict:
     status = format_status(session)
     if status != session.shown_status:
         out["status"] = session.shown_status = status
-    now = time.monotonic()
     final = run.finished and session.shown_seq != run.seq
-    if not session.visible or (not final and manager is not None and
-                               now - session.last_redraw < manager.redraw_interval(session.redraw_period)):
+    if not session.visible or (not final and now - session.last_redraw < _redraw_interval(session)):
         return out
     if session.replaying:  # the panels show a recorded picture; the curves still follow
         seq, snap = run.seq, None
@@ -562,6 +576,7 @@ def _redraw(session: Session, x_axis: str, metric: str, visible: str) -> dict:
     if snap is not None and seq != session.shown_seq:
         session.shown_seq = seq
         out.update(_panels(run, snap))
+        session.browser.picture_sent(now)
         if snap.get("status") in ("diverged", "error") and session.warned_run != run.label:
             session.warned_run = run.label
             gr.Warning(html_text(run.trainer.message or snap.get("message", "training stopped")))

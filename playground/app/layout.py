@@ -32,7 +32,7 @@ from .handlers import LIVE, MAX_PHASES, PACE, SPEEDS, on_live, on_replay
 from .share import (close_session, compare, compare_choices, compare_live, export_gif, export_png, export_weights,
                     run_state)
 from .status import DEFAULT_REDRAW, METRIC_CHOICES, REDRAW, SLOTS, dataset_choices, family_of, model_info, placement
-from .wiring import JS_REPLACE_STATE, JS_VISIBILITY, UI, Page
+from .wiring import JS_LOAD, JS_REPLACE_STATE, UI, Page
 
 CSS = """
 #status { min-height: 3.2em; }
@@ -303,9 +303,9 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         everything = ["slots", "loss_plot", "metrics_plot", "timer"] + controls + view
         # Redraws wait in a queue of their own, so that a button never waits behind thirty tabs'
         # pictures (the buttons' queue is the default one); a tab drops a tick while its last is
-        # pending, and says whether it is in the foreground.
+        # pending, and says whether it is in the foreground and how busy its browser is.
         on(timer.tick, tick, ["session", "x_axis", "metric", "visible"], everything, trigger_mode="once",
-           concurrency_id="redraw", concurrency_limit=REDRAW_WORKERS, js=JS_VISIBILITY)
+           concurrency_id="redraw", concurrency_limit=REDRAW_WORKERS, js=JS_LOAD)
         on(ui["redraw"].input, set_redraw, ["session", "redraw"], ["timer"])
         for comp in (ui["x_axis"], ui["metric"]):
             on(comp.input, redraw_charts, ["session", "x_axis", "metric"], everything)

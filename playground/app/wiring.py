@@ -246,9 +246,33 @@ JS_REPLACE_STATE = """(q) => {
 }"""
 
 
-# The timer's last input (the hidden "visible" box) becomes the tab's visibility: a background
-# tab's tick then costs the server no pictures (handlers.tick).
-JS_VISIBILITY = """(...args) => {
-  args[args.length - 1] = document.visibilityState;
+# The timer's last input (the hidden "visible" box) becomes the tab's visibility, then how busy
+# its browser was: the milliseconds of long tasks (50 ms or more of the main thread) over the last
+# few seconds, and the milliseconds they were counted over. A background tab's tick costs the
+# server no pictures (handlers.tick); a browser that is slow to draw is sent fewer of them
+# (playground.runs.browser). Where the browser does not report long tasks, a 100 ms interval
+# that fires late measures the same thing.
+JS_LOAD = """(...args) => {
+  const span = 5000, now = performance.now();
+  let m = window.__playgroundLoad;
+  if (!m) {
+    m = window.__playgroundLoad = {tasks: [], start: now};
+    const keep = (end, ms) => { m.tasks.push([end, ms]); if (m.tasks.length > 500) m.tasks.shift(); };
+    if ((PerformanceObserver.supportedEntryTypes || []).includes("longtask")) {
+      const seen = (list) => list.getEntries().forEach((e) => keep(e.startTime + e.duration, e.duration));
+      new PerformanceObserver(seen).observe({type: "longtask"});
+    } else {
+      let last = performance.now();
+      setInterval(() => {
+        const t = performance.now(), late = t - last - 100;
+        last = t;
+        if (late >= 50 && document.visibilityState === "visible") keep(t, late);
+      }, 100);
+    }
+  }
+  m.tasks = m.tasks.filter((e) => e[0] > now - span);
+  const busy = m.tasks.reduce((sum, e) => sum + Math.min(e[1], e[0] - (now - span)), 0);
+  const counted = Math.min(span, now - m.start);
+  args[args.length - 1] = document.visibilityState + " " + Math.round(busy) + " " + Math.round(counted);
   return args;
 }"""

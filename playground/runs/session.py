@@ -19,6 +19,7 @@ from core import registry
 from core.data.base import Dataset
 from core.errors import DataError, PlaygroundError
 
+from .browser import BrowserLoad
 from .manager import RunManager
 from .run import Run, RunRecord
 
@@ -75,6 +76,7 @@ class Session:
         self.api_only = False
         self.paged = False  # a page was loaded for this session (its tab's timer asks for pictures)
         self.last_redraw = -1e9  # when the page was last sent pictures
+        self.browser = BrowserLoad()  # what a picture costs the tab's own browser
         self.redraw_period = 0.15  # the redraw period the person picked, in seconds
         self.timer_period = 0.15  # what the page's timer ticks at now (handlers.tick sets it)
         self.lively_until = 0.0  # until then the page ticks at its pace though its run stands still

@@ -159,6 +159,31 @@ def test_fast_changes_leave_the_page_the_run_and_the_link_in_agreement(page, ser
     assert runs[0].step > 0 and runs[0] is [s.current for s in manager._sessions.values() if not s.closed][0]
 
 
+BUSY_PAGE = """() => {  // 300 ms long tasks with 100 ms between them, for 6 s: a browser that is slow to draw
+  const end = performance.now() + 6000;
+  const spin = () => {
+    const t = performance.now();
+    while (performance.now() - t < 300) {}
+    if (performance.now() < end) setTimeout(spin, 100);
+  };
+  spin();
+}"""
+
+
+def test_a_busy_browser_says_so_and_is_sent_fewer_pictures(page, served):
+    """The page measures its own long tasks and sends them with its ticks; the server then spaces
+    that tab's pictures beyond the redraw period it asked for."""
+    _, manager = served
+    page.locator("#play").click()
+    wait_step(page, lambda s: s > 0, timeout=60)
+    session = next(s for s in list(manager._sessions.values()) if not s.closed and s.current is not None)
+    page.evaluate(BUSY_PAGE)
+    page.wait_for_timeout(6500)
+    assert session.browser.cost is not None and session.browser.cost > 0.1
+    assert session.browser.interval() > session.redraw_period  # its pictures now come less often
+    page.locator("#pause").click()
+
+
 SHOTS = [("flow.png", "A flow unfolds the two moons", 30), ("gan.png", "WGAN-GP keeps every mode", 45),
          ("vae.png", "The VAE's latent grid", 40), ("diffusion.png", "Diffusion trajectories", 60)]
 

@@ -302,6 +302,35 @@ def test_a_hidden_tab_is_sent_no_pictures(manager):
     assert "slots" in A.tick(s, "step", "auto", visible="visible") and s.watched()
 
 
+def test_a_tab_whose_browser_is_slow_to_draw_is_sent_fewer_pictures(manager):
+    """The page reports its long tasks with each tick: a browser that spent 4 of the last 5 s
+    drawing the one picture it was sent is sent the next only after LONGEST seconds, and its
+    timer slows to once a second; once its readings fall it is back at the server's pace."""
+    from playground.runs import browser as B
+
+    s = Session(manager)
+    s.owner = "tab"
+    run = tiny_run(s)
+    run.play()
+    try:
+        assert wait_for(lambda: run.step >= 5 and run.latest is not None, timeout=30)
+        assert "slots" in A.tick(s, "step", "auto", visible="visible 0 5000")
+        sent = s.last_redraw
+        assert wait_for(lambda: run.seq != s.shown_seq, timeout=30)  # a newer picture is ready
+        out = A.tick(s, "step", "auto", visible="visible 4000 5000")
+        assert "slots" not in out and s.browser.interval() == B.LONGEST
+        assert timer_period(out) == A.handlers.IDLE_TICK  # slower, but its status line still moves each second
+        while time.monotonic() - sent < B.LONGEST - 0.5:  # none until LONGEST has passed
+            assert "slots" not in A.tick(s, "step", "auto", visible="visible 4000 5000")
+            time.sleep(0.3)
+        for _ in range(12):  # the browser keeps up again: its estimate falls back
+            A.tick(s, "step", "auto", visible="visible 0 5000")
+        assert s.browser.interval() < 0.15
+        assert wait_for(lambda: "slots" in A.tick(s, "step", "auto", visible="visible 0 5000"), timeout=10)
+    finally:
+        run.stop(wait=5)
+
+
 def test_a_client_of_the_api_is_drawn_no_pictures_not_even_its_first(manager):
     """A script has no page to show pictures on: its runs draw none, step 0 included (each drawn
     for nobody cost the server a picture at every Reset); a page's run shows its untrained model."""
