@@ -135,14 +135,19 @@ def _run_metrics(cost, evaluations=30):
 
     clock = _FakeClock()
     trainer = _FakeTrainer(clock, cost)
+    built, holder = threading.Event(), {}
 
     def cost_then_stop(n, i):
         if i >= evaluations:
-            views._metrics_end = "stop"
+            # the metrics thread starts inside Views(): on a busy machine it reaches this before
+            # the constructor has returned (it used to fail here, and go on evaluating meanwhile)
+            built.wait(30)
+            holder["views"]._metrics_end = "stop"
         return cost(n, i)
 
     trainer.cost = cost_then_stop
-    views = Views(trainer, lambda snap: None, 1.0, clock=clock, wait=clock.wait)
+    holder["views"] = views = Views(trainer, lambda snap: None, 1.0, clock=clock, wait=clock.wait)
+    built.set()
     views._metrics.join(30)
     views.close()
     return trainer
