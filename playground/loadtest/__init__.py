@@ -34,7 +34,9 @@ What it reports (a table on stdout, everything in --json), and how each figure i
              over the test, per minute, and while its run trained.
   memory     RSS and PSS (smaps_rollup) of the server and all its descendants, every second
              from /proc: start, peak, end, and --settle seconds after every session closed;
-             with --soak, also after the warm-up and whether it then stayed within 10%.
+             with --soak, also after the warm-up and whether it then stayed within 10%, and
+             the PSS of the server, of the helpers it keeps without a run and of the run
+             processes apart (at the warm-up, the most after it, the end).
   processes  the server's children before and after; zombies; orphans (processes that were
              under the server and live on elsewhere), also once the server has stopped.
   close      for each tab closed while its run trained: the time until a run process of the
