@@ -181,12 +181,16 @@ def tune_malloc() -> bool:
     memory as used, and its RSS climbed by a third in four minutes (BENCHMARKS.md, "The soak's
     memory, put where it grows"). Fixed thresholds map each large block alone and give back what
     a heap frees at its top; two heaps bound what the threads keep between them. Call it before
-    the server starts its threads. Returns whether glibc took every setting."""
+    the server starts its threads. A setting given in glibc's own environment variable
+    (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_ARENA_MAX) is left as given. Returns
+    whether glibc took every setting made here."""
     libc = _glibc()
     if not libc:
         return False
-    settings = ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD), (M_ARENA_MAX, ARENA_MAX))
-    return all([bool(libc.mallopt(k, v)) for k, v in settings])
+    settings = (("MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+                ("MALLOC_TRIM_THRESHOLD_", M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+                ("MALLOC_ARENA_MAX", M_ARENA_MAX, ARENA_MAX))
+    return all([bool(libc.mallopt(k, v)) for name, k, v in settings if name not in os.environ])
 
 
 def _glibc():

@@ -141,7 +141,8 @@ libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 
 class Info(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    _fields_ = [(n, ctypes.c_size_t)
+                for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
 
 libc.mallinfo2.restype = Info
 
@@ -163,6 +164,10 @@ def test_the_servers_heap_gives_a_freed_picture_buffer_back():
     out = subprocess.run([sys.executable, "-c", MALLOC_PROBE], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=120, check=True).stdout.split()
     assert out == ["True", "True", "False", "False", "False"], out  # before: kept in the heap; after: given back
+    env["MALLOC_MMAP_THRESHOLD_"] = env["MALLOC_TRIM_THRESHOLD_"] = str(64 << 20)  # a person's own settings win
+    out = subprocess.run([sys.executable, "-c", MALLOC_PROBE], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.split()
+    assert out == ["True", "True", "True", "True", "True"], out
 
 
 def test_the_api_plays_any_family_not_only_the_first_shown(served_api):
