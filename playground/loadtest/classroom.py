@@ -328,8 +328,11 @@ class LoadTest:
         if not samples:
             return {"measured": False, "why": "no reading of /proc succeeded"}
 
+        def nearest(t):
+            return min(samples, key=lambda s: abs(s["t"] - t))
+
         def at(t):
-            return view(min(samples, key=lambda s: abs(s["t"] - t)))
+            return view(nearest(t))
 
         def view(s):
             return {"t": s["t"], "rss_mb": s["rss_mb"], "pss_mb": s["pss_mb"], "children": s["children"]}
@@ -349,7 +352,7 @@ class LoadTest:
             if warm["pss_mb"] is not None and all(s["pss_mb"] is not None for s in after):
                 soak["peak_after_warm_up_pss_mb"] = max(s["pss_mb"] for s in after)
                 soak["within_10pct_pss"] = soak["peak_after_warm_up_pss_mb"] <= 1.10 * warm["pss_mb"]
-            warm_parts = min(samples, key=lambda s: abs(s["t"] - warm_at)).get("pss_parts_mb")
+            warm_parts = nearest(warm_at).get("pss_parts_mb")
             if warm_parts and all(s.get("pss_parts_mb") for s in after):
                 # which of the server, its kept helpers and the run processes grew after the warm-up
                 soak["pss_parts_mb"] = {k: {"warm_up": warm_parts[k],
