@@ -549,9 +549,18 @@ def tick(session: Session, x_axis: str, metric: str, visible: str = "visible") -
     return out
 
 
-def _redraw(session: Session, x_axis: str, metric: str, visible: str) -> dict:
-    run, generation = session.current, session.generation
-    out = {}
+def pulse(session: Session, visible: str = "visible") -> dict:
+    """The page's timer between redraws: what the tab reports (in front or not, how busy its
+    browser is) is recorded, and the answer says whether a redraw is due ("1") or not (""). The
+    page asks for the redraw itself (`tick`) only when one is: a redraw is one of Gradio's events,
+    and every event costs the tab's browser the same handling, a fifth of a core at one a second
+    for a page that only waits (BENCHMARKS.md), where this answer is a plain HTTP request."""
+    now = _heard(session, visible)
+    return {"pulse": "1" if _due(session, now) else ""}
+
+
+def _heard(session: Session, visible: str) -> float:
+    """The tab reported in (a tick or a pulse): whether it is in front and how busy its browser is."""
     now = time.monotonic()
     shown, busy, span = read_page(visible)
     session.seen(shown)
@@ -559,6 +568,36 @@ def _redraw(session: Session, x_axis: str, metric: str, visible: str) -> dict:
     manager = session.manager
     if manager is not None and session.owner:
         (manager.watching if session.visible else manager.unwatched)(session.owner)
+    return now
+
+
+def _due(session: Session, now: float) -> bool:
+    """Whether a tick now would send the page anything: its timer's period, the status line, a
+    picture or a curve (the same tests as `_redraw`, without drawing)."""
+    if session.changing():
+        return False  # the change answers for itself
+    if _pace(session, now) != session.timer_period:
+        return True
+    run = session.current
+    if run is None:
+        return False
+    if format_status(session) != session.shown_status:
+        return True
+    if not session.visible:
+        return False
+    if run.finished and session.shown_seq != run.seq:
+        return True
+    if now - session.last_redraw < _redraw_interval(session):
+        return False
+    return (run.seq != session.shown_seq and not session.replaying) or \
+        len(run.trainer.history) != session.shown_history or len(run.trainer.metric_history) != session.shown_metrics
+
+
+def _redraw(session: Session, x_axis: str, metric: str, visible: str) -> dict:
+    run, generation = session.current, session.generation
+    out = {}
+    now = _heard(session, visible)
+    manager = session.manager
     if run is None:
         return out
     status = format_status(session)

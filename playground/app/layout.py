@@ -27,12 +27,12 @@ from .knob_slider import KnobSlider
 from .thumbnails import thumbnail_files
 from .handlers import (apply_preset, on_dataset, on_draw, on_draw_download, on_draw_preview, on_family, on_knob, on_load,
                        on_model, on_upload, on_view_control, pause, play, redraw_charts, reset, set_redraw, step,
-                       step_phase, tick)
+                       step_phase, pulse, tick)
 from .handlers import LIVE, MAX_PHASES, PACE, SPEEDS, on_live, on_replay
 from .share import (close_session, compare, compare_choices, compare_live, export_gif, export_png, export_weights,
                     run_state)
 from .status import DEFAULT_REDRAW, METRIC_CHOICES, REDRAW, SLOTS, dataset_choices, family_of, model_info, placement
-from .wiring import JS_LOAD, JS_REPLACE_STATE, UI, Page
+from .wiring import JS_LOAD, JS_PULSE, JS_REPLACE_STATE, TICK_ID, UI, Page
 
 CSS = """
 #status { min-height: 3.2em; }
@@ -252,6 +252,11 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         ui["state_button"] = gr.Button(visible=False)
         for name in ("play", "step", "reset"):  # the API's buttons: a script names the model and data itself
             ui["api_" + name] = gr.Button(visible=False)
+        # the timer asks the server whether a redraw is due (the hidden "pulse" endpoint) and, when one
+        # is, presses the hidden tick button, whose event draws it (wiring.JS_PULSE)
+        ui["pulse"] = gr.Textbox(visible=False)
+        ui["pulse_button"] = gr.Button(visible=False)
+        ui["tick_button"] = gr.Button(visible="hidden", elem_id=TICK_ID)
         ui["timer"] = timer = gr.Timer(REDRAW[DEFAULT_REDRAW])
         ui["compare_timer"] = gr.Timer(COMPARE_EVERY, active=False)  # runs while Compare is shown
 
@@ -303,8 +308,15 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         everything = ["slots", "loss_plot", "metrics_plot", "timer"] + controls + view
         # Redraws wait in a queue of their own, so that a button never waits behind thirty tabs'
         # pictures (the buttons' queue is the default one); a tab drops a tick while its last is
-        # pending, and says whether it is in the foreground and how busy its browser is.
-        on(timer.tick, tick, ["session", "x_axis", "metric", "visible"], everything, trigger_mode="once",
+        # pending, and says whether it is in the foreground and how busy its browser is. Between
+        # redraws the timer is the page's own script, and the server hears from it over plain HTTP
+        # (the pulse, answered outside the queue): an event of Gradio's costs the browser the same
+        # whatever it carries, and a page that only waits would send one every second.
+        timer.tick(None, None, None, js=JS_PULSE, show_progress="hidden")
+        beat, ins, outs = ui.bind(pulse, ["session", "visible"], ["pulse"])  # the page's, not the API's
+        ui["pulse_button"].click(beat, ins, outs, api_name="pulse", api_visibility="undocumented", queue=False,
+                                 show_progress="hidden", **ui.processing(beat))
+        on(ui["tick_button"].click, tick, ["session", "x_axis", "metric", "visible"], everything, trigger_mode="once",
            concurrency_id="redraw", concurrency_limit=REDRAW_WORKERS, js=JS_LOAD)
         on(ui["redraw"].input, set_redraw, ["session", "redraw"], ["timer"])
         for comp in (ui["x_axis"], ui["metric"]):

@@ -246,13 +246,13 @@ JS_REPLACE_STATE = """(q) => {
 }"""
 
 
-# The timer's last input (the hidden "visible" box) becomes the tab's visibility, then how busy
-# its browser was: the milliseconds of long tasks (50 ms or more of the main thread) over the last
-# few seconds, and the milliseconds they were counted over. A background tab's tick costs the
-# server no pictures (handlers.tick); a browser that is slow to draw is sent fewer of them
-# (playground.runs.browser). Where the browser does not report long tasks, a 100 ms interval
-# that fires late measures the same thing.
-JS_LOAD = """(...args) => {
+# How the page reports in: whether it is in the foreground, then how busy its browser was, the
+# milliseconds of long tasks (50 ms or more of the main thread) over the last few seconds and the
+# milliseconds they were counted over. A background tab costs the server no pictures
+# (handlers.tick); a browser that is slow to draw is sent fewer of them (playground.runs.browser).
+# Where the browser does not report long tasks, a 100 ms interval that fires late measures the
+# same thing.
+_REPORT = """() => {
   const span = 5000, now = performance.now();
   let m = window.__playgroundLoad;
   if (!m) {
@@ -273,6 +273,38 @@ JS_LOAD = """(...args) => {
   m.tasks = m.tasks.filter((e) => e[0] > now - span);
   const busy = m.tasks.reduce((sum, e) => sum + Math.min(e[1], e[0] - (now - span)), 0);
   const counted = Math.min(span, now - m.start);
-  args[args.length - 1] = document.visibilityState + " " + Math.round(busy) + " " + Math.round(counted);
-  return args;
+  return document.visibilityState + " " + Math.round(busy) + " " + Math.round(counted);
 }"""
+
+# The redraw's last input (the hidden "visible" box) becomes the report.
+JS_LOAD = """(...args) => {
+  args[args.length - 1] = (REPORT)();
+  return args;
+}""".replace("REPORT", _REPORT)
+
+TICK_ID = "playground-tick"  # the hidden button whose click is a redraw (handlers.tick)
+
+# The timer: ask the server, outside Gradio's queue, whether a redraw is due (handlers.pulse), and
+# press the tick button when one is. One pulse at a time; an answer not understood (an error, a
+# server that does not know the pulse) asks for the redraw, as the timer itself did before.
+JS_PULSE = """async () => {
+  const hash = window.__gradio_session_hash__, el = document.getElementById("TICK_ID");
+  const button = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
+  if (!hash || !button || window.__playgroundPulse) return [];
+  window.__playgroundPulse = true;
+  let due = true;
+  try {
+    const root = ((window.gradio_config || {}).root || window.location.origin).replace(/\\/+$/, "");
+    const answer = await fetch(root + "/gradio_api/run/pulse", {
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({data: [null, (REPORT)()], session_hash: hash})});
+    const data = answer.ok ? (await answer.json()).data : null;
+    due = !(Array.isArray(data) && data[0] === "");
+  } catch (e) {
+    due = true;
+  } finally {
+    window.__playgroundPulse = false;
+  }
+  if (due) button.click();
+  return [];
+}""".replace("TICK_ID", TICK_ID).replace("REPORT", _REPORT)

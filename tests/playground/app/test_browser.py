@@ -184,6 +184,30 @@ def test_a_busy_browser_says_so_and_is_sent_fewer_pictures(page, served):
     page.locator("#pause").click()
 
 
+def test_a_page_that_only_waits_sends_gradio_no_events_but_still_reports_in(page, served):
+    """Every event of Gradio's costs the browser the same handling whatever it carries (a fifth of
+    a core at one a second, BENCHMARKS.md). Between redraws the page's timer asks the server over
+    plain HTTP whether one is due (handlers.pulse): a page with nothing new sends the queue
+    nothing, the server still hears from it, and once its run moves the redraws come again."""
+    joins, pulses = [], []
+
+    def seen(request):
+        if "/queue/join" in request.url:
+            joins.append(request.url)
+        elif "/run/pulse" in request.url:
+            pulses.append(request.url)
+
+    page.wait_for_timeout(3000)  # the first picture drawn, the timer at its idle period
+    page.on("request", seen)
+    page.wait_for_timeout(4500)
+    assert joins == [] and len(pulses) >= 3
+    page.locator("#play").click()
+    start = wait_step(page, lambda s: s > 0, timeout=60)
+    wait_step(page, lambda s: s > start, timeout=30)  # the status line follows the run: redraws came
+    assert len(joins) >= 3
+    page.locator("#pause").click()
+
+
 SHOTS = [("flow.png", "A flow unfolds the two moons", 30), ("gan.png", "WGAN-GP keeps every mode", 45),
          ("vae.png", "The VAE's latent grid", 40), ("diffusion.png", "Diffusion trajectories", 60)]
 

@@ -421,3 +421,42 @@ def test_the_default_cap_follows_the_machine(monkeypatch):
     monkeypatch.setenv("PLAYGROUND_MAX_RUNS", "many")
     with pytest.raises(ValueError, match="whole number"):
         RunManager()
+
+
+def pulse_due(s, visible="visible"):
+    return A.handlers.pulse(s, visible)["pulse"] == "1"
+
+
+def test_the_pulse_says_a_redraw_is_due_exactly_when_a_tick_would_send_something(manager):
+    """Between redraws the page asks the pulse whether to tick: it must say yes whenever a tick
+    would change the page (its timer, the status line, a picture, a curve), and no when the tick
+    would send nothing, or a page that only waits would keep costing its browser a Gradio event."""
+    s = Session(manager)
+    s.owner = "tab"
+    run = tiny_run(s)
+    assert wait_for(lambda: run.latest is not None, timeout=30)
+    assert pulse_due(s)  # the first picture, and the timer's period, are still to be sent
+    assert "slots" in A.tick(s, "step", "auto")
+    for _ in range(3):  # a ready run, drawn: nothing to send, and the pulse says so
+        assert not pulse_due(s)
+        assert set(A.tick(s, "step", "auto")) == set()
+    assert not pulse_due(s, "hidden")  # in the background, its timer already at its idle period
+    assert not pulse_due(s)
+
+    run.play()
+    try:
+        assert wait_for(lambda: run.step >= 5, timeout=30)
+        assert pulse_due(s)  # the status line moves and a newer picture is ready
+        out = A.tick(s, "step", "auto")
+        assert "status" in out
+        run.pause()
+        assert wait_for(lambda: run.status == "paused", timeout=10)
+        s.lively_until = 0.0
+        assert pulse_due(s)  # "paused" is still to be shown
+        assert wait_for(lambda: (A.tick(s, "step", "auto"), not pulse_due(s))[1], timeout=10)
+        assert set(A.tick(s, "step", "auto")) == set()  # and, as the pulse said, the tick sends nothing
+        assert pulse_due(s, "hidden") is False  # a paused run in the background: nothing to say either
+        s.notify("a note")  # a note in the status line is news
+        assert pulse_due(s, "visible")
+    finally:
+        run.stop(wait=5)
