@@ -503,14 +503,19 @@ def _pace(session: Session, now: float) -> float:
     finished and drawn, a background tab) ticks once a second: it still sees its place in the
     queue move, a Resume from elsewhere and its return to the foreground within a second, but it
     no longer sends the server six requests a second that answer nothing."""
-    run = session.current
     # a browser slow to draw is sent fewer pictures, but its status line still moves every second
     wanted = max(_server_interval(session), min(session.browser.interval(), IDLE_TICK))
     busy = next((t for t in TICKS if t >= wanted - 1e-9), TICKS[-1])
-    still = run is None or not session.visible or (
+    return max(busy, IDLE_TICK) if _still(session, now) else busy
+
+
+def _still(session: Session, now: float) -> bool:
+    """Whether nothing the page shows can change fast: no run, a background tab, or a run that is
+    not training, past the seconds after a button, whose newest picture and curves are shown."""
+    run = session.current
+    return run is None or not session.visible or (
         run.status != "running" and now >= session.lively_until and session.shown_seq == run.seq
         and session.shown_history == len(run.trainer.history) and session.shown_metrics == len(run.trainer.metric_history))
-    return max(busy, IDLE_TICK) if still else busy
 
 
 def _redraw_interval(session: Session) -> float:
@@ -526,12 +531,14 @@ def _server_interval(session: Session) -> float:
 
 
 def _retime(session: Session, now: float | None = None) -> dict:
-    """The timer's new period, if it should change (a dict for the page's "timer" output)."""
-    period = _pace(session, time.monotonic() if now is None else now)
-    if period == session.timer_period:
+    """The timer's new period and mode, if they should change (the page's "timer" and "pace"):
+    "busy" redraws at each tick, "still" asks the pulse first (wiring.JS_PULSE)."""
+    now = time.monotonic() if now is None else now
+    period, mode = _pace(session, now), "still" if _still(session, now) else "busy"
+    if period == session.timer_period and mode == session.timer_mode:
         return {}
-    session.timer_period = period
-    return {"timer": gr.Timer(value=period)}
+    session.timer_period, session.timer_mode = period, mode
+    return {"timer": gr.Timer(value=period), "pace": mode}
 
 
 def wake(session: Session) -> dict:
@@ -550,11 +557,11 @@ def tick(session: Session, x_axis: str, metric: str, visible: str = "visible") -
 
 
 def pulse(session: Session, visible: str = "visible") -> dict:
-    """The page's timer between redraws: what the tab reports (in front or not, how busy its
-    browser is) is recorded, and the answer says whether a redraw is due ("1") or not (""). The
-    page asks for the redraw itself (`tick`) only when one is: a redraw is one of Gradio's events,
-    and every event costs the tab's browser the same handling, a fifth of a core at one a second
-    for a page that only waits (BENCHMARKS.md), where this answer is a plain HTTP request."""
+    """The page's timer while it waits (its "pace" is "still"): what the tab reports (in front or
+    not, how busy its browser is) is recorded, and the answer says whether a redraw is due ("1")
+    or not (""). The page asks for the redraw itself (`tick`) only when one is: a redraw is one of
+    Gradio's events, and every event costs the tab's browser the same handling, a fifth of a core
+    at one a second for a page that only waits (BENCHMARKS.md), where this is a plain request."""
     now = _heard(session, visible)
     return {"pulse": "1" if _due(session, now) else ""}
 
@@ -576,15 +583,14 @@ def _due(session: Session, now: float) -> bool:
     picture or a curve (the same tests as `_redraw`, without drawing)."""
     if session.changing():
         return False  # the change answers for itself
-    if _pace(session, now) != session.timer_period:
+    mode = "still" if _still(session, now) else "busy"
+    if _pace(session, now) != session.timer_period or mode != session.timer_mode:
         return True
     run = session.current
-    if run is None:
+    if run is None or not session.visible:  # a background tab's status line waits until it is seen
         return False
     if format_status(session) != session.shown_status:
         return True
-    if not session.visible:
-        return False
     if run.finished and session.shown_seq != run.seq:
         return True
     if now - session.last_redraw < _redraw_interval(session):
@@ -722,7 +728,7 @@ def redraw_charts(session: Session, x_axis: str, metric: str) -> dict:
 def set_redraw(session: Session, redraw: str) -> dict:
     session.redraw_period = REDRAW.get(redraw, REDRAW[DEFAULT_REDRAW])
     session.lively_until = time.monotonic() + LIVELY  # the choice shows at once
-    session.timer_period = -1.0  # sent whatever it was
+    session.timer_period, session.timer_mode = -1.0, ""  # sent whatever it was
     return _retime(session)
 
 

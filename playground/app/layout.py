@@ -252,8 +252,10 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         ui["state_button"] = gr.Button(visible=False)
         for name in ("play", "step", "reset"):  # the API's buttons: a script names the model and data itself
             ui["api_" + name] = gr.Button(visible=False)
-        # the timer asks the server whether a redraw is due (the hidden "pulse" endpoint) and, when one
-        # is, presses the hidden tick button, whose event draws it (wiring.JS_PULSE)
+        # the timer presses the hidden tick button, whose event is a redraw, at every tick while the
+        # page's run moves ("busy"), and while it waits ("still") only when the hidden "pulse"
+        # endpoint says one is due (wiring.JS_PULSE)
+        ui["pace"] = gr.Textbox(value="busy", visible=False)  # as Session.timer_mode starts
         ui["pulse"] = gr.Textbox(visible=False)
         ui["pulse_button"] = gr.Button(visible=False)
         ui["tick_button"] = gr.Button(visible="hidden", elem_id=TICK_ID)
@@ -292,33 +294,32 @@ def build_app(manager: RunManager | None = None) -> gr.Blocks:
         # The page's buttons act on the run the session holds, and bring a page that is behind it up
         # to date (handlers._from_page); the API's take the model and data they are given.
         for name, fn in (("play", play), ("step", step), ("reset", reset)):
-            on(ui[name].click, fn, ctl, controls + view + ["timer"], extra={"page": True})
+            on(ui[name].click, fn, ctl, controls + view + ["timer", "pace"], extra={"page": True})
             on(ui["api_" + name].click, fn, ctl, view, api_name=name)
         on(ui["pause"].click, pause, ["session"], [], api_name="pause")
         on(ui["replay"].input, on_replay, ["session", "replay"], ["slots"], trigger_mode="always_last")
         on(ui["live"].click, on_live, ["session"], ["replay"])
         for i in range(MAX_PHASES):
-            on(ui[f"phase{i}"].click, step_phase, ctl, controls + view + ["timer"], extra={"index": i})
+            on(ui[f"phase{i}"].click, step_phase, ctl, controls + view + ["timer", "pace"], extra={"index": i})
         for key in knobs:
             comp = ui["knob:" + key]
             events = [comp.release] if isinstance(comp, gr.Slider) else \
                 [comp.blur, comp.submit] if isinstance(comp, gr.Number) else [comp.input]
             for event in events:
                 on(event, on_knob, ctl, controls + view, extra={"key": key})
-        everything = ["slots", "loss_plot", "metrics_plot", "timer"] + controls + view
+        everything = ["slots", "loss_plot", "metrics_plot", "timer", "pace"] + controls + view
         # Redraws wait in a queue of their own, so that a button never waits behind thirty tabs'
         # pictures (the buttons' queue is the default one); a tab drops a tick while its last is
-        # pending, and says whether it is in the foreground and how busy its browser is. Between
-        # redraws the timer is the page's own script, and the server hears from it over plain HTTP
-        # (the pulse, answered outside the queue): an event of Gradio's costs the browser the same
-        # whatever it carries, and a page that only waits would send one every second.
-        timer.tick(None, None, None, js=JS_PULSE, show_progress="hidden")
+        # pending, and says whether it is in the foreground and how busy its browser is. While the
+        # page only waits, the server hears from it over plain HTTP instead (the pulse, answered
+        # outside the queue): an event of Gradio's costs the browser the same whatever it carries.
+        timer.tick(None, [ui["pace"]], None, js=JS_PULSE, show_progress="hidden")
         beat, ins, outs = ui.bind(pulse, ["session", "visible"], ["pulse"])  # the page's, not the API's
         ui["pulse_button"].click(beat, ins, outs, api_name="pulse", api_visibility="undocumented", queue=False,
                                  show_progress="hidden", **ui.processing(beat))
         on(ui["tick_button"].click, tick, ["session", "x_axis", "metric", "visible"], everything, trigger_mode="once",
            concurrency_id="redraw", concurrency_limit=REDRAW_WORKERS, js=JS_LOAD)
-        on(ui["redraw"].input, set_redraw, ["session", "redraw"], ["timer"])
+        on(ui["redraw"].input, set_redraw, ["session", "redraw"], ["timer", "pace"])
         for comp in (ui["x_axis"], ui["metric"]):
             on(comp.input, redraw_charts, ["session", "x_axis", "metric"], everything)
         for name in view_controls:

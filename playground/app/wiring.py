@@ -284,13 +284,17 @@ JS_LOAD = """(...args) => {
 
 TICK_ID = "playground-tick"  # the hidden button whose click is a redraw (handlers.tick)
 
-# The timer: ask the server, outside Gradio's queue, whether a redraw is due (handlers.pulse), and
-# press the tick button when one is. One pulse at a time; an answer not understood (an error, a
-# server that does not know the pulse) asks for the redraw, as the timer itself did before.
-JS_PULSE = """async () => {
+# The timer. While the page's run moves ("busy", the page's hidden "pace" box, set by the redraws)
+# a redraw is due at nearly every tick: press the tick button. While it waits, first ask the
+# server, outside Gradio's queue, whether one is due (handlers.pulse), and press it only when one
+# is. One pulse at a time; an answer not understood (an error, a server that does not know the
+# pulse) asks for the redraw, as every tick did before.
+JS_PULSE = """async (pace) => {
   const hash = window.__gradio_session_hash__, el = document.getElementById("TICK_ID");
   const button = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
-  if (!hash || !button || window.__playgroundPulse) return [];
+  if (!button) return [];
+  if (pace === "busy" || !hash) { button.click(); return []; }
+  if (window.__playgroundPulse) return [];
   window.__playgroundPulse = true;
   let due = true;
   try {

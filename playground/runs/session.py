@@ -79,6 +79,7 @@ class Session:
         self.browser = BrowserLoad()  # what a picture costs the tab's own browser
         self.redraw_period = 0.15  # the redraw period the person picked, in seconds
         self.timer_period = 0.15  # what the page's timer ticks at now (handlers.tick sets it)
+        self.timer_mode = "busy"  # the page's "pace": "busy" redraws at each tick, "still" asks the pulse first
         self.lively_until = 0.0  # until then the page ticks at its pace though its run stands still
         self.replaying = False  # the panels show a recorded picture (the replay slider), not the newest
         self.compare_labels: tuple = ()  # the runs Compare lists, and what its chart last drew

@@ -186,9 +186,10 @@ def test_a_busy_browser_says_so_and_is_sent_fewer_pictures(page, served):
 
 def test_a_page_that_only_waits_sends_gradio_no_events_but_still_reports_in(page, served):
     """Every event of Gradio's costs the browser the same handling whatever it carries (a fifth of
-    a core at one a second, BENCHMARKS.md). Between redraws the page's timer asks the server over
-    plain HTTP whether one is due (handlers.pulse): a page with nothing new sends the queue
-    nothing, the server still hears from it, and once its run moves the redraws come again."""
+    a core at one a second, BENCHMARKS.md). While its run waits the page's timer asks the server
+    over plain HTTP whether a redraw is due (handlers.pulse): a page with nothing new sends the
+    queue nothing and the server still hears from it. While the run trains the timer redraws at
+    every tick, asking nothing first, and once it is paused and drawn the page is quiet again."""
     joins, pulses = [], []
 
     def seen(request):
@@ -204,8 +205,15 @@ def test_a_page_that_only_waits_sends_gradio_no_events_but_still_reports_in(page
     page.locator("#play").click()
     start = wait_step(page, lambda s: s > 0, timeout=60)
     wait_step(page, lambda s: s > start, timeout=30)  # the status line follows the run: redraws came
-    assert len(joins) >= 3
+    joins.clear(), pulses.clear()
+    page.wait_for_timeout(3000)
+    assert len(joins) >= 3 and len(pulses) <= 1  # training: redraws, no question asked first
     page.locator("#pause").click()
+    assert_step_settles(page)
+    page.wait_for_timeout(3000)  # the seconds after a button, and the paused run's last picture
+    joins.clear(), pulses.clear()
+    page.wait_for_timeout(3500)
+    assert joins == [] and len(pulses) >= 2
 
 
 SHOTS = [("flow.png", "A flow unfolds the two moons", 30), ("gan.png", "WGAN-GP keeps every mode", 45),

@@ -448,12 +448,13 @@ def test_the_pulse_says_a_redraw_is_due_exactly_when_a_tick_would_send_something
         assert wait_for(lambda: run.step >= 5, timeout=30)
         assert pulse_due(s)  # the status line moves and a newer picture is ready
         out = A.tick(s, "step", "auto")
-        assert "status" in out
+        assert "status" in out and out["pace"] == "busy"  # the page now redraws at each tick
         run.pause()
         assert wait_for(lambda: run.status == "paused", timeout=10)
         s.lively_until = 0.0
         assert pulse_due(s)  # "paused" is still to be shown
         assert wait_for(lambda: (A.tick(s, "step", "auto"), not pulse_due(s))[1], timeout=10)
+        assert s.timer_mode == "still"  # and asks the pulse first again
         assert set(A.tick(s, "step", "auto")) == set()  # and, as the pulse said, the tick sends nothing
         assert pulse_due(s, "hidden") is False  # a paused run in the background: nothing to say either
         s.notify("a note")  # a note in the status line is news
