@@ -496,8 +496,9 @@ TICKS = (0.15, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # the periods it takes: few
 LIVELY = 2.0  # seconds after Play or Step that a page ticks at its pace, before its run has moved
 
 
-def _pace(session: Session, now: float) -> float:
-    """The period the page's timer should tick at. A page whose run trains ticks as often as its
+def _pace(session: Session, now: float) -> tuple[float, str]:
+    """The period the page's timer should tick at, and its mode: "busy" redraws at each tick,
+    "still" asks the pulse first (wiring.JS_PULSE). A page whose run trains ticks as often as its
     redraws may come (the person's choice, or longer when the server's picture budget is shared:
     RunManager.redraw_interval); a page with nothing that can change fast (a run paused, queued or
     finished and drawn, a background tab) ticks once a second: it still sees its place in the
@@ -506,7 +507,7 @@ def _pace(session: Session, now: float) -> float:
     # a browser slow to draw is sent fewer pictures, but its status line still moves every second
     wanted = max(_server_interval(session), min(session.browser.interval(), IDLE_TICK))
     busy = next((t for t in TICKS if t >= wanted - 1e-9), TICKS[-1])
-    return max(busy, IDLE_TICK) if _still(session, now) else busy
+    return (max(busy, IDLE_TICK), "still") if _still(session, now) else (busy, "busy")
 
 
 def _still(session: Session, now: float) -> bool:
@@ -531,11 +532,9 @@ def _server_interval(session: Session) -> float:
 
 
 def _retime(session: Session, now: float | None = None) -> dict:
-    """The timer's new period and mode, if they should change (the page's "timer" and "pace"):
-    "busy" redraws at each tick, "still" asks the pulse first (wiring.JS_PULSE)."""
-    now = time.monotonic() if now is None else now
-    period, mode = _pace(session, now), "still" if _still(session, now) else "busy"
-    if period == session.timer_period and mode == session.timer_mode:
+    """The timer's new period and mode (_pace), if they should change (the page's "timer" and "pace")."""
+    period, mode = _pace(session, time.monotonic() if now is None else now)
+    if (period, mode) == (session.timer_period, session.timer_mode):
         return {}
     session.timer_period, session.timer_mode = period, mode
     return {"timer": gr.Timer(value=period), "pace": mode}
@@ -583,20 +582,24 @@ def _due(session: Session, now: float) -> bool:
     picture or a curve (the same tests as `_redraw`, without drawing)."""
     if session.changing():
         return False  # the change answers for itself
-    mode = "still" if _still(session, now) else "busy"
-    if _pace(session, now) != session.timer_period or mode != session.timer_mode:
+    if _pace(session, now) != (session.timer_period, session.timer_mode):
         return True
     run = session.current
     if run is None or not session.visible:  # a background tab's status line waits until it is seen
         return False
     if format_status(session) != session.shown_status:
         return True
-    if run.finished and session.shown_seq != run.seq:
-        return True
-    if now - session.last_redraw < _redraw_interval(session):
+    if not _picture_due(session, run, now):
         return False
     return (run.seq != session.shown_seq and not session.replaying) or \
         len(run.trainer.history) != session.shown_history or len(run.trainer.metric_history) != session.shown_metrics
+
+
+def _picture_due(session: Session, run, now: float) -> bool:
+    """Whether the page may be sent pictures now: it is in front, and its run's final picture is
+    still to be shown or the page's redraw interval has passed since the last."""
+    final = run.finished and session.shown_seq != run.seq
+    return session.visible and (final or now - session.last_redraw >= _redraw_interval(session))
 
 
 def _redraw(session: Session, x_axis: str, metric: str, visible: str) -> dict:
@@ -609,8 +612,7 @@ def _redraw(session: Session, x_axis: str, metric: str, visible: str) -> dict:
     status = format_status(session)
     if status != session.shown_status:
         out["status"] = session.shown_status = status
-    final = run.finished and session.shown_seq != run.seq
-    if not session.visible or (not final and now - session.last_redraw < _redraw_interval(session)):
+    if not _picture_due(session, run, now):
         return out
     if session.replaying:  # the panels show a recorded picture; the curves still follow
         seq, snap = run.seq, None
