@@ -30,6 +30,11 @@ What it reports (a table on stdout, everything in --json), and how each figure i
              tab's status line shows the answer (`running` or `waiting` for Play, `paused` for
              Pause, a higher step for Step, step 0 and `ready` for Reset and a new model); a
              page load until the status line shows a step.
+  phases     a tab's clicks, traced through its page (students.PHASES): until the page
+             dispatched the click, until Gradio's client posted the event, until the server
+             accepted it, until it started and until it was done (both as the page read them from
+             the session's event stream), until the status line showed the answer; p50 and p95 of
+             each per kind of click. The browser's part and the server's part of a tab's seconds.
   redraws    per tab, bursts of changes inside Plotly's plots (a MutationObserver) per second:
              over the test, per minute, and while its run trained.
   memory     RSS and PSS (smaps_rollup) of the server and all its descendants, every second

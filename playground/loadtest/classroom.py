@@ -14,7 +14,8 @@ import httpx
 from . import readings as R
 from .procs import BUSY, ProcessWatch, end_processes, most_held
 from .server import START_ATTEMPTS, Server, ServerGone
-from .students import ACTIONS, API_CASES, CHROMIUM, CHROMIUM_ARGS, ApiStudent, Student, TabStudent, api_cases, error_kind
+from .students import (ACTIONS, API_CASES, CHROMIUM, CHROMIUM_ARGS, PHASES, ApiStudent, Student, TabStudent, api_cases,
+                       error_kind)
 from .wire import Endpoints
 
 DEFAULT_CAP = 4  # the server's cap on runs training at once when PLAYGROUND_MAX_RUNS is unset (RunManager)
@@ -252,6 +253,7 @@ class LoadTest:
             "sessions": self._sessions(),
             "queue": self._queue(cap),
             "latency": self._latency(),
+            "tab_phases": self._tab_phases(),
             "redraws": self._redraws(start, end),
             "memory": self._memory(start, end),
             "processes": self._processes(),
@@ -297,6 +299,18 @@ class LoadTest:
         order = sorted(rows, key=lambda k: (ACTIONS.index(k[0]) if k[0] in ACTIONS else len(ACTIONS), k[1]))
         return {f"{kind} ({via})": {"kind": kind, "via": via, "errors": rows[kind, via]["errors"],
                                     **R.stats(rows[kind, via]["values"])} for kind, via in order}
+
+    def _tab_phases(self) -> dict:
+        """For each kind of click in the tabs, where its time went (students.PHASES): p50 and p95 of
+        each phase over the clicks the page could trace, and of their whole."""
+        out = {}
+        for kind in ACTIONS:
+            traced = [a for s in self.students if isinstance(s, TabStudent) for a in s.actions
+                      if a["kind"] == kind and a.get("phases")]
+            if traced:
+                out[kind] = {"n": len(traced), "whole": R.stats([a["latency"] for a in traced]),
+                             **{name: R.stats([a["phases"][name] for a in traced]) for name in PHASES}}
+        return out
 
     def _redraws(self, start: float, end: float) -> dict:
         minutes = max(1, math.ceil((end - start) / 60 - 1e-9))

@@ -32,6 +32,12 @@ API_CASES = [("realnvp", "two_moons"), ("vae", "eight_gaussians"), ("nsgan", "tw
 FLOW_CASES = [("realnvp", "two_moons"), ("nice", "eight_gaussians"), ("maf", "two_moons"), ("realnvp", "rings")]
 TAB_FAMILIES = ["vae", "diffusion", "gan", "flow"]  # the Family dropdown; each opens with its first model
 REOPEN_AFTER = 10.0  # seconds before a session that failed to open tries again
+# A tab's click, from the load test's call to the answer on its status line: until the page
+# dispatched the click (the browser driver and the page's input handling); until Gradio's client
+# posted the event; until the server accepted it; until it started (the wait in its queue); until
+# it was done (the handler, with Gradio's preparation of inputs and outputs); until the page showed
+# the answer. The last four include the page's delay in reading what arrived.
+PHASES = ("dispatch", "post", "accept", "queue", "handle", "show")
 POLL = 1.0  # seconds between an API client's looks at /state while it watches or waits
 
 
@@ -367,8 +373,72 @@ TAB_SCRIPT = """
     }
   };
   new MutationObserver(seen).observe(document, {subtree: true, childList: true, characterData: true, attributes: true});
+
+  // Where a click's time goes: when the page dispatched it, when Gradio's client posted its event
+  // to the queue and heard it accepted, and when the event's start and end came down the
+  // session's event stream (read as it arrives, beside the client's own reading of it).
+  lt.clicks = []; lt.joins = []; lt.msgs = [];
+  document.addEventListener('click', (e) => {
+    const el = e.target && e.target.closest ? e.target.closest('[id]') : null;
+    lt.clicks.push([Date.now(), el ? el.id : '']);
+    if (lt.clicks.length > 2000) lt.clicks.shift();
+  }, true);
+  const elemOf = (id) => {
+    const c = ((window.gradio_config || {}).components || []).find(c => c.id === id);
+    return (c && c.props && c.props.elem_id) || '';
+  };
+  const urlOf = (r) => typeof r === 'string' ? r : (r instanceof URL ? r.href : (r && r.url) || '');
+  const MSG = /"msg":"(process_starts|process_completed)","event_id":"([^"]+)"/g;
+  const scan = async (stream) => {
+    const reader = stream.getReader(), dec = new TextDecoder();
+    let tail = '';
+    for (;;) {
+      const {done, value} = await reader.read();
+      if (done) return;
+      const now = Date.now(), text = tail + dec.decode(value, {stream: true});
+      let m, end = 0;
+      MSG.lastIndex = 0;
+      while ((m = MSG.exec(text))) { lt.msgs.push([now, m[2], m[1]]); end = MSG.lastIndex; }
+      if (lt.msgs.length > 20000) lt.msgs.splice(0, 10000);
+      tail = text.slice(Math.max(end, text.length - 200));  // a message split between two chunks
+    }
+  };
+  const fetch0 = window.fetch.bind(window);
+  window.fetch = async (input, init) => {
+    const url = urlOf(input), method = ((init && init.method) || (input && input.method) || 'GET').toUpperCase();
+    if (url.includes('/queue/join')) {
+      let body = init && init.body, fn = null, trigger = null;
+      if (body == null && input instanceof Request) body = await input.clone().text();
+      try { const b = JSON.parse(body); fn = b.fn_index; trigger = b.trigger_id; } catch (e) {}
+      const rec = {t0: Date.now(), t1: null, fn, elem: elemOf(trigger), event: null};
+      lt.joins.push(rec);
+      if (lt.joins.length > 5000) lt.joins.shift();
+      const r = await fetch0(input, init);
+      rec.t1 = Date.now();
+      r.clone().json().then((j) => { rec.event = j.event_id || null; }).catch(() => {});
+      return r;
+    }
+    if (url.includes('/queue/data') && method === 'GET') {
+      const r = await fetch0(input, init);
+      if (!r.body) return r;
+      const [mine, theirs] = r.body.tee();
+      scan(mine).catch(() => {});
+      return new Response(theirs, {status: r.status, statusText: r.statusText, headers: r.headers});
+    }
+    return fetch0(input, init);
+  };
+  // the first click and the first event other than a redraw since `since` (ms), with its times
+  lt.trace = (since) => {
+    const click = lt.clicks.find(c => c[0] >= since);
+    const join = lt.joins.find(j => j.t0 >= since && j.elem !== '__TICK__' && j.t1 !== null);
+    if (!join) return null;
+    const at = (kind) => { const m = join.event && lt.msgs.find(m => m[1] === join.event && m[2] === kind);
+                           return m ? m[0] : null; };
+    return {click: click ? click[0] : null, join: join.t0, joined: join.t1, started: at('process_starts'),
+            completed: at('process_completed'), elem: join.elem};
+  };
 })();
-""".replace("__STATES__", json.dumps(list(STATES)))
+""".replace("__STATES__", json.dumps(list(STATES))).replace("__TICK__", "playground-tick")  # wiring.TICK_ID
 OUTSIDE = re.compile(r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/)")  # refused: loopback only
 TAB_GUARD = 1.0  # the least a tab's status line is taken to lag the server, in seconds
 
@@ -468,7 +538,24 @@ class TabStudent(Student):
             if self.page is not None and self.page.is_closed():
                 await self._drop_page()
             return
+        phases = await self._phases(t, found[0])
         await self._answered(kind, t, found)
+        if phases:
+            self.actions[-1]["phases"] = phases
+
+    async def _phases(self, t: float, shown_ms: float) -> dict | None:
+        """Where the click at `t` (seconds into the test) spent its time until the answer was shown
+        at `shown_ms`, in seconds: PHASES, each from the end of the one before. None where the page
+        saw no event of the click's, or cannot say."""
+        since = (self.test.t0 + t) * 1000
+        try:
+            tr = await asyncio.wait_for(self.page.evaluate("(s) => window.__loadtest.trace(s)", since), 10)
+        except Exception:  # noqa: BLE001 - a page too busy or gone: no breakdown
+            return None
+        if not tr or None in (tr["click"], tr["started"], tr["completed"]):
+            return None
+        marks = [since, tr["click"], tr["join"], tr["joined"], tr["started"], tr["completed"], shown_ms]
+        return {name: round((b - a) / 1000, 3) for name, a, b in zip(PHASES, marks, marks[1:])}
 
     async def shown(self, field: str):
         """The status line's step or state as the page shows it now; None without a page."""

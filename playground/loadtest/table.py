@@ -58,6 +58,14 @@ def render(rep: dict) -> str:
         out.append(f"  {name:<16} {row['n']:>5} {row['errors']:>5} "
                    + " ".join(f"{_s(row[k]):>7}" for k in ("p50", "p95", "max")))
 
+    if rep.get("tab_phases"):
+        names = list(next(iter(rep["tab_phases"].values())))[2:]
+        out += ["", "Tab clicks by phase, p50 / p95 (s): " + ", ".join(names)
+                + " (each from the end of the one before)"]
+        for kind, row in rep["tab_phases"].items():
+            out.append(f"  {kind:<8} n {row['n']:>3}  whole {_s(row['whole']['p50'])} / {_s(row['whole']['p95'])}  "
+                       + "  ".join(f"{name} {_s(row[name]['p50'])} / {_s(row[name]['p95'])}" for name in names))
+
     if r["per_tab"]:
         out += ["", (f"Redraws    per tab per second: mean {_s(r['mean_per_s'])}, least {_s(r['least_per_s'])}; "
                      f"while its run trained: mean {_s(r['mean_per_s_while_training'])}"),

@@ -18,7 +18,7 @@ from playground import app as A
 from playground.loadtest import cli
 from playground.loadtest.procs import ProcessWatch, end_processes, most_held, read_procs
 from playground.loadtest.readings import Obs, first_start_after, most_at_once, parse_status, queue_waits, stats, training_spans
-from playground.loadtest.students import ACTIONS, CHROMIUM
+from playground.loadtest.students import ACTIONS, CHROMIUM, PHASES
 from playground.runs import Session
 
 from .tiny import tiny_run
@@ -227,8 +227,21 @@ def test_a_short_class_with_a_queue_keeps_the_cap_and_leaves_nothing_behind(tmp_
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     rep = json.loads(out.read_text())
-    assert set(rep) == {"config", "sessions", "queue", "latency", "redraws", "memory", "processes", "close"}
+    assert set(rep) == {"config", "sessions", "queue", "latency", "tab_phases", "redraws", "memory", "processes",
+                        "close"}
     assert "Latency (s)" in done.stdout and "Queue" in done.stdout  # the table
+
+    # the tab's clicks, traced through the page: the phases follow one another and add up to the
+    # whole latency (each is rounded to the millisecond)
+    traced = [a for each in rep["sessions"]["each"] if each["session"].startswith("tab")
+              for a in each["actions"] if a.get("phases")]
+    assert traced and set(rep["tab_phases"]) <= set(ACTIONS)
+    for a in traced:
+        assert list(a["phases"]) == list(PHASES)
+        assert abs(sum(a["phases"].values()) - a["latency"]) < 0.01, a
+        # (the stream may be read before the answer to the post: the queue's phase alone may be negative)
+        assert min(a["phases"][name] for name in ("post", "accept", "handle")) >= 0, a
+    assert "Tab clicks by phase" in done.stdout
 
     assert rep["sessions"]["connected"] == 3 and rep["sessions"]["error_count"] == 0, rep["sessions"]["errors"]
     for kind in ACTIONS:
