@@ -515,8 +515,14 @@ def _still(session: Session, now: float) -> bool:
     not training, past the seconds after a button, whose newest picture and curves are shown."""
     run = session.current
     return run is None or not session.visible or (
-        run.status != "running" and now >= session.lively_until and session.shown_seq == run.seq
-        and session.shown_history == len(run.trainer.history) and session.shown_metrics == len(run.trainer.metric_history))
+        run.status != "running" and now >= session.lively_until and not _unshown(session, run))
+
+
+def _unshown(session: Session, run, picture: bool = True) -> bool:
+    """Whether the page has yet to be sent its run's newest picture (unless `picture` is False)
+    or the newest points of its curves."""
+    return (picture and run.seq != session.shown_seq) or len(run.trainer.history) != session.shown_history \
+        or len(run.trainer.metric_history) != session.shown_metrics
 
 
 def _redraw_interval(session: Session) -> float:
@@ -589,10 +595,7 @@ def _due(session: Session, now: float) -> bool:
         return False
     if format_status(session) != session.shown_status:
         return True
-    if not _picture_due(session, run, now):
-        return False
-    return (run.seq != session.shown_seq and not session.replaying) or \
-        len(run.trainer.history) != session.shown_history or len(run.trainer.metric_history) != session.shown_metrics
+    return _picture_due(session, run, now) and _unshown(session, run, picture=not session.replaying)
 
 
 def _picture_due(session: Session, run, now: float) -> bool:
