@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from . import readings as R
-from .procs import BUSY, ProcessWatch, end_processes, most_held
+from .cgroup import Weighted
+from .procs import BUSY, CPU_PARTS, ProcessWatch, end_processes, most_held, read_procs
 from .server import START_ATTEMPTS, Server, ServerGone
 from .students import (ACTIONS, API_CASES, CHROMIUM, CHROMIUM_ARGS, PHASES, ApiStudent, Student, TabStudent, api_cases,
                        error_kind)
@@ -54,6 +55,9 @@ class LoadTest:
         self._knobs = None
         self.api_cases = list(API_CASES)
         self.api_refusals = ""
+        self.cgroup: Weighted | None = None  # the browsers' cgroup, with --browser-weight
+        self.cgroup_held: int | None = None  # processes in it once the browser was up
+        self.cgroup_removed: bool | None = None
 
     def remaining(self) -> float:
         return self.marks.get("start", math.inf) + self.duration - (time.time() - self.t0)
@@ -81,10 +85,14 @@ class LoadTest:
 
     # ---- running ------------------------------------------------------------
     def run(self) -> dict:
+        if self.args.browser_weight is not None:
+            self.cgroup = Weighted(self.args.browser_weight)  # refused here, before anything started
         try:
             asyncio.run(self._main())
         finally:
             self._stop_server()
+            if self.cgroup is not None:
+                self.cgroup_removed = self.cgroup.close()
         return self.report()
 
     def _start_server(self) -> float | None:
@@ -122,13 +130,24 @@ class LoadTest:
                 return
             from playwright.async_api import async_playwright
 
+            before = self._children()
             async with async_playwright() as pw:
+                if self.cgroup is not None:  # Playwright's driver, before it starts Chromium: browsers are born inside
+                    for pid in self._children() - before:
+                        self.cgroup.add(pid)
                 self.browser, self.ready_after, _ = await asyncio.gather(
                     pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS), ready, knobs)
+                if self.cgroup is not None:
+                    self.cgroup_held = len(self.cgroup.members())
                 try:
                     await self._class()
                 finally:
                     await self.browser.close()
+
+    @staticmethod
+    def _children() -> set[int]:
+        me = os.getpid()
+        return {p.pid for p in read_procs().values() if p.ppid == me}
 
     async def _class(self) -> None:
         if self.args.sessions > self.args.tabs:
@@ -249,13 +268,18 @@ class LoadTest:
                        "api_cases": self.api_cases, "api_refused": self.api_refusals,
                        "think_s": args.think, "patience_s": args.patience, "timeout_s": args.timeout,
                        "settle_s": args.settle, "marks_s": {k: round(v, 1) for k, v in self.marks.items()},
-                       "requests_outside_loopback_refused": self.blocked},
+                       "requests_outside_loopback_refused": self.blocked,
+                       "browser_weight": args.browser_weight,
+                       "browser_cgroup": None if self.cgroup is None else
+                       {"path": self.cgroup.path, "version": self.cgroup.version, "processes_once_up": self.cgroup_held,
+                        "removed": self.cgroup_removed}},
             "sessions": self._sessions(),
             "queue": self._queue(cap),
             "latency": self._latency(),
             "tab_phases": self._tab_phases(),
             "redraws": self._redraws(start, end),
             "memory": self._memory(start, end),
+            "cpu": self._cpu(start, end),
             "processes": self._processes(),
             "close": self._close(),
         }
@@ -374,6 +398,16 @@ class LoadTest:
                                             "end": after[-1]["pss_parts_mb"][k]} for k in warm_parts}
             out["soak"] = soak
         return out
+
+    def _cpu(self, start: float, end: float) -> dict:
+        """Where the machine's cores went while the class worked, on average over its readings."""
+        if self.watch is None:
+            return {"measured": False, "why": "a server given by --url is measured only with --pid"}
+        during = [s["cpu_cores"] for s in self.watch.samples if s["cpu_cores"] and start <= s["t"] <= end]
+        if not during:
+            return {"measured": False, "why": "no two readings of /proc while the class worked"}
+        return {"measured": True, "cores": os.cpu_count(), "readings": len(during),
+                "mean_cores": {k: round(sum(c[k] for c in during) / len(during), 2) for k in CPU_PARTS}}
 
     def _processes(self) -> dict:
         if self.watch is None:

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds without an answer that count as an error")
     p.add_argument("--settle", type=float, default=60.0, help="seconds after every session closed before the last reading")
     p.add_argument("--seed", type=int, default=0, help="seeds the think times")
+    p.add_argument("--browser-weight", type=int, default=None, metavar="W",
+                   help="run the tabs' Chromium in a cgroup of CPU weight W, so that the browsers together weigh on "
+                        "the machine's cores as W/100 ordinary processes, not as their many threads; Linux, needs root")
     return p
 
 
@@ -62,6 +65,8 @@ def check_args(args) -> None:
     for name in ("think", "patience", "settle"):
         if getattr(args, name) < 0:
             raise ConfigError(f"--{name} {getattr(args, name):g}: allowed 0 or more seconds")
+    if args.browser_weight is not None and not args.tabs:
+        raise ConfigError("--browser-weight goes with --tabs: with no tabs there is no browser to weigh")
     if args.url is not None:
         args.url = loopback_url(args.url)
     elif args.pid is not None:

@@ -1,4 +1,4 @@
-"""The server's processes and memory, read from /proc: no dependency beyond the kernel's files.
+"""The server's processes, memory and CPU, read from /proc: no dependency beyond the kernel's files.
 
 A process is named by its pid and its start time (clock ticks after boot), so a pid the
 kernel hands out again is never taken for the process that had it before.
@@ -17,6 +17,7 @@ PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 TICKS = os.sysconf("SC_CLK_TCK")
 BUSY = 0.1  # cores a run process uses while it trains, at the least (a paused one sleeps)
 ZOMBIE_LINGERS = 5.0  # seconds a zombie must stay to be reported: reaping takes a moment
+CPU_PARTS = ("server", "its_processes", "load_test", "browsers", "rest")  # where the machine's CPU went
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,13 @@ def read_procs() -> dict[int, Proc]:
         procs[int(entry)] = Proc(int(entry), int(fields[1]), fields[0], int(fields[19]), text[text.find("(") + 1:close],
                                  int(fields[11]) + int(fields[12]))
     return procs
+
+
+def busy_ticks() -> int:
+    """The machine's CPU time so far outside idle and I/O wait, in clock ticks, all cores together."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(fields) - fields[3] - fields[4]
 
 
 def tree(root: int, procs: dict[int, Proc]) -> list[int]:
@@ -101,8 +109,9 @@ class ProcessWatch:
     run at all (a forkserver, a resource tracker); the other descendants are run processes.
     """
 
-    def __init__(self, root: int, t0: float, every: float = 1.0):
+    def __init__(self, root: int, t0: float, every: float = 1.0, students: int | None = None):
         self.root, self.t0, self.every = root, t0, every
+        self.students = os.getpid() if students is None else students
         self.samples: list[dict] = []
         self.seen: dict[Key, str] = {}
         self.orphans: dict[Key, str] = {}
@@ -111,6 +120,8 @@ class ProcessWatch:
         self.baseline: set[Key] = set()
         self._cpu: dict[Key, int] = {}  # each run process's CPU ticks at the last sample
         self._last = None  # time of the last sample
+        self._ticks: dict[Key, int] = {}  # every process's CPU ticks at the last sample
+        self._busy = None  # the machine's busy ticks at the last sample
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -157,6 +168,7 @@ class ProcessWatch:
         busy = None if not dt else sum(1 for key, ticks in cpu.items()
                                        if key in self._cpu and (ticks - self._cpu[key]) / TICKS / dt >= BUSY)
         self._cpu, self._last = cpu, now
+        cores = self._cpu_parts(procs, kids, dt)
         with self._lock:
             for pid, start in inside:
                 self.seen.setdefault((pid, start), procs[pid].name)
@@ -170,9 +182,29 @@ class ProcessWatch:
             s = {"t": round(now - self.t0, 2), "alive": self.root in procs, "children": len(kids),
                  "runs": len(runs), "busy_runs": busy, "rss_mb": round(rss / 1024, 1),
                  "pss_mb": round(pss / 1024, 1) if pss_known else None, "zombies": len(zombies),
-                 "pss_parts_mb": {k: round(v / 1024, 1) for k, v in part.items()} if pss_known else None}
+                 "pss_parts_mb": {k: round(v / 1024, 1) for k, v in part.items()} if pss_known else None,
+                 "cpu_cores": cores}
             self.samples.append(s)
         return s
+
+    def _cpu_parts(self, procs: dict[int, Proc], kids: list[int], dt: float | None) -> dict | None:
+        """Cores used since the last reading by each of CPU_PARTS (None at the first reading)."""
+        busy = busy_ticks()
+        ticks = {(p.pid, p.start): p.cpu for p in procs.values()}
+        server_tree = {self.root, *kids} if self.root in procs else set(kids)
+        ours = set(tree(self.students, procs)) - server_tree
+        who = {self.root: "server", **{pid: "its_processes" for pid in kids}, self.students: "load_test",
+               **{pid: "browsers" for pid in ours - {self.students}}}
+        out = None
+        if dt and self._busy is not None:
+            used = dict.fromkeys(CPU_PARTS, 0)
+            for (pid, start), t in ticks.items():
+                if pid in who:  # a process new since the last reading counts all it has used
+                    used[who[pid]] += t - self._ticks.get((pid, start), 0)
+            used["rest"] = max(0, busy - self._busy - sum(used.values()))
+            out = {k: round(v / TICKS / dt, 3) for k, v in used.items()}
+        self._ticks, self._busy = ticks, busy
+        return out
 
     def settle_baseline(self, quiet: float = 3.0, limit: float = 30.0) -> None:
         """The children the root keeps with no run: the set once it stopped changing for `quiet` seconds."""

@@ -23,6 +23,10 @@ def render(rep: dict) -> str:
     out = [f"Load test: {c['sessions']} sessions ({c['tabs']} tabs, {c['api_clients']} API clients) for "
            f"{c['minutes']:g} min{' (soak)' if c['soak'] else ''} on {c['url']}; cap {c['cap'] or 'unknown'} runs"
            + (f"; server ready after {c['server_ready_after_s']:.1f} s" if c["server_ready_after_s"] else "")]
+    if c.get("browser_weight") is not None:
+        g = c["browser_cgroup"]
+        out.append(f"  the tabs' Chromium ran at CPU weight {c['browser_weight']} (100: one ordinary process) in "
+                   f"cgroup v{g['version']}, {g['processes_once_up']} processes once it was up")
     if c["server_start_failures"]:
         out.append(f"  the server failed to start {len(c['server_start_failures'])} time(s) first: "
                    + c["server_start_failures"][0])
@@ -88,6 +92,14 @@ def render(rep: dict) -> str:
                     for k, v in so["pss_parts_mb"].items()))
     else:
         out.append(f"Memory     not measured: {m['why']}")
+    u = rep.get("cpu", {"measured": False, "why": "not in this report"})
+    if u["measured"]:
+        k = u["mean_cores"]
+        out.append(f"CPU        cores used while the class worked (mean of {u['readings']} readings, of {u['cores']}): "
+                   f"server {k['server']:.2f}, its processes {k['its_processes']:.2f}, this load test "
+                   f"{k['load_test']:.2f}, its browsers {k['browsers']:.2f}, the rest {k['rest']:.2f}")
+    else:
+        out.append(f"CPU        not measured: {u['why']}")
     if p["measured"]:
         left = p["left_after_server_stopped"]
         out += [f"Processes  before: {_kids(p['before'])}", f"           after:  {_kids(p['after'])}",

@@ -14,9 +14,11 @@ import time
 
 import pytest
 
+from core.errors import ConfigError
 from playground import app as A
 from playground.loadtest import cli
-from playground.loadtest.procs import ProcessWatch, end_processes, most_held, read_procs
+from playground.loadtest.cgroup import Weighted
+from playground.loadtest.procs import CPU_PARTS, ProcessWatch, end_processes, most_held, read_procs
 from playground.loadtest.readings import Obs, first_start_after, most_at_once, parse_status, queue_waits, stats, training_spans
 from playground.loadtest.students import ACTIONS, CHROMIUM, PHASES
 from playground.runs import Session
@@ -201,6 +203,39 @@ def test_the_watch_sees_children_a_busy_one_zombies_and_orphans_left_by_a_killed
                 os.kill(pid, 9)
 
 
+SPIN = "import time; t = time.time() + 20; exec('while time.time() < t: pass')"
+SERVER = f"""
+import subprocess, sys, time
+spin = subprocess.Popen([sys.executable, "-c", {SPIN!r}])
+print(spin.pid, flush=True)
+time.sleep(20)
+"""
+
+
+def test_the_machines_cpu_is_put_on_the_server_its_processes_the_browsers_and_the_rest():
+    # a sleeping "server" whose child spins, and a spinning process of this one's (a "browser")
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    browser = subprocess.Popen([sys.executable, "-c", SPIN])
+    spin = None
+    try:
+        spin = int(server.stdout.readline())
+        watch = ProcessWatch(server.pid, time.time())
+        assert watch.sample()["cpu_cores"] is None  # a rate needs two readings
+        time.sleep(2)
+        cores = watch.sample()["cpu_cores"]
+        assert set(cores) == set(CPU_PARTS) and min(cores.values()) >= 0
+        assert cores["its_processes"] >= 0.3 and cores["browsers"] >= 0.3, cores  # each spinner about a core
+        assert cores["server"] < 0.2 and cores["load_test"] < 0.5, cores  # a sleeper; this test, waiting
+        assert sum(cores.values()) <= 1.1 * os.cpu_count(), cores
+    finally:
+        for proc in (server, browser):
+            proc.kill()
+            proc.wait()
+        procs = read_procs()
+        if spin in procs:
+            end_processes([(spin, procs[spin].start)])
+
+
 def test_the_most_busy_at_once_counts_only_what_held():
     assert most_held([1, 2, 4, 2, 2, 3, 3, 3, 1], 3) == 3  # the 4 of a hand-over moment does not hold
     assert most_held([None, 5, 5, 5], 3) == 5 and most_held([None, 5, 5], 3) == 0 and most_held([], 3) == 0
@@ -227,8 +262,8 @@ def test_a_short_class_with_a_queue_keeps_the_cap_and_leaves_nothing_behind(tmp_
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     rep = json.loads(out.read_text())
-    assert set(rep) == {"config", "sessions", "queue", "latency", "tab_phases", "redraws", "memory", "processes",
-                        "close"}
+    assert set(rep) == {"config", "sessions", "queue", "latency", "tab_phases", "redraws", "memory", "cpu",
+                        "processes", "close"}
     assert "Latency (s)" in done.stdout and "Queue" in done.stdout  # the table
 
     # the tab's clicks, traced through the page: the phases follow one another and add up to the
@@ -265,6 +300,9 @@ def test_a_short_class_with_a_queue_keeps_the_cap_and_leaves_nothing_behind(tmp_
     assert not left, f"still here after the load test (pid, state, parent): {left}"
     assert rep["memory"]["measured"] and rep["memory"]["peak_rss"]["rss_mb"] >= rep["memory"]["start"]["rss_mb"] > 0
     assert rep["redraws"]["per_tab"] and rep["redraws"]["per_tab"][0]["per_s"] >= 0
+    cpu = rep["cpu"]  # the tab's Chromium is the load test's, not the server's
+    assert cpu["measured"] and cpu["readings"] >= 1 and cpu["mean_cores"]["browsers"] > 0, cpu
+    assert "CPU        cores used" in done.stdout
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (CI installs it)")
@@ -349,3 +387,55 @@ def test_a_wire_session_plays_and_its_close_frees_the_run():
     finally:
         demo.close()
         manager.shutdown()
+
+
+# ---- the browsers' cgroup -------------------------------------------------------------
+def _cgroup_writable() -> str:
+    try:
+        Weighted(100, name=f"playground-test-probe-{os.getpid()}").close()
+    except ConfigError as e:
+        return str(e)
+    return ""
+
+
+def test_a_weight_outside_the_scale_or_a_machine_without_cgroups_is_refused_in_one_line(tmp_path):
+    for weight in (0, 10001):
+        with pytest.raises(ConfigError, match="allowed 1 to 10000"):
+            Weighted(weight)
+    with pytest.raises(ConfigError, match="needs the cgroup file system"):
+        Weighted(100, root=str(tmp_path))
+
+
+@pytest.mark.skipif(bool(_cgroup_writable()), reason=_cgroup_writable() or "-")
+def test_a_process_moved_into_the_cgroup_and_what_it_starts_then_are_weighed_there_and_moved_back():
+    def cgroup_of(pid):
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f.read()
+
+    group = Weighted(50, name=f"playground-test-{os.getpid()}")
+    starter = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time\nsys.stdin.readline()\n"
+                                "k = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+                                "print(k.pid, flush=True)\ntime.sleep(30)"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    kid = None
+    try:
+        home = cgroup_of(starter.pid)
+        group.add(starter.pid)
+        starter.stdin.write("\n")
+        starter.stdin.flush()
+        kid = int(starter.stdout.readline())
+        assert sorted(group.members()) == sorted([starter.pid, kid])  # the child was born inside
+        assert group.name in cgroup_of(kid) and group.name not in cgroup_of(os.getpid())
+        weight_file = "cpu.weight" if group.version == 2 else "cpu.shares"
+        with open(os.path.join(group.path, weight_file)) as f:
+            assert int(f.read()) == (50 if group.version == 2 else 512)  # half an ordinary process's
+        assert group.close() and not os.path.exists(group.path)
+        assert cgroup_of(starter.pid) == home and group.name not in cgroup_of(kid)
+    finally:
+        starter.kill()
+        starter.wait()
+        if kid is not None:
+            procs = read_procs()
+            if kid in procs:
+                end_processes([(kid, procs[kid].start)])
+        group.close()
