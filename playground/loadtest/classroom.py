@@ -13,7 +13,7 @@ import httpx
 
 from . import readings as R
 from .cgroup import Weighted
-from .procs import BUSY, CPU_PARTS, ProcessWatch, end_processes, most_held, read_procs
+from .procs import BUSY, CPU_PARTS, WAIT_PARTS, ProcessWatch, end_processes, most_held, read_procs
 from .server import START_ATTEMPTS, Server, ServerGone
 from .students import (ACTIONS, API_CASES, CHROMIUM, CHROMIUM_ARGS, PHASES, ApiStudent, Student, TabStudent, api_cases,
                        error_kind)
@@ -406,8 +406,12 @@ class LoadTest:
         during = [s["cpu_cores"] for s in self.watch.samples if s["cpu_cores"] and start <= s["t"] <= end]
         if not during:
             return {"measured": False, "why": "no two readings of /proc while the class worked"}
+        waits = [s["waiting_threads"] for s in self.watch.samples
+                 if s.get("waiting_threads") and start <= s["t"] <= end]
         return {"measured": True, "cores": os.cpu_count(), "readings": len(during),
-                "mean_cores": {k: round(sum(c[k] for c in during) / len(during), 2) for k in CPU_PARTS}}
+                "mean_cores": {k: round(sum(c[k] for c in during) / len(during), 2) for k in CPU_PARTS},
+                "mean_waiting_threads": {k: round(sum(w[k] for w in waits) / len(waits), 2) for k in WAIT_PARTS}
+                if waits else None}
 
     def _processes(self) -> dict:
         if self.watch is None:

@@ -18,6 +18,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 BUSY = 0.1  # cores a run process uses while it trains, at the least (a paused one sleeps)
 ZOMBIE_LINGERS = 5.0  # seconds a zombie must stay to be reported: reaping takes a moment
 CPU_PARTS = ("server", "its_processes", "load_test", "browsers", "rest")  # where the machine's CPU went
+WAIT_PARTS = ("server", "load_test")  # whose threads' waits for a core are read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +53,24 @@ def busy_ticks() -> int:
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
     return sum(fields) - fields[3] - fields[4]
+
+
+def thread_times(pid: int) -> dict[int, tuple[int, int]]:
+    """Each thread of `pid`: (nanoseconds it ran, nanoseconds it was ready to run but waited for a
+    core), from the scheduler's /proc/<pid>/task/<tid>/schedstat; empty where that is not kept."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                ran, waited = (int(x) for x in f.read().split()[:2])
+        except (OSError, ValueError):
+            continue
+        out[int(tid)] = (ran, waited)
+    return out
 
 
 def tree(root: int, procs: dict[int, Proc]) -> list[int]:
@@ -122,6 +141,7 @@ class ProcessWatch:
         self._last = None  # time of the last sample
         self._ticks: dict[Key, int] = {}  # every process's CPU ticks at the last sample
         self._busy = None  # the machine's busy ticks at the last sample
+        self._threads: dict[str, dict[int, tuple[int, int]]] = {}  # WAIT_PARTS -> thread_times at the last sample
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -169,6 +189,7 @@ class ProcessWatch:
                                        if key in self._cpu and (ticks - self._cpu[key]) / TICKS / dt >= BUSY)
         self._cpu, self._last = cpu, now
         cores = self._cpu_parts(procs, kids, dt)
+        waiting = self._waits(dt)
         with self._lock:
             for pid, start in inside:
                 self.seen.setdefault((pid, start), procs[pid].name)
@@ -183,7 +204,7 @@ class ProcessWatch:
                  "runs": len(runs), "busy_runs": busy, "rss_mb": round(rss / 1024, 1),
                  "pss_mb": round(pss / 1024, 1) if pss_known else None, "zombies": len(zombies),
                  "pss_parts_mb": {k: round(v / 1024, 1) for k, v in part.items()} if pss_known else None,
-                 "cpu_cores": cores}
+                 "cpu_cores": cores, "waiting_threads": waiting}
             self.samples.append(s)
         return s
 
@@ -204,6 +225,20 @@ class ProcessWatch:
             used["rest"] = max(0, busy - self._busy - sum(used.values()))
             out = {k: round(v / TICKS / dt, 3) for k, v in used.items()}
         self._ticks, self._busy = ticks, busy
+        return out
+
+    def _waits(self, dt: float | None) -> dict | None:
+        """Threads of WAIT_PARTS that were ready but not running since the last reading, on average
+        (seconds waited per second); None at the first reading or where the scheduler keeps no record."""
+        now = {"server": thread_times(self.root), "load_test": thread_times(self.students)}
+        out = None
+        if dt and self._threads and all(now.values()):
+            out = {}
+            for part, threads in now.items():
+                before = self._threads.get(part, {})
+                waited = sum(w - before[tid][1] for tid, (_, w) in threads.items() if tid in before)
+                out[part] = round(waited / 1e9 / dt, 3)
+        self._threads = now
         return out
 
     def settle_baseline(self, quiet: float = 3.0, limit: float = 30.0) -> None:

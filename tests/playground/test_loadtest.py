@@ -18,7 +18,7 @@ from core.errors import ConfigError
 from playground import app as A
 from playground.loadtest import cli
 from playground.loadtest.cgroup import Weighted
-from playground.loadtest.procs import CPU_PARTS, ProcessWatch, end_processes, most_held, read_procs
+from playground.loadtest.procs import CPU_PARTS, WAIT_PARTS, ProcessWatch, end_processes, most_held, read_procs
 from playground.loadtest.readings import Obs, first_start_after, most_at_once, parse_status, queue_waits, stats, training_spans
 from playground.loadtest.students import ACTIONS, CHROMIUM, PHASES
 from playground.runs import Session
@@ -236,6 +236,35 @@ def test_the_machines_cpu_is_put_on_the_server_its_processes_the_browsers_and_th
             end_processes([(spin, procs[spin].start)])
 
 
+CROWD = f"""
+import os, subprocess, sys, time
+kids = [subprocess.Popen([sys.executable, "-c", {SPIN!r}]) for _ in range(os.cpu_count())]
+print(" ".join(str(k.pid) for k in kids), flush=True)
+{SPIN}
+"""
+
+
+def test_a_server_that_spins_among_more_spinners_than_cores_is_seen_waiting_for_one():
+    server = subprocess.Popen([sys.executable, "-c", CROWD], stdout=subprocess.PIPE, text=True)
+    kids = []
+    try:
+        kids = [int(x) for x in server.stdout.readline().split()]
+        watch = ProcessWatch(server.pid, time.time())
+        assert watch.sample()["waiting_threads"] is None  # a rate needs two readings
+        time.sleep(2)
+        waiting = watch.sample()["waiting_threads"]
+        if waiting is None:
+            pytest.skip("this kernel keeps no scheduler statistics (/proc/<pid>/task/<tid>/schedstat)")
+        # one core too few: each spinner is ready all the time and runs about n/(n+1) of it
+        assert set(waiting) == set(WAIT_PARTS) and waiting["server"] >= 0.05, waiting
+        assert waiting["server"] <= 1.05, waiting  # one thread cannot wait more than the whole time
+    finally:
+        server.kill()
+        server.wait()
+        procs = read_procs()
+        end_processes([(pid, procs[pid].start) for pid in kids if pid in procs])
+
+
 def test_the_most_busy_at_once_counts_only_what_held():
     assert most_held([1, 2, 4, 2, 2, 3, 3, 3, 1], 3) == 3  # the 4 of a hand-over moment does not hold
     assert most_held([None, 5, 5, 5], 3) == 5 and most_held([None, 5, 5], 3) == 0 and most_held([], 3) == 0
@@ -302,6 +331,8 @@ def test_a_short_class_with_a_queue_keeps_the_cap_and_leaves_nothing_behind(tmp_
     assert rep["redraws"]["per_tab"] and rep["redraws"]["per_tab"][0]["per_s"] >= 0
     cpu = rep["cpu"]  # the tab's Chromium is the load test's, not the server's
     assert cpu["measured"] and cpu["readings"] >= 1 and cpu["mean_cores"]["browsers"] > 0, cpu
+    waits = cpu["mean_waiting_threads"]  # None only where the kernel keeps no scheduler statistics
+    assert waits is None or (set(waits) == set(WAIT_PARTS) and min(waits.values()) >= 0), waits
     assert "CPU        cores used" in done.stdout
 
 
