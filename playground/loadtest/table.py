@@ -100,8 +100,8 @@ def render(rep: dict) -> str:
                    f"{k['load_test']:.2f}, its browsers {k['browsers']:.2f}, the rest {k['rest']:.2f}")
         w = u.get("mean_waiting_threads")
         if w:
-            out.append(f"           threads ready to run but waiting for a core (mean): the server's {w['server']:.2f}, "
-                       f"this load test's {w['load_test']:.2f}")
+            out.append(f"           threads ready to run but waiting for a core (mean): "
+                       f"the server's {w['server']:.2f}, this load test's {w['load_test']:.2f}")
     else:
         out.append(f"CPU        not measured: {u['why']}")
     if p["measured"]:
