@@ -1,14 +1,15 @@
-"""The browsers' CPU weight: a Linux cgroup that holds the tabs' Chromium, so that six browsers on
-the server's own cores can be made to weigh what one process does, not what their dozens of
-threads do.
+"""The browsers' CPU weight: a Linux cgroup that holds the tabs' Chromium.
 
 On a classroom's network each student's browser runs on the student's own machine; on one test
-machine the browsers take the server's cores, and each of their threads weighs with the kernel's
-scheduler as much as one of the server's. A cgroup's weight is shared by all it holds. The weight
-is given on cgroup v2's scale, where an ordinary process (nice 0) weighs 100; cgroup v1's
-cpu.shares, where it weighs 1024, is scaled to match. Moving a process needs write access to the
-cgroup file system (root, or a delegated subtree); what the load test cannot do it refuses before
-it starts, in one line.
+machine the browsers take the server's cores. Where the kernel schedules each session of
+processes as one group (autogroup, on where /proc/sys/kernel/sched_autogroup_enabled reads 1),
+Chromium, which Playwright starts in a session of its own, weighs as much as the server's whole
+session: the server, its training processes and the load test together. A cgroup's weight is
+shared by all it holds, and a cgroup of low weight gives the server its machine at the browsers'
+expense. The weight is given on cgroup v2's scale, where an ordinary process (nice 0) weighs
+100; cgroup v1's cpu.shares, where it weighs 1024, is scaled to match. Moving a process needs
+write access to the cgroup file system (root, or a delegated subtree); what the load test cannot
+do it refuses before it starts, in one line.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _own_path(version: int, root: str, pid: int) -> str:
 
 
 class Weighted:
-    """A new cgroup of the given CPU weight, beside the first, root level; `add` moves a process
+    """A new cgroup of the given CPU weight, at the top of the hierarchy; `add` moves a process
     (with its threads) into it, and the processes it starts from then on are born there; `close`
     moves back what is still in it and removes it.
 

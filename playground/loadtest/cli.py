@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds the think times")
     p.add_argument("--browser-weight", type=int, default=None, metavar="W",
                    help="run the tabs' Chromium in a cgroup of CPU weight W, so that the browsers together weigh on "
-                        "the machine's cores as W/100 ordinary processes, not as their many threads; Linux, needs root")
+                        "the machine's cores as W/100 of one ordinary process (as started, in a session of their own, "
+                        "they weigh 100 where the kernel groups sessions); Linux, needs root")
     return p
 
 
