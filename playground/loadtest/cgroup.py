@@ -34,6 +34,11 @@ def _own_path(version: int, root: str, pid: int) -> str:
     raise ConfigError(f"process {pid} is in no cgroup of the cpu controller")
 
 
+def _put(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
 class Weighted:
     """A new cgroup of the given CPU weight, at the top of the hierarchy; `add` moves a process
     (with its threads) into it, and the processes it starts from then on are born there; `close`
@@ -44,7 +49,8 @@ class Weighted:
 
     def __init__(self, weight: int, root: str = ROOT, name: str | None = None):
         if not 1 <= weight <= WEIGHT_MAX:
-            raise ConfigError(f"--browser-weight {weight}: allowed 1 to {WEIGHT_MAX} (100 weighs as an ordinary process)")
+            raise ConfigError(f"--browser-weight {weight}: allowed 1 to {WEIGHT_MAX} "
+                              "(100 weighs as an ordinary process)")
         self.weight, self.root = weight, root
         self.name = name or f"playground-loadtest-{os.getpid()}"
         if os.path.isfile(os.path.join(root, "cpu", "cpu.shares")):
@@ -52,18 +58,22 @@ class Weighted:
         elif os.path.isfile(os.path.join(root, "cgroup.controllers")):
             self.version, self.base = 2, root
         else:
-            raise ConfigError(f"--browser-weight needs the cgroup file system at {root} (Linux), with the cpu controller")
+            raise ConfigError(f"--browser-weight needs the cgroup file system at {root} (Linux), "
+                              "with the cpu controller")
         self.path = os.path.join(self.base, self.name)
         self.homes: dict[int, str] = {}  # pid moved -> the cgroup it came from
         self._create()
 
+    @staticmethod
+    def _denied(what: str, path: str, e: OSError) -> ConfigError:
+        return ConfigError(f"--browser-weight: cannot {what} {path} ({e.strerror}); it needs root or a "
+                           "delegated cgroup, or leave --browser-weight out")
+
     def _write(self, path: str, text: str) -> None:
         try:
-            with open(path, "w") as f:
-                f.write(text)
+            _put(path, text)
         except OSError as e:
-            raise ConfigError(f"--browser-weight: cannot write {path} ({e.strerror}); it needs root or a "
-                              "delegated cgroup, or leave --browser-weight out") from None
+            raise self._denied("write", path, e) from None
 
     def _create(self) -> None:
         if self.version == 2:
@@ -77,8 +87,7 @@ class Weighted:
         try:
             os.makedirs(self.path, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"--browser-weight: cannot make {self.path} ({e.strerror}); it needs root or a "
-                              "delegated cgroup, or leave --browser-weight out") from None
+            raise self._denied("make", self.path, e) from None
         if self.version == 2:
             self._write(os.path.join(self.path, "cpu.weight"), str(self.weight))
         else:
@@ -101,14 +110,11 @@ class Weighted:
         end = time.time() + wait
         while True:
             for pid in self.members():
-                home = self.homes.get(pid, self.base)
-                try:
-                    with open(os.path.join(home, "cgroup.procs"), "w") as f:
-                        f.write(str(pid))
-                except OSError:  # it ended meanwhile, or its old cgroup is gone: the root takes it
+                # back home; where it ended meanwhile, or its old cgroup is gone, the root takes it
+                for home in (self.homes.get(pid, self.base), self.base):
                     try:
-                        with open(os.path.join(self.base, "cgroup.procs"), "w") as f:
-                            f.write(str(pid))
+                        _put(os.path.join(home, "cgroup.procs"), str(pid))
+                        break
                     except OSError:
                         pass
             try:

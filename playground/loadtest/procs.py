@@ -137,7 +137,6 @@ class ProcessWatch:
         self.zombie_since: dict[Key, float] = {}
         self.lingering_zombies: dict[Key, float] = {}  # zombie -> seconds it stayed
         self.baseline: set[Key] = set()
-        self._cpu: dict[Key, int] = {}  # each run process's CPU ticks at the last sample
         self._last = None  # time of the last sample
         self._ticks: dict[Key, int] = {}  # every process's CPU ticks at the last sample
         self._busy = None  # the machine's busy ticks at the last sample
@@ -183,12 +182,12 @@ class ProcessWatch:
         inside = {(pid, procs[pid].start) for pid in kids}
         zombies = [key for key in inside if procs[key[0]].state == "Z"]
         runs = inside - self.baseline
-        cpu = {key: procs[key[0]].cpu for key in runs}
+        ticks = {(p.pid, p.start): p.cpu for p in procs.values()}
         dt = now - self._last if self._last is not None else None
-        busy = None if not dt else sum(1 for key, ticks in cpu.items()
-                                       if key in self._cpu and (ticks - self._cpu[key]) / TICKS / dt >= BUSY)
-        self._cpu, self._last = cpu, now
-        cores = self._cpu_parts(procs, kids, dt)
+        busy = None if not dt else sum(1 for key in runs
+                                       if key in self._ticks and (ticks[key] - self._ticks[key]) / TICKS / dt >= BUSY)
+        cores = self._cpu_parts(procs, kids, ticks, dt)
+        self._ticks, self._last = ticks, now
         waiting = self._waits(dt)
         with self._lock:
             for pid, start in inside:
@@ -208,12 +207,11 @@ class ProcessWatch:
             self.samples.append(s)
         return s
 
-    def _cpu_parts(self, procs: dict[int, Proc], kids: list[int], dt: float | None) -> dict | None:
-        """Cores used since the last reading by each of CPU_PARTS (None at the first reading)."""
+    def _cpu_parts(self, procs: dict[int, Proc], kids: list[int], ticks: dict[Key, int],
+                   dt: float | None) -> dict | None:
+        """Cores used since the last reading (`self._ticks`) by each of CPU_PARTS (None at the first reading)."""
         busy = busy_ticks()
-        ticks = {(p.pid, p.start): p.cpu for p in procs.values()}
-        server_tree = {self.root, *kids} if self.root in procs else set(kids)
-        ours = set(tree(self.students, procs)) - server_tree
+        ours = set(tree(self.students, procs)) - {self.root, *kids}
         who = {self.root: "server", **{pid: "its_processes" for pid in kids}, self.students: "load_test",
                **{pid: "browsers" for pid in ours - {self.students}}}
         out = None
@@ -224,7 +222,7 @@ class ProcessWatch:
                     used[who[pid]] += t - self._ticks.get((pid, start), 0)
             used["rest"] = max(0, busy - self._busy - sum(used.values()))
             out = {k: round(v / TICKS / dt, 3) for k, v in used.items()}
-        self._ticks, self._busy = ticks, busy
+        self._busy = busy
         return out
 
     def _waits(self, dt: float | None) -> dict | None:
