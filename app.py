@@ -12,11 +12,13 @@ when the file is run, not when it is imported.
 def main() -> None:
     # First: on a ZeroGPU Space this imports `spaces`, which must come before anything touches CUDA.
     from playground.runs import gpu  # noqa: F401
-    from playground.app import CSS, build_app, serve_many
+    from playground.app import CSS, build_app, keep_idle_connections, serve_many
 
     demo = build_app()
     serve_many()  # the server's own settings for many sessions at once (playground.app.layout)
-    demo.launch(css=CSS)
+    demo.launch(css=CSS, prevent_thread_lock=True)
+    keep_idle_connections(demo)  # longer than its clients keep them (playground.app.layout)
+    demo.block_thread()
 
 
 if __name__ == "__main__":

@@ -389,3 +389,24 @@ def serve_many() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
     gc.collect()
     gc.freeze()
+
+
+# Seconds the server keeps a connection that has gone idle (uvicorn's default, as Gradio starts it: 5).
+# A client that reuses connections drops its idle ones after a time of its own (httpx, and so
+# Gradio's Python client: 5 s, counted from when it read the answer). The server's time must be
+# the longer: else a client that read its answer late, as on a busy machine, sends its next request
+# on a connection the server is closing at that moment, and the request is lost with a reset.
+# (Chrome retries a request that a reused connection refused; httpx does not.) An idle connection
+# costs a few kilobytes.
+KEEP_ALIVE = 75.0
+
+
+def keep_idle_connections(demo: gr.Blocks, seconds: float = KEEP_ALIVE) -> None:
+    """Once `demo` is launched, keep every connection accepted from now on for `seconds` idle.
+
+    Gradio builds its server's settings inside launch() without this one; uvicorn reads it for
+    each connection as it is accepted, so setting it on the running server's settings is enough.
+    """
+    if getattr(demo, "server", None) is None:
+        raise RuntimeError("keep_idle_connections: launch the app first")
+    demo.server.config.timeout_keep_alive = seconds

@@ -2,6 +2,7 @@
 killed training process can be played again, text from a link is shown as text, and the
 picture budget spreads over the tabs that watch."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -196,13 +197,14 @@ def test_a_killed_training_process_is_reported_and_play_starts_again(manager):
     assert wait_for(lambda: s.current.step > 3, timeout=30)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
-def test_a_killed_server_leaves_no_training_process_behind(tmp_path):
+@contextlib.contextmanager
+def app_py(tmp_path, **env):
+    """`python app.py` on a loopback port, as a person starts it: (process, port, gradio_client)."""
     from gradio_client import Client
 
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "PLAYGROUND_MAX_RUNS": "2", "GRADIO_ANALYTICS_ENABLED": "False"}
+           "GRADIO_ANALYTICS_ENABLED": "False", **env}
     log = open(tmp_path / "server.log", "wb")
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
@@ -215,6 +217,19 @@ def test_a_killed_server_leaves_no_training_process_behind(tmp_path):
             except Exception:  # noqa: BLE001 - not up yet
                 time.sleep(0.5)
         assert client is not None, "the server did not start: " + (tmp_path / "server.log").read_text()[-2000:]
+        yield server, port, client
+    finally:
+        if server.poll() is None:
+            server.kill()
+        for p in descendants(server.pid):
+            os.kill(p, signal.SIGKILL)
+        server.wait(10)
+        log.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+def test_a_killed_server_leaves_no_training_process_behind(tmp_path):
+    with app_py(tmp_path, PLAYGROUND_MAX_RUNS="2") as (server, _, client):
         client.predict("realnvp", "two_moons", api_name="/play")
         assert wait_for(lambda: client.predict(api_name="/state")[0]["step"] > 5, timeout=120, every=0.3)
         family = descendants(server.pid)
@@ -223,11 +238,30 @@ def test_a_killed_server_leaves_no_training_process_behind(tmp_path):
         server.wait(10)
         assert wait_for(lambda: not [p for p in family if alive(p)], timeout=15), \
             f"left behind: {[p for p in family if alive(p)]}"
-    finally:
-        if server.poll() is None:
-            server.kill()
-        for p in descendants(server.pid):
-            os.kill(p, signal.SIGKILL)
+
+
+def test_the_server_keeps_an_idle_connection_longer_than_its_clients_do(tmp_path):
+    """A client drops an idle connection after its own time, counted from when it read the answer;
+    if the server closed it first, a client that read late would send on a closing connection and
+    lose the request. Gradio's server as launched closed after 5 s, httpx's own time."""
+    import http.client
+
+    import httpx
+
+    clients_time = httpx.Limits().keepalive_expiry  # gradio_client's too
+    with app_py(tmp_path, PLAYGROUND_MAX_RUNS="1") as (_, port, _client):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            for idle in (0.0, clients_time + 1.5):
+                time.sleep(idle)
+                conn.request("GET", "/gradio_api/info")  # on the same connection: no reconnect
+                answer = conn.getresponse()
+                answer.read()
+                assert answer.status == 200, idle
+        except (http.client.RemoteDisconnected, ConnectionError) as e:
+            pytest.fail(f"the server closed a connection idle for {idle} s: {e!r}")
+        finally:
+            conn.close()
 
 
 def descendants(pid: int) -> list[int]:
