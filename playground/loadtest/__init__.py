@@ -42,6 +42,9 @@ What it reports (a table on stdout, everything in --json), and how each figure i
              with --soak, also after the warm-up and whether it then stayed within 10%, and
              the PSS of the server, of the helpers it keeps without a run and of the run
              processes apart (at the warm-up, the most after it, the end).
+  stalls     the server asked twice a second by a process of its own (witness.py), on its
+             event loop and in a worker thread, and how late the load test's own event loop
+             woke: when every student stalls at once, whether the server or the load test did.
   processes  the server's children before and after; zombies; orphans (processes that were
              under the server and live on elsewhere), also once the server has stopped.
   close      for each tab closed while its run trained: the time until a run process of the
@@ -58,6 +61,7 @@ The API clients cost little beside them (one event loop, no threads, no polling)
     readings.py   observations read into figures (spans of training, queue waits, percentiles)
     procs.py      the server's processes and memory, from /proc
     server.py     `python app.py` as a child, and its stop
+    witness.py    a process of its own asking the server, and the load test's own lateness
     table.py      the report as a table
 """
 

@@ -18,6 +18,7 @@ from .server import START_ATTEMPTS, Server, ServerGone
 from .students import (ACTIONS, API_CASES, CHROMIUM, CHROMIUM_ARGS, PHASES, ApiStudent, Student, TabStudent, api_cases,
                        error_kind)
 from .wire import Endpoints
+from .witness import LoopLag, Witness
 
 DEFAULT_CAP = 4  # the server's cap on runs training at once when PLAYGROUND_MAX_RUNS is unset (RunManager)
 HELD_EVERY = 2.0  # seconds between counts of the sessions held
@@ -58,6 +59,8 @@ class LoadTest:
         self.cgroup: Weighted | None = None  # the browsers' cgroup, with --browser-weight
         self.cgroup_held: int | None = None  # processes in it once the browser was up
         self.cgroup_removed: bool | None = None
+        self.witness: Witness | None = None  # a process of its own asking the server twice a second
+        self.lag = LoopLag(self.t0)  # how late this process's own event loop wakes
 
     def remaining(self) -> float:
         return self.marks.get("start", math.inf) + self.duration - (time.time() - self.t0)
@@ -90,6 +93,8 @@ class LoadTest:
         try:
             asyncio.run(self._main())
         finally:
+            if self.witness is not None:
+                self.witness.stop()
             self._stop_server()
             if self.cgroup is not None:
                 self.cgroup_removed = self.cgroup.close()
@@ -157,6 +162,8 @@ class LoadTest:
             await asyncio.to_thread(self.watch.settle_baseline)
             self.watch.start()
             self.children_before = self.watch.describe_children()
+        self.witness = Witness(self.url, self.t0)
+        lag = asyncio.create_task(self.lag.run())
         self.marks["start"] = time.time() - self.t0
         n_tabs = self.args.tabs
         self.students = [TabStudent(i, self) for i in range(n_tabs)] + \
@@ -167,6 +174,7 @@ class LoadTest:
             if isinstance(r, Exception):
                 s.record("script", s.now(), None, f"script: {error_kind(r)}")
         self.marks["end"] = time.time() - self.t0
+        lag.cancel()
         await self._leave()
         held.cancel()
         self.marks["closed"] = time.time() - self.t0
@@ -280,6 +288,8 @@ class LoadTest:
             "redraws": self._redraws(start, end),
             "memory": self._memory(start, end),
             "cpu": self._cpu(start, end),
+            "stalls": {"server_asked_by_a_witness": self.witness.report(start, end) if self.witness else None,
+                       "load_test_loop_late": self.lag.report(start, end)},
             "processes": self._processes(),
             "close": self._close(),
         }

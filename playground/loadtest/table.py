@@ -16,6 +16,14 @@ def _kids(kids: list[dict]) -> str:
     return f"{len(kids)}" + (" (" + ", ".join(f"{k['pid']} {k['name']}" for k in kids) + ")" if kids else "")
 
 
+def _lag(row: dict, start: float) -> str:
+    """p50 / p95 / max of a stalls row, and when its slowest moments were (seconds into the class)."""
+    if not row["n"]:
+        return "-"
+    worst = ", ".join(f"{w['s']:.1f} s {w['t'] - start:.0f} s in" for w in row["slowest"])
+    return f"p50 {_s(row['p50'])} / p95 {_s(row['p95'])} / max {_s(row['max'])} s (slowest {worst})"
+
+
 def render(rep: dict) -> str:
     c, s, q, lat, r, m, p, cl = (rep[k] for k in ("config", "sessions", "queue", "latency", "redraws", "memory",
                                                    "processes", "close"))
@@ -104,6 +112,14 @@ def render(rep: dict) -> str:
                        f"the server's {w['server']:.2f}, this load test's {w['load_test']:.2f}")
     else:
         out.append(f"CPU        not measured: {u['why']}")
+    st = rep.get("stalls")
+    if st:
+        w, lag = st["server_asked_by_a_witness"], st["load_test_loop_late"]
+        if w:
+            out.append(f"Stalls     the server asked every {w['loop']['every_s']:g} s from a process of its own: "
+                       + "; ".join(f"{where} {_lag(w[route], start)}, errors {len(w[route]['errors'])}" for route, where in
+                                   (("loop", "on its event loop"), ("thread", "in a worker thread"))))
+        out.append(f"           this load test's own event loop woke late by {_lag(lag, start)}")
     if p["measured"]:
         left = p["left_after_server_stopped"]
         out += [f"Processes  before: {_kids(p['before'])}", f"           after:  {_kids(p['after'])}",

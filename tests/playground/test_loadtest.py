@@ -21,6 +21,7 @@ from playground.loadtest.cgroup import Weighted
 from playground.loadtest.procs import CPU_PARTS, WAIT_PARTS, ProcessWatch, end_processes, most_held, read_procs
 from playground.loadtest.readings import Obs, first_start_after, most_at_once, parse_status, queue_waits, stats, training_spans
 from playground.loadtest.students import ACTIONS, CHROMIUM, PHASES
+from playground.loadtest.witness import LoopLag, Witness
 from playground.runs import Session
 
 from .tiny import tiny_run
@@ -265,6 +266,76 @@ def test_a_server_that_spins_among_more_spinners_than_cores_is_seen_waiting_for_
         end_processes([(pid, procs[pid].start) for pid in kids if pid in procs])
 
 
+def test_the_witness_times_the_servers_loop_and_its_worker_threads_apart():
+    """A server whose event-loop route stalls once and whose worker-thread route fails once: the
+    witness, asking both from a process of its own, dates the stall on the one route only and
+    keeps the failure as an error, not as a time."""
+    import http.server
+    import threading
+
+    asked = {"/gradio_api/user": 0, "/gradio_api/app_id": 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked[self.path] += 1
+            if self.path == "/gradio_api/user" and asked["/gradio_api/user"] == 3:
+                time.sleep(1.2)
+            status = 503 if self.path == "/gradio_api/app_id" and asked["/gradio_api/app_id"] == 2 else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    t0 = time.time()
+    witness = Witness(f"http://127.0.0.1:{server.server_address[1]}/", t0, every=0.1)
+    try:
+        assert wait_until(lambda: len(witness.seen["loop"]) >= 8 and len(witness.seen["thread"]) >= 8, 60)
+    finally:
+        witness.stop()
+        server.shutdown()
+    rep = witness.report(0.0, rep_at := time.time() - t0)
+    loop, thread = rep["loop"], rep["thread"]
+    assert loop["max"] >= 1.2 and loop["slowest"][0]["s"] == pytest.approx(loop["max"], abs=1e-3), loop
+    assert loop["errors"] == [], loop
+    assert thread["max"] < 1.0, thread  # its own thread: not held up by the other route's stall
+    assert [e["error"] for e in thread["errors"]] == ["HTTP 503"] and thread["n"] == len(witness.seen["thread"])
+    assert 0.0 < loop["slowest"][0]["t"] < rep_at  # dated on the test's clock, as the students' actions are
+
+
+def test_the_load_tests_own_loop_is_seen_late_when_something_holds_it():
+    import asyncio
+
+    t0 = time.time()
+    lag = LoopLag(t0)
+
+    async def held_once():
+        task = asyncio.create_task(lag.run())
+        await asyncio.sleep(0.5)
+        time.sleep(0.7)  # holds the loop, as a busy callback would
+        await asyncio.sleep(0.5)
+        task.cancel()
+
+    asyncio.run(held_once())
+    rep = lag.report(0.0, time.time() - t0)
+    worst = rep["slowest"][0]
+    assert rep["max"] >= 0.45 and worst["s"] == pytest.approx(rep["max"], abs=1e-3), rep  # the 0.7 s hold, less the sleep it fell in
+    assert 0.5 <= worst["t"] <= 1.5 and rep["p50"] < 0.3, rep
+
+
+def wait_until(test, timeout: float) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if test():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_the_most_busy_at_once_counts_only_what_held():
     assert most_held([1, 2, 4, 2, 2, 3, 3, 3, 1], 3) == 3  # the 4 of a hand-over moment does not hold
     assert most_held([None, 5, 5, 5], 3) == 5 and most_held([None, 5, 5], 3) == 0 and most_held([], 3) == 0
@@ -292,7 +363,7 @@ def test_a_short_class_with_a_queue_keeps_the_cap_and_leaves_nothing_behind(tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     rep = json.loads(out.read_text())
     assert set(rep) == {"config", "sessions", "queue", "latency", "tab_phases", "redraws", "memory", "cpu",
-                        "processes", "close"}
+                        "stalls", "processes", "close"}
     assert "Latency (s)" in done.stdout and "Queue" in done.stdout  # the table
 
     # the tab's clicks, traced through the page: the phases follow one another and add up to the
@@ -334,6 +405,10 @@ def test_a_short_class_with_a_queue_keeps_the_cap_and_leaves_nothing_behind(tmp_
     waits = cpu["mean_waiting_threads"]  # None only where the kernel keeps no scheduler statistics
     assert waits is None or (set(waits) == set(WAIT_PARTS) and min(waits.values()) >= 0), waits
     assert "CPU        cores used" in done.stdout
+    st = rep["stalls"]  # Gradio answers both of the witness's questions, twice a second
+    for route, seen in st["server_asked_by_a_witness"].items():
+        assert seen["n"] >= 1 and seen["errors"] == [], (route, seen)
+    assert st["load_test_loop_late"]["n"] >= 5 and "Stalls" in done.stdout
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (CI installs it)")
